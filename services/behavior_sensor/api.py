@@ -1,0 +1,109 @@
+"""HTTP ingest: validate, authorize per source, record, answer 202 at once."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
+
+from services.behavior_sensor import repository as repo
+from services.behavior_sensor import service
+from services.behavior_sensor.settings import Settings
+from shared.auth import Principal, principal
+from shared.errors import InvalidInput, validation_response
+from shared.events import BehaviorEnvelope
+from shared.service import runtime_of
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+Caller = Annotated[Principal, Depends(principal)]
+_envelopes = TypeAdapter(list[BehaviorEnvelope])
+
+_ENVELOPE_EXAMPLE = {
+    "event_id": "evt-1001", "source": "app", "user_id": "u-42", "action": "like",
+    "occurred_at": "2026-11-22T10:00:00+08:00", "attributes": {"content_id": "post-7"},
+}
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/BehaviorEnvelope"},
+                        {"type": "object", "required": ["events"], "properties": {
+                            "events": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                       "items": {"$ref": "#/components/schemas/BehaviorEnvelope"}}}},
+                    ]
+                },
+                "examples": {"one": {"value": _ENVELOPE_EXAMPLE}, "batch": {"value": {"events": [_ENVELOPE_EXAMPLE]}}},
+            }
+        },
+    }
+}
+
+
+def _read_envelopes(raw: bytes, max_events: int) -> list[BehaviorEnvelope] | JSONResponse:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    if isinstance(body, dict) and "events" in body:
+        if set(body) != {"events"}:
+            raise InvalidInput("a batch body has only the key 'events'")
+        items = body["events"]
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("'events' must be a non-empty list of envelopes")
+        if len(items) > max_events:
+            raise InvalidInput(f"a batch holds at most {max_events} events, got {len(items)}")
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        raise InvalidInput("body must be one envelope object or {\"events\": [...]}")
+    try:
+        return _envelopes.validate_python(items)
+    except ValidationError as exc:
+        return validation_response([{**e, "loc": ("events", *e["loc"])} for e in exc.errors(include_url=False)])
+
+
+@router.post("/events", status_code=202, openapi_extra=_BODY_DOC)
+async def ingest(request: Request, caller: Caller) -> Any:
+    """Accept one behavior envelope or a batch; 202 with how many were new and how many repeats.
+
+    The whole batch is validated first: one bad envelope rejects the batch and records nothing.
+    """
+    rt = runtime_of(request)
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    envelopes = _read_envelopes(await request.body(), settings.max_batch_events)
+    if isinstance(envelopes, JSONResponse):
+        return envelopes
+    for source in {e.source for e in envelopes}:
+        caller.require_source(source)
+    async with rt.db.transaction() as session:
+        accepted, duplicates = await service.intake(session, envelopes, "http")
+    processor = rt.extras.get("processor")
+    if processor is not None:
+        processor.wake()
+    return JSONResponse(status_code=202, content={"accepted": accepted, "duplicates": duplicates})
+
+
+@router.get("/diverted")
+async def list_diverted(
+    request: Request,
+    caller: Caller,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Behaviors held back by the anti-farming limit (for the risk and operations teams)."""
+    caller.require_admin()
+    async with runtime_of(request).db.transaction() as session:
+        rows = await repo.diverted(session, user_id, limit)
+    return {
+        "items": [
+            {"source": r.source, "event_id": r.event_id, "user_id": r.user_id, "action": r.action,
+             "occurred_at": r.occurred_at.isoformat(), "reason": r.status_reason}
+            for r in rows
+        ]
+    }

@@ -1,0 +1,36 @@
+"""behavior_sensor composition root: `uvicorn services.behavior_sensor.main:app`."""
+
+from __future__ import annotations
+
+from services.behavior_sensor.adapters import ADAPTERS
+from services.behavior_sensor.api import router
+from services.behavior_sensor.consumer import BehaviorProcessor, UpstreamHandler
+from services.behavior_sensor.enrichment import make_enricher
+from services.behavior_sensor.models import messaging, metadata
+from services.behavior_sensor.settings import Settings
+from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS
+from shared.service import Runtime, ServiceSpec, Worker, create_app
+
+
+def build_workers(rt: Runtime) -> list[Worker]:
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    enricher = make_enricher(settings.enricher_url, settings.enricher_timeout_s, settings.enricher_retries)
+    processor = BehaviorProcessor(settings, rt.db, enricher, on_written=rt.relay.wake)
+    rt.extras["processor"] = processor
+    return [rt.consumer(UpstreamHandler(on_recorded=processor.wake)), processor]
+
+
+SPEC = ServiceSpec(
+    name="behavior_sensor",
+    title="Jifen behavior sensor",
+    description="Ingests upstream behavior over HTTP and Kafka; de-duplicates, enriches, screens and publishes it.",
+    package="services.behavior_sensor",
+    settings_factory=Settings,
+    metadata=metadata,
+    messaging=messaging,
+    routers=[router],
+    topics=[*ADAPTERS, BEHAVIOR_EVENTS, BEHAVIOR_DIVERTED],
+    build_workers=build_workers,
+)
+
+app = create_app(SPEC)

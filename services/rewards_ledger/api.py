@@ -1,0 +1,95 @@
+"""Ledger HTTP routes: parse, authorize, call a use case in one unit of work, map the result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from sqlalchemy import text
+
+from services.rewards_ledger import service
+from services.rewards_ledger.schemas import (
+    AccountOut,
+    CreditRequest,
+    DebitOut,
+    DebitRequest,
+    EntriesPage,
+    EntryOut,
+    ReconciliationOut,
+)
+from services.rewards_ledger.settings import Settings
+from shared.auth import Principal, principal
+from shared.service import runtime_of
+
+router = APIRouter(prefix="/v1", tags=["ledger"])
+UserId = Annotated[str, Path(min_length=1, max_length=64)]
+Caller = Annotated[Principal, Depends(principal)]
+
+
+@router.get("/accounts/{user_id}", response_model=AccountOut)
+async def get_account(user_id: UserId, request: Request, caller: Caller) -> dict:
+    caller.require_user(user_id)
+    rt = runtime_of(request)
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    async with rt.db.transaction() as session:
+        return await service.account_view(session, user_id, datetime.now(UTC), settings.expiring_soon_days)
+
+
+@router.get("/accounts/{user_id}/entries", response_model=EntriesPage)
+async def list_entries(
+    user_id: UserId,
+    request: Request,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+) -> dict:
+    caller.require_user(user_id)
+    rt = runtime_of(request)
+    async with rt.db.transaction() as session:
+        return await service.history(session, user_id, limit, before_id)
+
+
+@router.post("/accounts/{user_id}/debits", response_model=DebitOut, status_code=201)
+async def debit(user_id: UserId, body: DebitRequest, request: Request, response: Response, caller: Caller) -> dict:
+    """Spend points (services such as exchange, or operations). Same key, same result."""
+    caller.require_admin()
+    rt = runtime_of(request)
+    async with rt.db.transaction() as session:
+        result, created = await service.debit(
+            session, user_id, body.points, body.idempotency_key, body.reason, body.reference
+        )
+    rt.relay.wake()
+    if not created:
+        response.status_code = 200
+    return result
+
+
+@router.post("/accounts/{user_id}/credits", response_model=EntryOut, status_code=201)
+async def credit(user_id: UserId, body: CreditRequest, request: Request, response: Response, caller: Caller) -> dict:
+    """Operations adjustment: add points as a new lot. Same key, same result."""
+    caller.require_admin()
+    rt = runtime_of(request)
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    expires_at = body.expires_at
+    if expires_at is None:
+        days = body.validity_days or settings.default_points_validity_days
+        expires_at = datetime.now(UTC) + timedelta(days=days)
+    async with rt.db.transaction() as session:
+        entry, created = await service.adjust(
+            session, user_id, body.points, body.idempotency_key, body.reason, expires_at, body.reference
+        )
+    rt.relay.wake()
+    if not created:
+        response.status_code = 200
+    return entry
+
+
+@router.get("/reconciliation", response_model=ReconciliationOut)
+async def reconciliation(request: Request, caller: Caller) -> dict:
+    """Prove the books balance: every invariant in the contract, checked in one snapshot."""
+    caller.require_admin()
+    rt = runtime_of(request)
+    async with rt.db.sessions() as session, session.begin():
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        return await service.reconcile(session)

@@ -1,0 +1,71 @@
+"""rewards.grants -> credits. One transaction per fetched batch; grant_id is the inbox id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rewards_ledger import service
+from services.rewards_ledger.settings import Settings
+from shared.db import Database
+from shared.events import GrantCommand
+from shared.kafka import Inbound, PoisonMessage
+from shared.worker import PollingWorker
+
+log = logging.getLogger(__name__)
+
+
+class GrantHandler:
+    name = "rewards_ledger.grants"
+    use_inbox = True
+
+    def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
+        self.settings = settings
+        self.topics = list(topics or [settings.grants_topic])
+
+    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+        try:
+            grant = GrantCommand.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            raise PoisonMessage(f"invalid grant: {exc.errors(include_url=False)}") from exc
+        return [Inbound(message_id=grant.grant_id, value=grant)]
+
+    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+        days = self.settings.default_points_validity_days
+        await service.credit(session, [service.grant_to_credit(i.value, days) for i in items])
+
+
+class ExpirySweeper(PollingWorker):
+    """Expires past-due lots in batches; safe to run in every replica (SKIP LOCKED)."""
+
+    def __init__(self, settings: Settings, db: Database, on_written: Callable[[], None]) -> None:
+        super().__init__(
+            poll_s=settings.expiry_sweep_interval_s,
+            full_batch=sys.maxsize,  # sweep_once already loops until nothing is due
+            backoff_cap_s=settings.retry_backoff_max_s,
+        )
+        self.settings = settings
+        self.db = db
+        self.on_written = on_written
+
+    async def step(self) -> int:
+        return await self.sweep_once()
+
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        """Expire everything due by `now`; returns how many lots expired."""
+        expired_total = 0
+        while True:
+            async with self.db.transaction() as session:
+                expired = await service.sweep_expired(
+                    session, now or datetime.now(UTC), self.settings.expiry_sweep_batch
+                )
+            if expired == 0:
+                return expired_total
+            expired_total += expired
+            self.on_written()

@@ -1,0 +1,34 @@
+"""rewards_ledger composition root: `uvicorn services.rewards_ledger.main:app`."""
+
+from __future__ import annotations
+
+from services.rewards_ledger.api import router
+from services.rewards_ledger.consumer import ExpirySweeper, GrantHandler
+from services.rewards_ledger.models import messaging, metadata
+from services.rewards_ledger.settings import Settings
+from shared.events import LEDGER_EVENTS, REWARDS_GRANTS
+from shared.service import Runtime, ServiceSpec, Worker, create_app
+
+
+def build_workers(rt: Runtime) -> list[Worker]:
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    return [
+        rt.consumer(GrantHandler(settings)),
+        ExpirySweeper(settings, rt.db, on_written=rt.relay.wake),
+    ]
+
+
+SPEC = ServiceSpec(
+    name="rewards_ledger",
+    title="Jifen rewards ledger",
+    description="Accounts, lots with expiry, an append-only journal, debits and reconciliation.",
+    package="services.rewards_ledger",
+    settings_factory=Settings,
+    metadata=metadata,
+    messaging=messaging,
+    routers=[router],
+    topics=[REWARDS_GRANTS, LEDGER_EVENTS],
+    build_workers=build_workers,
+)
+
+app = create_app(SPEC)

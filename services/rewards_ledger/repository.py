@@ -1,0 +1,256 @@
+"""Every SQL statement of the ledger. Accounts are always locked first, in user_id order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rewards_ledger.domain import SpendableLot
+from services.rewards_ledger.models import accounts, allocations, journal_entries, lots
+
+
+async def lock_accounts(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
+    """Create missing accounts and lock all of them; returns their balances."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    await session.execute(
+        pg_insert(accounts).values([{"user_id": uid} for uid in ids]).on_conflict_do_nothing()
+    )
+    rows = await session.execute(
+        select(accounts.c.user_id, accounts.c.balance)
+        .where(accounts.c.user_id.in_(ids))
+        .order_by(accounts.c.user_id)
+        .with_for_update()
+    )
+    return {r.user_id: r.balance for r in rows}
+
+
+async def lock_existing_accounts(session: AsyncSession, user_ids: Iterable[str], *, skip_locked: bool) -> dict[str, int]:
+    rows = await session.execute(
+        select(accounts.c.user_id, accounts.c.balance)
+        .where(accounts.c.user_id.in_(sorted(set(user_ids))))
+        .order_by(accounts.c.user_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return {r.user_id: r.balance for r in rows}
+
+
+async def set_balances(session: AsyncSession, balances: dict[str, int]) -> None:
+    if not balances:
+        return
+    stmt = (
+        update(accounts)
+        .where(accounts.c.user_id == bindparam("uid"))
+        .values(balance=bindparam("new_balance"), updated_at=func.now())
+    )
+    await session.execute(
+        stmt, [{"uid": uid, "new_balance": bal} for uid, bal in balances.items()]
+    )
+
+
+async def insert_lots(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(lots), rows)
+
+
+async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Append journal entries; returns them with their ids and timestamps, in input order."""
+    if not rows:
+        return []
+    result = await session.execute(
+        insert(journal_entries).returning(
+            journal_entries.c.id, journal_entries.c.idempotency_key, journal_entries.c.created_at
+        ),
+        rows,
+    )
+    by_key = {r.idempotency_key: r for r in result}
+    return [{**row, "id": by_key[row["idempotency_key"]].id, "created_at": by_key[row["idempotency_key"]].created_at} for row in rows]
+
+
+async def entry_by_key(session: AsyncSession, key: str) -> Any:
+    result = await session.execute(select(journal_entries).where(journal_entries.c.idempotency_key == key))
+    return result.one_or_none()
+
+
+async def spendable_lots(session: AsyncSession, user_id: str, now: datetime) -> list[SpendableLot]:
+    rows = await session.execute(
+        select(lots.c.id, lots.c.remaining, lots.c.expires_at, lots.c.created_at)
+        .where(
+            lots.c.user_id == user_id,
+            lots.c.status == "active",
+            lots.c.remaining > 0,
+            (lots.c.expires_at.is_(None)) | (lots.c.expires_at > now),
+        )
+        .with_for_update()
+    )
+    return [SpendableLot(r.id, r.remaining, r.expires_at, r.created_at) for r in rows]
+
+
+async def take_from_lots(session: AsyncSession, taken: Sequence[tuple[str, int]]) -> None:
+    if not taken:
+        return
+    await session.execute(
+        update(lots)
+        .where(lots.c.id == bindparam("lot_id"))
+        .values(remaining=lots.c.remaining - bindparam("taken")),
+        [{"lot_id": lot_id, "taken": pts} for lot_id, pts in taken],
+    )
+
+
+async def insert_allocations(session: AsyncSession, entry_id: int, taken: Sequence[tuple[str, int]]) -> None:
+    if taken:
+        await session.execute(
+            insert(allocations),
+            [{"journal_entry_id": entry_id, "lot_id": lot_id, "points": pts} for lot_id, pts in taken],
+        )
+
+
+async def allocations_of(session: AsyncSession, entry_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    if not entry_ids:
+        return {}
+    rows = await session.execute(
+        select(allocations.c.journal_entry_id, allocations.c.lot_id, allocations.c.points, lots.c.expires_at)
+        .join(lots, lots.c.id == allocations.c.lot_id)
+        .where(allocations.c.journal_entry_id.in_(entry_ids))
+        .order_by(allocations.c.journal_entry_id, lots.c.expires_at.nulls_last(), lots.c.id)
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.journal_entry_id, []).append(
+            {"lot_id": r.lot_id, "points": r.points, "expires_at": r.expires_at}
+        )
+    return out
+
+
+async def due_lots(session: AsyncSession, user_ids: Sequence[str], now: datetime) -> list[Any]:
+    """Active lots with points left whose expiry has passed (caller holds the account locks)."""
+    rows = await session.execute(
+        select(lots.c.id, lots.c.user_id, lots.c.remaining, lots.c.expires_at)
+        .where(
+            lots.c.user_id.in_(list(user_ids)),
+            lots.c.status == "active",
+            lots.c.remaining > 0,
+            lots.c.expires_at <= now,
+        )
+        .order_by(lots.c.user_id, lots.c.expires_at, lots.c.id)
+        .with_for_update()
+    )
+    return list(rows)
+
+
+async def users_with_due_lots(session: AsyncSession, now: datetime, limit: int) -> list[str]:
+    rows = await session.execute(
+        select(lots.c.user_id)
+        .where(lots.c.status == "active", lots.c.remaining > 0, lots.c.expires_at <= now)
+        .group_by(lots.c.user_id)
+        .order_by(func.min(lots.c.expires_at))
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def close_expired_lots(session: AsyncSession, lot_ids: Sequence[str]) -> None:
+    if lot_ids:
+        await session.execute(
+            update(lots).where(lots.c.id.in_(list(lot_ids))).values(status="expired", remaining=0)
+        )
+
+
+async def balance_of(session: AsyncSession, user_id: str) -> Any:
+    result = await session.execute(select(accounts).where(accounts.c.user_id == user_id))
+    return result.one_or_none()
+
+
+async def upcoming_expiries(session: AsyncSession, user_id: str, now: datetime, until: datetime) -> list[Any]:
+    rows = await session.execute(
+        select(func.date_trunc("day", lots.c.expires_at).label("day"), func.sum(lots.c.remaining).label("points"), func.min(lots.c.expires_at).label("first"))
+        .where(
+            lots.c.user_id == user_id,
+            lots.c.status == "active",
+            lots.c.remaining > 0,
+            lots.c.expires_at > now,
+            lots.c.expires_at <= until,
+        )
+        .group_by(text("1"))
+        .order_by(text("1"))
+    )
+    return list(rows)
+
+
+async def entries_page(session: AsyncSession, user_id: str, limit: int, before_id: int | None) -> list[Any]:
+    conditions = [journal_entries.c.user_id == user_id]
+    if before_id is not None:
+        conditions.append(journal_entries.c.id < before_id)
+    rows = await session.execute(
+        select(journal_entries).where(and_(*conditions)).order_by(journal_entries.c.id.desc()).limit(limit)
+    )
+    return list(rows)
+
+
+RECONCILIATION_CHECKS: dict[str, str] = {
+    "balance_matches_lots": """
+        SELECT a.user_id, a.balance, COALESCE(l.total, 0) AS lots_total
+        FROM accounts a
+        LEFT JOIN (SELECT user_id, sum(remaining) AS total FROM lots
+                   WHERE status = 'active' GROUP BY user_id) l ON l.user_id = a.user_id
+        WHERE a.balance <> COALESCE(l.total, 0)
+        LIMIT 100""",
+    "balance_matches_journal": """
+        SELECT a.user_id, a.balance, COALESCE(j.total, 0) AS journal_total
+        FROM accounts a
+        LEFT JOIN (SELECT user_id, sum(amount) AS total FROM journal_entries GROUP BY user_id) j
+               ON j.user_id = a.user_id
+        WHERE a.balance <> COALESCE(j.total, 0)
+        LIMIT 100""",
+    "balance_matches_last_entry": """
+        SELECT a.user_id, a.balance, last.balance_after
+        FROM accounts a
+        JOIN LATERAL (SELECT balance_after FROM journal_entries je
+                      WHERE je.user_id = a.user_id ORDER BY id DESC LIMIT 1) last ON true
+        WHERE a.balance <> last.balance_after
+        LIMIT 100""",
+    "journal_running_balance": """
+        SELECT user_id, id, balance_after, running FROM (
+            SELECT user_id, id, balance_after,
+                   sum(amount) OVER (PARTITION BY user_id ORDER BY id) AS running
+            FROM journal_entries) t
+        WHERE balance_after <> running
+        LIMIT 100""",
+    "no_negative_amounts": """
+        SELECT user_id, balance FROM accounts WHERE balance < 0
+        UNION ALL SELECT user_id, remaining FROM lots WHERE remaining < 0
+        LIMIT 100""",
+    "debits_fully_allocated": """
+        SELECT je.id, je.user_id, je.amount, COALESCE(sum(al.points), 0) AS allocated
+        FROM journal_entries je LEFT JOIN allocations al ON al.journal_entry_id = je.id
+        WHERE je.kind = 'debit'
+        GROUP BY je.id, je.user_id, je.amount
+        HAVING -je.amount <> COALESCE(sum(al.points), 0)
+        LIMIT 100""",
+    "lots_account_for_their_points": """
+        SELECT l.id, l.user_id, l.points, l.remaining, COALESCE(al.used, 0) AS used,
+               COALESCE(ex.expired, 0) AS expired
+        FROM lots l
+        LEFT JOIN (SELECT lot_id, sum(points) AS used FROM allocations GROUP BY lot_id) al
+               ON al.lot_id = l.id
+        LEFT JOIN (SELECT lot_id, -sum(amount) AS expired FROM journal_entries
+                   WHERE kind = 'expire' GROUP BY lot_id) ex ON ex.lot_id = l.id
+        WHERE l.points <> l.remaining + COALESCE(al.used, 0) + COALESCE(ex.expired, 0)
+        LIMIT 100""",
+}
+
+
+async def run_reconciliation(session: AsyncSession) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    accounts_checked = int((await session.execute(select(func.count()).select_from(accounts))).scalar_one())
+    failures: dict[str, list[dict[str, Any]]] = {}
+    for name, sql in RECONCILIATION_CHECKS.items():
+        rows = (await session.execute(text(sql))).mappings().all()
+        if rows:
+            failures[name] = [dict(r) for r in rows]
+    return accounts_checked, failures

@@ -1,0 +1,234 @@
+"""Ledger use cases. They run inside the caller's unit of work and only flush."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rewards_ledger import repository as repo
+from services.rewards_ledger.domain import InsufficientPoints, allocate, expiry_for
+from services.rewards_ledger.models import messaging
+from shared.errors import DomainError
+from shared.events import LEDGER_EVENTS, GrantCommand, LedgerEvent, stable_id
+from shared.messaging import OutgoingEvent, add_to_outbox
+from shared.metrics import POINTS_MOVED
+
+EVENT_TYPE = {"credit": "credited", "debit": "debited", "expire": "expired", "adjustment": "adjusted", "refund": "refunded"}
+
+
+@dataclass(frozen=True)
+class NewCredit:
+    user_id: str
+    points: int
+    idempotency_key: str
+    origin: str  # grant | adjustment
+    origin_ref: str
+    expires_at: datetime | None
+    reason: str = ""
+    reference: str | None = None
+
+
+def _ledger_event(entry: dict[str, Any]) -> OutgoingEvent:
+    event = LedgerEvent(
+        type=EVENT_TYPE[entry["kind"]],  # type: ignore[arg-type]
+        entry_id=entry["id"],
+        user_id=entry["user_id"],
+        points=entry["amount"],
+        balance_after=entry["balance_after"],
+        idempotency_key=entry["idempotency_key"],
+        occurred_at=entry["created_at"],
+        reference=entry.get("reference"),
+    )
+    return OutgoingEvent(LEDGER_EVENTS, entry["user_id"], event.model_dump(mode="json"))
+
+
+async def _append(session: AsyncSession, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write journal entries and their ledger.events in one go."""
+    written = await repo.insert_entries(session, entries)
+    await add_to_outbox(session, messaging.outbox, [_ledger_event(e) for e in written])
+    for e in written:
+        POINTS_MOVED.labels(e["kind"]).inc(abs(e["amount"]))
+    return written
+
+
+async def credit(session: AsyncSession, credits: list[NewCredit]) -> list[dict[str, Any]]:
+    """Credit many lots at once (one batch of grants): one lock round trip, set-based writes."""
+    if not credits:
+        return []
+    balances = await repo.lock_accounts(session, (c.user_id for c in credits))
+    lot_rows, entry_rows = [], []
+    for c in credits:
+        lot_id = stable_id("lot", c.idempotency_key)
+        balances[c.user_id] += c.points
+        lot_rows.append(
+            {"id": lot_id, "user_id": c.user_id, "origin": c.origin, "origin_ref": c.origin_ref,
+             "points": c.points, "remaining": c.points, "expires_at": c.expires_at}
+        )
+        entry_rows.append(
+            {"user_id": c.user_id, "kind": "credit" if c.origin == "grant" else "adjustment",
+             "amount": c.points, "balance_after": balances[c.user_id],
+             "idempotency_key": c.idempotency_key, "lot_id": lot_id, "reference": c.reference,
+             "reason": c.reason}
+        )
+    await repo.insert_lots(session, lot_rows)
+    written = await _append(session, entry_rows)
+    await repo.set_balances(session, {c.user_id: balances[c.user_id] for c in credits})
+    return written
+
+
+def grant_to_credit(grant: GrantCommand, default_validity_days: int) -> NewCredit:
+    expires_at = grant.expires_at or expiry_for(grant.occurred_at, default_validity_days)
+    return NewCredit(
+        user_id=grant.user_id,
+        points=grant.points,
+        idempotency_key=f"grant:{grant.grant_id}",
+        origin="grant",
+        origin_ref=grant.grant_id,
+        expires_at=expires_at,
+        reason=grant.reason or f"task {grant.task_id} completion {grant.completion} ({grant.period_key})",
+        reference=grant.causation_event_id,
+    )
+
+
+async def expire_due_lots(session: AsyncSession, balances: dict[str, int], now: datetime) -> list[dict[str, Any]]:
+    """Expire the past-due lots of accounts the caller has locked; updates `balances` in place."""
+    due = await repo.due_lots(session, list(balances), now)
+    if not due:
+        return []
+    entry_rows = []
+    for lot in due:
+        balances[lot.user_id] -= lot.remaining
+        entry_rows.append(
+            {"user_id": lot.user_id, "kind": "expire", "amount": -lot.remaining,
+             "balance_after": balances[lot.user_id], "idempotency_key": f"expire:{lot.id}",
+             "lot_id": lot.id, "reference": None,
+             "reason": f"points expired at {lot.expires_at.isoformat()}"}
+        )
+    await repo.close_expired_lots(session, [lot.id for lot in due])
+    written = await _append(session, entry_rows)
+    await repo.set_balances(session, {lot.user_id: balances[lot.user_id] for lot in due})
+    return written
+
+
+async def sweep_expired(session: AsyncSession, now: datetime, max_accounts: int) -> int:
+    """One batch of the expiry sweep. Replicas skip accounts another replica holds."""
+    users = await repo.users_with_due_lots(session, now, max_accounts)
+    if not users:
+        return 0
+    balances = await repo.lock_existing_accounts(session, users, skip_locked=True)
+    return len(await expire_due_lots(session, balances, now))
+
+
+async def _debit_result(session: AsyncSession, entry: Any) -> dict[str, Any]:
+    allocs = await repo.allocations_of(session, [entry.id])
+    return {
+        "entry_id": entry.id,
+        "user_id": entry.user_id,
+        "points": -entry.amount,
+        "balance_after": entry.balance_after,
+        "idempotency_key": entry.idempotency_key,
+        "reference": entry.reference,
+        "created_at": entry.created_at,
+        "allocations": allocs.get(entry.id, []),
+    }
+
+
+async def _replay(session: AsyncSession, key: str, user_id: str, points: int, kind: str) -> Any:
+    existing = await repo.entry_by_key(session, key)
+    if existing is None:
+        return None
+    if existing.user_id != user_id or existing.kind != kind or abs(existing.amount) != points:
+        raise DomainError(
+            "idempotency_key_reused",
+            f"idempotency key {key!r} was already used for a different {existing.kind}",
+        )
+    return existing
+
+
+async def debit(
+    session: AsyncSession, user_id: str, points: int, idempotency_key: str, reason: str,
+    reference: str | None, now: datetime | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Spend points, earliest-expiring lots first. Returns (result, created)."""
+    now = now or datetime.now(UTC)
+    key = f"debit:{idempotency_key}"
+    if (done := await _replay(session, key, user_id, points, "debit")) is not None:
+        return await _debit_result(session, done), False
+    balances = await repo.lock_accounts(session, [user_id])
+    # Re-check under the account lock: a concurrent request with the same key may have won.
+    if (done := await _replay(session, key, user_id, points, "debit")) is not None:
+        return await _debit_result(session, done), False
+    await expire_due_lots(session, balances, now)
+    if balances[user_id] < points:
+        raise InsufficientPoints(balances[user_id], points)
+    taken = allocate(await repo.spendable_lots(session, user_id, now), points)
+    await repo.take_from_lots(session, taken)
+    balances[user_id] -= points
+    [entry] = await _append(
+        session,
+        [{"user_id": user_id, "kind": "debit", "amount": -points, "balance_after": balances[user_id],
+          "idempotency_key": key, "lot_id": None, "reference": reference, "reason": reason}],
+    )
+    await repo.insert_allocations(session, entry["id"], taken)
+    await repo.set_balances(session, {user_id: balances[user_id]})
+    stored = await repo.entry_by_key(session, key)
+    return await _debit_result(session, stored), True
+
+
+async def adjust(
+    session: AsyncSession, user_id: str, points: int, idempotency_key: str, reason: str,
+    expires_at: datetime | None, reference: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Operations credit (goodwill, corrections). Returns (entry, created)."""
+    key = f"adjust:{idempotency_key}"
+    if (done := await _replay(session, key, user_id, points, "adjustment")) is not None:
+        return dict(done._mapping), False
+    [entry] = await credit(
+        session,
+        [NewCredit(user_id, points, key, "adjustment", key, expires_at, reason, reference)],
+    )
+    return entry, True
+
+
+async def account_view(session: AsyncSession, user_id: str, now: datetime, soon_days: int) -> dict[str, Any]:
+    account = await repo.balance_of(session, user_id)
+    horizon = now + timedelta(days=soon_days)
+    upcoming = await repo.upcoming_expiries(session, user_id, now, horizon)
+    week = now + timedelta(days=7)
+    return {
+        "user_id": user_id,
+        "balance": account.balance if account else 0,
+        "expiring_within_7_days": sum(int(r.points) for r in upcoming if r.first <= week),
+        "expiring_within_30_days": sum(int(r.points) for r in upcoming),
+        "expiring_soon": [{"date": r.first.date().isoformat(), "expires_at": r.first, "points": int(r.points)} for r in upcoming],
+        "updated_at": account.updated_at if account else None,
+    }
+
+
+async def history(session: AsyncSession, user_id: str, limit: int, before_id: int | None) -> dict[str, Any]:
+    rows = await repo.entries_page(session, user_id, limit + 1, before_id)
+    page, more = rows[:limit], len(rows) > limit
+    allocs = await repo.allocations_of(session, [r.id for r in page if r.kind == "debit"])
+    items = [
+        {"id": r.id, "kind": r.kind, "amount": r.amount, "balance_after": r.balance_after,
+         "idempotency_key": r.idempotency_key, "reference": r.reference, "reason": r.reason,
+         "lot_id": r.lot_id, "created_at": r.created_at, "allocations": allocs.get(r.id, [])}
+        for r in page
+    ]
+    return {"items": items, "next_before_id": page[-1].id if more and page else None}
+
+
+async def reconcile(session: AsyncSession) -> dict[str, Any]:
+    checked, failures = await repo.run_reconciliation(session)
+    violations = [{"check": name, "rows": rows} for name, rows in failures.items()]
+    return {
+        "ok": not violations,
+        "accounts_checked": checked,
+        "checks": list(repo.RECONCILIATION_CHECKS),
+        "violations": violations,
+        "checked_at": datetime.now(UTC),
+    }
+

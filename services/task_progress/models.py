@@ -1,0 +1,80 @@
+"""Task rules, per-(user, task, period) progress and the grants completions produced."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from shared.messaging import add_messaging_tables
+
+metadata = MetaData()
+messaging = add_messaging_tables(metadata)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("action", String(64), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="count"),
+    Column("target_count", Integer, nullable=False, server_default="1"),
+    Column("reward_points", Integer, nullable=False),
+    Column("amount_unit_cents", BigInteger, nullable=True),
+    Column("amount_attribute", String(64), nullable=False, server_default="amount_cents"),
+    Column("period", String(16), nullable=False),
+    Column("max_per_period", Integer, nullable=True),
+    Column("conditions", JSONB, nullable=False, server_default="[]"),
+    Column("points_validity_days", Integer, nullable=True),
+    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("starts_at", DateTime(timezone=True), nullable=True),
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("target_count >= 1", name="ck_tasks_target_count"),
+    CheckConstraint("reward_points >= 1", name="ck_tasks_reward_points"),
+)
+Index("ix_tasks_active_action", tasks.c.action, postgresql_where=tasks.c.active)
+
+progress = Table(
+    "progress",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("task_id", String(36), ForeignKey("tasks.id"), primary_key=True),
+    Column("period_key", String(16), primary_key=True),
+    Column("count", Integer, nullable=False, server_default="0"),
+    Column("completions", Integer, nullable=False, server_default="0"),
+    Column("points", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="not_started"),
+    Column("last_event_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("grant_id", String(36), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("task_id", String(36), ForeignKey("tasks.id"), nullable=False),
+    Column("period_key", String(16), nullable=False),
+    Column("completion", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("causation_event_id", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_grants_user", grants.c.user_id, grants.c.created_at)

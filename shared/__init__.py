@@ -1,0 +1,1 @@
+"""Infrastructure every Jifen service imports: settings, database, messaging, auth, errors, metrics."""

@@ -1,0 +1,86 @@
+"""Who is calling: the admin/operations token, a per-source ingest key, or a user's JWT."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+import jwt
+from fastapi import Request
+
+from shared.errors import Forbidden, Unauthorized
+from shared.settings import JifenSettings
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["admin", "ingest", "user"]
+    user_id: str | None = None
+    sources: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this endpoint needs the admin token")
+
+    def require_user(self, user_id: str) -> None:
+        """Admins see everyone; a user sees only their own data."""
+        if self.is_admin:
+            return
+        if self.kind != "user" or self.user_id != user_id:
+            raise Forbidden("a user may only access their own data")
+
+    def require_source(self, source: str) -> None:
+        if self.is_admin:
+            return
+        if self.kind != "ingest" or ("*" not in self.sources and source not in self.sources):
+            raise Forbidden(f"this key may not publish events for source {source!r}")
+
+
+class Authenticator:
+    def __init__(self, settings: JifenSettings) -> None:
+        self._admin = settings.admin_token.get_secret_value().encode()
+        self._jwt_secret = settings.jwt_secret.get_secret_value()
+        self._ingest = {key.encode(): frozenset(srcs) for key, srcs in settings.ingest_keys.items()}
+
+    def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
+        if api_key:
+            for key, sources in self._ingest.items():
+                if hmac.compare_digest(key, api_key.encode()):
+                    return Principal("ingest", sources=sources)
+            raise Unauthorized("unknown API key")
+        if not authorization:
+            raise Unauthorized("send 'Authorization: Bearer <token>' or 'X-Api-Key: <key>'")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        if hmac.compare_digest(self._admin, token.encode()):
+            return Principal("admin")
+        try:
+            claims = jwt.decode(
+                token, self._jwt_secret, algorithms=["HS256"], options={"require": ["sub"]}
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise Unauthorized("token has no subject")
+        return Principal("user", user_id=sub)
+
+
+def principal(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated caller (401 when there is none)."""
+    auth: Authenticator = request.app.state.authenticator
+    return auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def issue_user_token(secret: str, user_id: str, ttl_seconds: int = 3600) -> str:
+    """Mint a user JWT (used by tests, the demo and tooling; production tokens come from the IdP)."""
+    import time
+
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds}, secret, "HS256")

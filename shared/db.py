@@ -1,0 +1,82 @@
+"""Engine, session factory and the unit of work every request and consumed batch runs in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+log = logging.getLogger(__name__)
+
+
+def database_url(server_url: str, database: str) -> URL:
+    """The SQLAlchemy (asyncpg) URL of `database` on the server named by `server_url`."""
+    url = make_url(server_url)
+    return url.set(drivername="postgresql+asyncpg", database=database)
+
+
+def _asyncpg_kwargs(url: URL) -> dict[str, object]:
+    query = dict(url.query)
+    host = query.pop("host", None) or url.host
+    return {
+        "user": url.username or "postgres",
+        "password": url.password or None,
+        "host": host,
+        "port": url.port or 5432,
+        "database": url.database,
+    }
+
+
+async def ensure_database(server_url: str, database: str) -> None:
+    """Create `database` on the server if it does not exist (safe to race with other replicas)."""
+    admin_url = database_url(server_url, "postgres")
+    conn = await asyncpg.connect(**_asyncpg_kwargs(admin_url))  # type: ignore[arg-type]
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{database}"')
+                log.info("created database", extra={"database": database})
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                pass
+    finally:
+        await conn.close()
+
+
+def create_engine(url: URL, *, pool_size: int = 8, max_overflow: int = 4) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+class Database:
+    """Owns the engine and hands out units of work: one transaction, committed on success."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

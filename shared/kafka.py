@@ -1,0 +1,396 @@
+"""Kafka plumbing: the producer, topic creation, the batch consumer loop and the outbox relay.
+
+Safety rules (see the brief): no auto-commit, offsets committed only after the database
+commit, producers wait for acks from all in-sync replicas, poison messages go to <topic>.dlq
+and the loop keeps going, transient failures are retried with backoff and never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from sqlalchemy import Table
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database
+from shared.events import dlq_topic
+from shared.messaging import LOCK_UNPUBLISHED, MARK_PUBLISHED, PURGE_PUBLISHED, claim_inbox
+from shared.metrics import (
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_RETRIES,
+    DEAD_LETTERS,
+    MESSAGES_CONSUMED,
+    OUTBOX_PUBLISHED,
+)
+from shared.settings import JifenSettings
+from shared.worker import PollingWorker
+
+log = logging.getLogger(__name__)
+
+
+class PoisonMessage(Exception):
+    """A message that can never be applied (unparseable, invalid): it goes to the DLQ."""
+
+
+# SQLSTATE classes and codes worth retrying: connection trouble, serialization failure,
+# deadlock, resource exhaustion, server shutting down or starting, lock timeouts.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P", "55P03", "58")
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, KafkaError):
+        return True  # broker unreachable or leader moving: wait for it
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if sqlstate:
+            return str(sqlstate).startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+        return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+    if isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+        return True
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and is_transient(cause)
+
+
+class Backoff:
+    """Exponential backoff with jitter, reset after a success."""
+
+    def __init__(self, base: float = 0.05, cap: float = 10.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    async def wait(self) -> None:
+        delay = min(self.cap, self.base * (2**self.attempt)) * (0.5 + random.random() / 2)
+        self.attempt += 1
+        await asyncio.sleep(delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def make_producer(settings: JifenSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"jifen-{settings.service_name}",
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+async def start_with_retry(client: Any, what: str, attempts: int = 60) -> None:
+    """Start a Kafka client, waiting for the broker to come up (compose starts things in parallel)."""
+    backoff = Backoff(base=0.2, cap=3.0)
+    for attempt in range(attempts):
+        try:
+            await client.start()
+            return
+        except KafkaError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s cannot reach the broker yet: %s", what, exc)
+            await backoff.wait()
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int = 1
+) -> None:
+    """Create the topics (and their dead-letter topics) if they are missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="jifen-admin")
+    await start_with_retry(admin, "admin client")
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", missing)
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Inbound:
+    """One unit of work taken from a Kafka record: its inbox id and its parsed value."""
+
+    message_id: str
+    value: Any
+    record: ConsumerRecord | None = field(default=None, repr=False)
+
+
+class BatchHandler(Protocol):
+    """What a service plugs into the consumer loop."""
+
+    name: str  # consumer name: inbox namespace and consumer group suffix
+    topics: Sequence[str]
+    use_inbox: bool  # False when the handler's own unique keys already make it idempotent
+
+    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+        """Decode and validate one record (raise PoisonMessage when it can never apply)."""
+        ...
+
+    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+        """Apply new (never applied before) items in order, inside the caller's transaction."""
+        ...
+
+
+class _WaitForBatch(ConsumerRebalanceListener):
+    """Let a rebalance wait until the batch in flight has committed, so hand-overs are clean."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        handler: BatchHandler,
+        *,
+        settings: JifenSettings,
+        db: Database,
+        producer: AIOKafkaProducer,
+        inbox: Table,
+        group_id: str | None = None,
+        after_db_commit: Callable[[], Awaitable[None]] | None = None,
+        on_applied: Callable[[], None] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.settings = settings
+        self.db = db
+        self.producer = producer
+        self.inbox = inbox
+        self.group_id = group_id or f"{settings.consumer_group_prefix}.{handler.name}"
+        self.after_db_commit = after_db_commit  # fault-injection seam for crash tests
+        self.on_applied = on_applied
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.healthy = False
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def _labels(self) -> tuple[str, str]:
+        return self.settings.service_name, self.handler.name
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.group_id,
+            client_id=f"jifen-{self.settings.service_name}-{self.handler.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.consumer_batch_size,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+        )
+        consumer.subscribe(list(self.handler.topics), listener=_WaitForBatch(self._batch_lock))
+        self.consumer = consumer
+        await start_with_retry(consumer, f"consumer {self.handler.name}")
+        self.healthy = True
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(
+                    timeout_ms=self.settings.consumer_poll_ms,
+                    max_records=self.settings.consumer_batch_size,
+                )
+                records = [r for recs in batches.values() for r in recs]
+                if not records:
+                    continue
+                async with self._batch_lock:
+                    await self._process(records)
+                    await self._commit_offsets(consumer, records)
+        finally:
+            self.healthy = False
+            await consumer.stop()
+
+    async def _process(self, records: list[ConsumerRecord]) -> None:
+        start = time.perf_counter()
+        items: list[Inbound] = []
+        for record in records:
+            try:
+                parsed = self.handler.parse(record)
+            except PoisonMessage as exc:
+                await self._dead_letter(record, str(exc))
+                continue
+            for item in parsed:
+                item.record = record
+            items.extend(parsed)
+        if items:
+            await self._apply_with_retry(items)
+            if self.after_db_commit is not None:
+                await self.after_db_commit()
+            if self.on_applied is not None:
+                self.on_applied()
+        CONSUMER_BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - start)
+
+    async def _apply_once(self, items: list[Inbound]) -> int:
+        async with self.db.transaction() as session:
+            if self.handler.use_inbox:
+                fresh = await claim_inbox(
+                    session, self.inbox, self.handler.name, [i.message_id for i in items]
+                )
+                new_items = []
+                for item in items:
+                    if item.message_id in fresh:
+                        new_items.append(item)
+                        fresh.discard(item.message_id)  # a repeat inside the batch is a duplicate
+            else:
+                new_items = items
+            if new_items:
+                await self.handler.apply(session, new_items)
+        MESSAGES_CONSUMED.labels(*self._labels, "applied").inc(len(new_items))
+        MESSAGES_CONSUMED.labels(*self._labels, "duplicate").inc(len(items) - len(new_items))
+        return len(new_items)
+
+    async def _apply_with_retry(self, items: list[Inbound]) -> None:
+        """Apply a batch; retry transient failures forever; isolate a poison item by bisection."""
+        backoff = Backoff(cap=self.settings.retry_backoff_max_s)
+        while True:
+            try:
+                await self._apply_once(items)
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    if self._stopping.is_set():
+                        raise
+                    CONSUMER_RETRIES.labels(*self._labels).inc()
+                    log.warning("transient failure applying batch, retrying: %s", exc)
+                    await backoff.wait()
+                    continue
+                if len(items) == 1:
+                    record = items[0].record
+                    log.error("message cannot be applied, dead-lettering: %s", exc)
+                    if record is not None:
+                        await self._dead_letter(record, f"apply failed: {type(exc).__name__}: {exc}")
+                    return
+                middle = len(items) // 2
+                await self._apply_with_retry(items[:middle])
+                await self._apply_with_retry(items[middle:])
+                return
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        raw: bytes = record.value or b""
+        try:
+            original_text: str | None = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            original_text = None
+        letter = {
+            "error": reason[:2000],
+            "consumer": self.handler.name,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode("utf-8", "replace") if record.key else None,
+            "original": original_text,
+            "original_base64": base64.b64encode(raw).decode("ascii"),
+            "failed_at": datetime.now(UTC).isoformat(),
+        }
+        backoff = Backoff(cap=self.settings.retry_backoff_max_s)
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    dlq_topic(record.topic), json.dumps(letter).encode(), key=record.key
+                )
+                break
+            except KafkaError as exc:
+                log.warning("dead-letter publish failed, retrying: %s", exc)
+                await backoff.wait()
+        DEAD_LETTERS.labels(self.settings.service_name, record.topic).inc()
+        MESSAGES_CONSUMED.labels(*self._labels, "dead_lettered").inc()
+        log.warning(
+            "dead-lettered message",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
+        )
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # Typically a rebalance took the partition away; whoever owns it now re-reads from
+            # the last committed offset and the inbox turns the re-read into no-ops.
+            log.warning("offset commit failed (will be re-read idempotently): %s", exc)
+
+
+class OutboxRelay(PollingWorker):
+    """Publishes outbox rows to Kafka in id order and marks them sent.
+
+    Replicas are safe: each claims rows with FOR UPDATE SKIP LOCKED. A crash between the
+    publish and the mark re-publishes, which downstream inboxes absorb.
+    """
+
+    def __init__(self, settings: JifenSettings, db: Database, producer: AIOKafkaProducer) -> None:
+        super().__init__(
+            poll_s=settings.relay_poll_ms / 1000,
+            full_batch=settings.relay_batch_size,
+            backoff_cap_s=settings.retry_backoff_max_s,
+        )
+        self.settings = settings
+        self.db = db
+        self.producer = producer
+        self._last_purge = 0.0
+
+    async def step(self) -> int:
+        published = await self.publish_once()
+        if time.monotonic() - self._last_purge > 600:
+            self._last_purge = time.monotonic()
+            async with self.db.transaction() as session:
+                await session.execute(PURGE_PUBLISHED, {"hours": self.settings.outbox_retention_hours})
+        return published
+
+    async def publish_once(self) -> int:
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(LOCK_UNPUBLISHED, {"limit": self.settings.relay_batch_size})
+            ).all()
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                payload = row.payload if isinstance(row.payload, str) else json.dumps(row.payload)
+                futures.append(
+                    await self.producer.send(
+                        row.topic,
+                        payload.encode("utf-8"),
+                        key=row.key.encode("utf-8") if row.key else None,
+                    )
+                )
+            await asyncio.gather(*futures)
+            await session.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(self.settings.service_name, row.topic).inc()
+        return len(rows)

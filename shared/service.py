@@ -1,0 +1,212 @@
+"""The composition root every service shares: lifespan, app factory, health, background loops.
+
+A service describes itself with a `ServiceSpec` (its settings, tables, routers and the
+workers it runs); `create_app` wires the rest the same way for everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData
+
+from shared.auth import Authenticator
+from shared.db import Database, create_engine, database_url, ensure_database
+from shared.errors import install_error_handlers
+from shared.events import dlq_topic
+from shared.kafka import (
+    BatchHandler,
+    ConsumerLoop,
+    OutboxRelay,
+    ensure_topics,
+    make_producer,
+    start_with_retry,
+)
+from shared.logs import configure_logging
+from shared.messaging import MessagingTables
+from shared.metrics import install_metrics
+from shared.migrate import upgrade
+from shared.settings import JifenSettings
+
+log = logging.getLogger(__name__)
+
+
+class Worker(Protocol):
+    healthy: bool
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; routes reach it as `request.app.state.runtime`."""
+
+    settings: JifenSettings
+    db: Database
+    producer: AIOKafkaProducer
+    messaging: MessagingTables
+    relay: OutboxRelay
+    workers: list[Worker] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def consumer(self, handler: BatchHandler, **kwargs: Any) -> ConsumerLoop:
+        return ConsumerLoop(
+            handler,
+            settings=self.settings,
+            db=self.db,
+            producer=self.producer,
+            inbox=self.messaging.inbox,
+            on_applied=self.relay.wake,
+            **kwargs,
+        )
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    package: str  # e.g. "services.rewards_ledger": migrations live in <package>/migrations
+    settings_factory: Callable[[], JifenSettings]
+    metadata: MetaData
+    messaging: MessagingTables
+    routers: Sequence[APIRouter]
+    topics: Sequence[str]  # topics it consumes or produces (created if missing, with DLQs)
+    build_workers: Callable[[Runtime], list[Worker]] = lambda rt: []
+    seed: Callable[[Runtime], Awaitable[None]] | None = None
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+
+
+async def _supervise(worker: Worker, name: str) -> None:
+    """Keep a background loop alive: a crash is logged and the loop restarted after a pause."""
+    delay = 0.5
+    while True:
+        try:
+            await worker.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s crashed; restarting in %.1fs", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
+
+
+async def prepare_database(spec: ServiceSpec, settings: JifenSettings) -> None:
+    await ensure_database(settings.database_url, settings.database_name)
+    url = database_url(settings.database_url, settings.database_name)
+    await asyncio.to_thread(upgrade, spec.package, url.render_as_string(hide_password=False))
+
+
+def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> FastAPI:
+    settings = settings or spec.settings_factory()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        if settings.migrate_on_start:
+            await prepare_database(spec, settings)
+        engine = create_engine(
+            database_url(settings.database_url, settings.database_name),
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        db = Database(engine)
+        producer = make_producer(settings)
+        await start_with_retry(producer, "producer")
+        topics = [t for topic in spec.topics for t in (topic, dlq_topic(topic))]
+        await ensure_topics(
+            settings.kafka_bootstrap, topics, settings.kafka_topic_partitions, settings.kafka_replication_factor
+        )
+        relay = OutboxRelay(settings, db, producer)
+        runtime = Runtime(settings=settings, db=db, producer=producer, messaging=spec.messaging, relay=relay)
+        app.state.runtime = runtime
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
+        if settings.seed_demo and spec.seed is not None:
+            await spec.seed(runtime)
+        tasks: list[asyncio.Task[None]] = []
+        if settings.runs_workers:
+            runtime.workers = [relay, *spec.build_workers(runtime)]
+            for worker in runtime.workers:
+                name = type(worker).__name__
+                tasks.append(asyncio.create_task(_supervise(worker, name), name=name))
+        log.info("service started", extra={"role": settings.role})
+        try:
+            yield
+        finally:
+            # Stop consumers first (they finish and commit their batch), then let the relay
+            # drain what they wrote, then close the producer and the pool.
+            for worker in runtime.workers:
+                if worker is not relay:
+                    worker.stop()
+            others = [t for t, w in zip(tasks, runtime.workers, strict=True) if w is not relay]
+            if others:
+                await asyncio.wait(others, timeout=20)
+            relay.stop()
+            if tasks:
+                await asyncio.wait(tasks, timeout=20)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+            await db.dispose()
+            log.info("service stopped")
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.authenticator = Authenticator(settings)
+    install_error_handlers(app)
+    install_metrics(app, settings.service_name)
+    health = APIRouter(tags=["health"])
+
+    @health.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @health.get("/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        checks: dict[str, str] = {}
+        if runtime is None:
+            return JSONResponse({"status": "starting", "checks": checks}, status_code=503)
+        try:
+            await runtime.db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        for worker in runtime.workers:
+            checks[type(worker).__name__ + getattr(getattr(worker, "handler", None), "name", "")] = (
+                "ok" if worker.healthy else "not running"
+            )
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "degraded", "role": settings.role, "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    app.include_router(health)
+    if settings.serves_api:
+        for router in spec.routers:
+            app.include_router(router)
+    return app
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime

@@ -1,0 +1,98 @@
+"""Typed configuration shared by every service (environment variables with the JIFEN_ prefix)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_JWT_SECRET = "dev-jwt-secret-change-me-in-production"
+DEV_INGEST_KEY = "dev-ingest-key"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+Role = Literal["all", "api", "worker"]
+
+
+class JifenSettings(BaseSettings):
+    """Settings common to all services. Each service subclasses this and names its database."""
+
+    model_config = SettingsConfigDict(env_prefix="JIFEN_", extra="ignore", env_file=".env")
+
+    service_name: str = "jifen"
+    env: Literal["dev", "test", "prod"] = "dev"
+    role: Role = Field("all", description="api: HTTP only; worker: consumers and relay only; all: both")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="PostgreSQL server URL; each service uses its own database jifen_<service> on it",
+    )
+    database_name: str = ""
+    db_pool_size: int = Field(8, ge=1, le=200)
+    db_max_overflow: int = Field(4, ge=0, le=200)
+    migrate_on_start: bool = True
+    seed_demo: bool = False
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_enable_idempotence: bool = Field(
+        False, description="true on real Kafka; the embedded broker cannot do idempotent producers"
+    )
+    kafka_topic_partitions: int = Field(6, ge=1, le=1024)
+    kafka_replication_factor: int = Field(1, ge=1, le=10)
+    consumer_batch_size: int = Field(500, ge=1, le=10_000)
+    consumer_poll_ms: int = Field(200, ge=1, le=60_000)
+    relay_batch_size: int = Field(500, ge=1, le=10_000)
+    relay_poll_ms: int = Field(100, ge=5, le=60_000)
+    outbox_retention_hours: int = Field(24, ge=1)
+    retry_backoff_max_s: float = Field(10.0, gt=0)
+
+    admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    ingest_keys: dict[str, list[str]] = Field(
+        default_factory=lambda: {DEV_INGEST_KEY: ["*"]},
+        description='API key -> sources it may publish for ("*" = any), e.g. {"k1": ["app"]}',
+    )
+
+    business_timezone: str = "Asia/Shanghai"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_prod(self) -> JifenSettings:
+        if self.env == "prod":
+            if self.admin_token.get_secret_value() == DEV_ADMIN_TOKEN:
+                raise ValueError("JIFEN_ADMIN_TOKEN must be set to a real secret when JIFEN_ENV=prod")
+            if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("JIFEN_JWT_SECRET must be set to a real secret when JIFEN_ENV=prod")
+            if DEV_INGEST_KEY in self.ingest_keys:
+                raise ValueError("JIFEN_INGEST_KEYS must not contain the dev key when JIFEN_ENV=prod")
+            if len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("JIFEN_JWT_SECRET must be at least 32 characters")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_workers(self) -> bool:
+        return self.role in ("all", "worker")
+
+    @property
+    def consumer_group_prefix(self) -> str:
+        return "jifen"
