@@ -1,0 +1,126 @@
+"""Session fixtures: a real PostgreSQL and a real Kafka-protocol broker, then the running suite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.devstack import EmbeddedBroker, Stack, free_port, port_open, start_embedded_postgres, stop_embedded_postgres
+from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
+
+ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+INGEST = {"X-Api-Key": DEV_INGEST_KEY}
+T = TypeVar("T")
+
+
+@dataclass
+class Infra:
+    database_url: str
+    kafka_bootstrap: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    data_dir = tmp_path_factory.mktemp("jifen")
+    database_url = os.environ.get("JIFEN_TEST_DATABASE_URL") or start_embedded_postgres(data_dir / "postgres")
+    broker = EmbeddedBroker(port=free_port())
+    bootstrap = broker.start(log_path=data_dir / "broker.log")
+    yield Infra(database_url, bootstrap, data_dir)
+    broker.stop()
+    stop_embedded_postgres()
+
+
+def _free_base_port() -> int:
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 10)
+        if not any(port_open("127.0.0.1", base + i) for i in range(1, 6)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+# Settings the suite runs with in tests: a tight anti-farming limit on one action so the
+# limit can be observed, and a fast expiry sweep.
+TEST_ENV = {
+    "JIFEN_ENV": "test",
+    "JIFEN_SEED_DEMO": "false",
+    "JIFEN_FARMING_ACTION_LIMITS": json.dumps({"farm_test": 5}),
+    "JIFEN_EXPIRY_SWEEP_INTERVAL_S": "1",
+    "JIFEN_KAFKA_TOPIC_PARTITIONS": "4",
+    "JIFEN_LOG_JSON": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra) -> Iterator[Stack]:
+    stack = Stack(
+        database_url=infra.database_url,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        base_port=_free_base_port(),
+        env=TEST_ENV,
+        log_dir=infra.data_dir / "logs",
+    )
+    try:
+        stack.start(timeout=180)
+    except Exception:
+        stack.stop()
+        for log in sorted((infra.data_dir / "logs").glob("*.log")):
+            print(f"==== {log.name}\n{log.read_text()[-4000:]}")
+        raise
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+async def http(stack: Stack) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    clients = {name: httpx.AsyncClient(base_url=stack.url(name), timeout=30) for name in stack.services}
+    yield lambda name: clients[name]
+    for client in clients.values():
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30, interval: float = 0.2) -> T:
+    """Retry an async assertion until it passes or the timeout runs out (then re-raise)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(interval)
+
+
+def envelope(user_id: str, action: str, occurred_at: str, event_id: str | None = None, source: str = "app", **attributes: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uuid.uuid4().hex,
+        "source": source,
+        "user_id": user_id,
+        "action": action,
+        "occurred_at": occurred_at,
+        "attributes": attributes,
+    }
