@@ -15,7 +15,13 @@ import sys
 import threading
 from pathlib import Path
 
-from shared.devstack import EmbeddedBroker, Stack, drain, start_embedded_postgres, stop_embedded_postgres
+from shared.devstack import (
+    EmbeddedBroker,
+    Stack,
+    drain,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,9 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
-    parser.add_argument("--data-dir", default=str(ROOT / ".data"), help="where embedded state lives")
-    parser.add_argument("--base-port", type=int, default=8000, help="services listen on base+1..base+4")
-    parser.add_argument("--no-seed", action="store_true", help="do not seed the demo rules and catalog")
+    parser.add_argument(
+        "--data-dir", default=str(ROOT / ".data"), help="where embedded state lives"
+    )
+    parser.add_argument(
+        "--base-port", type=int, default=8000, help="services listen on base+1..base+4"
+    )
+    parser.add_argument(
+        "--no-seed", action="store_true", help="do not seed the demo rules and catalog"
+    )
     args = parser.parse_args()
 
     data_dir = Path(args.data_dir).resolve()
@@ -44,7 +56,10 @@ def main() -> int:
         database_url=database_url,
         kafka_bootstrap=bootstrap,
         base_port=args.base_port,
-        env={"JIFEN_SEED_DEMO": "false" if args.no_seed else "true", "JIFEN_LOG_JSON": os.environ.get("JIFEN_LOG_JSON", "false")},
+        env={
+            "JIFEN_SEED_DEMO": "false" if args.no_seed else "true",
+            "JIFEN_LOG_JSON": os.environ.get("JIFEN_LOG_JSON", "false"),
+        },
         log_dir=data_dir / "logs",
     )
     stop = threading.Event()
@@ -57,9 +72,13 @@ def main() -> int:
         print("\nJifen is running:")
         for service in stack.services:
             print(f"  {service:<16} {stack.url(service)}   (docs: {stack.url(service)}/docs)")
-        print(f"\n  broker   {bootstrap}\n  database {database_url}\n  logs     {data_dir / 'logs'}")
+        print(
+            f"\n  broker   {bootstrap}\n  database {database_url}\n  logs     {data_dir / 'logs'}"
+        )
         if admin == DEV_ADMIN_TOKEN:
-            print(f"  admin token '{DEV_ADMIN_TOKEN}', ingest key '{DEV_INGEST_KEY}' (dev defaults)")
+            print(
+                f"  admin token '{DEV_ADMIN_TOKEN}', ingest key '{DEV_INGEST_KEY}' (dev defaults)"
+            )
         print("\nPress Ctrl-C to drain in-flight events and stop.", flush=True)
         while not stop.is_set():
             for service, proc in list(stack.processes.items()):

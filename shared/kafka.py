@@ -122,7 +122,12 @@ async def ensure_topics(
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
+                    [
+                        NewTopic(
+                            t, num_partitions=partitions, replication_factor=replication_factor
+                        )
+                        for t in missing
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass
@@ -292,7 +297,9 @@ class ConsumerLoop:
                     record = items[0].record
                     log.error("message cannot be applied, dead-lettering: %s", exc)
                     if record is not None:
-                        await self._dead_letter(record, f"apply failed: {type(exc).__name__}: {exc}")
+                        await self._dead_letter(
+                            record, f"apply failed: {type(exc).__name__}: {exc}"
+                        )
                     return
                 middle = len(items) // 2
                 await self._apply_with_retry(items[:middle])
@@ -330,10 +337,17 @@ class ConsumerLoop:
         MESSAGES_CONSUMED.labels(*self._labels, "dead_lettered").inc()
         log.warning(
             "dead-lettered message",
-            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": reason,
+            },
         )
 
-    async def _commit_offsets(self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]) -> None:
+    async def _commit_offsets(
+        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
+    ) -> None:
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
@@ -369,7 +383,9 @@ class OutboxRelay(PollingWorker):
         if time.monotonic() - self._last_purge > 600:
             self._last_purge = time.monotonic()
             async with self.db.transaction() as session:
-                await session.execute(PURGE_PUBLISHED, {"hours": self.settings.outbox_retention_hours})
+                await session.execute(
+                    PURGE_PUBLISHED, {"hours": self.settings.outbox_retention_hours}
+                )
         return published
 
     async def publish_once(self) -> int:

@@ -91,7 +91,9 @@ async def claim_inbox(
     return set(result.scalars().all())
 
 
-async def add_to_outbox(session: AsyncSession, outbox: Table, events: Iterable[OutgoingEvent]) -> int:
+async def add_to_outbox(
+    session: AsyncSession, outbox: Table, events: Iterable[OutgoingEvent]
+) -> int:
     rows = [{"topic": e.topic, "key": e.key, "payload": e.payload} for e in events]
     if rows:
         await session.execute(insert(outbox), rows)

@@ -14,13 +14,17 @@ HTTP_REQUESTS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 MESSAGES_CONSUMED = Counter(
-    "jifen_messages_consumed_total", "Messages applied by a consumer", ["service", "consumer", "outcome"]
+    "jifen_messages_consumed_total",
+    "Messages applied by a consumer",
+    ["service", "consumer", "outcome"],
 )
 CONSUMER_BATCH_SECONDS = Histogram(
     "jifen_consumer_batch_seconds", "Time to apply one consumed batch", ["service", "consumer"]
 )
 CONSUMER_RETRIES = Counter(
-    "jifen_consumer_retries_total", "Transient failures retried by a consumer", ["service", "consumer"]
+    "jifen_consumer_retries_total",
+    "Transient failures retried by a consumer",
+    ["service", "consumer"],
 )
 DEAD_LETTERS = Counter(
     "jifen_dead_letters_total", "Messages sent to a dead-letter topic", ["service", "topic"]
@@ -28,12 +32,16 @@ DEAD_LETTERS = Counter(
 OUTBOX_PUBLISHED = Counter(
     "jifen_outbox_published_total", "Outbox rows published to Kafka", ["service", "topic"]
 )
-OUTBOX_BACKLOG = Gauge("jifen_outbox_backlog", "Unpublished outbox rows seen by the relay", ["service"])
+OUTBOX_BACKLOG = Gauge(
+    "jifen_outbox_backlog", "Unpublished outbox rows seen by the relay", ["service"]
+)
 EVENTS_INGESTED = Counter(
     "jifen_behavior_events_total", "Behavior events by outcome", ["source", "outcome"]
 )
 EVENTS_DIVERTED = Counter(
-    "jifen_behavior_diverted_total", "Behavior events diverted by the anti-farming limit", ["action"]
+    "jifen_behavior_diverted_total",
+    "Behavior events diverted by the anti-farming limit",
+    ["action"],
 )
 GRANTS_ISSUED = Counter("jifen_grants_total", "Grants issued by task completions", ["task_id"])
 POINTS_MOVED = Counter("jifen_points_total", "Points moved by the ledger", ["kind"])

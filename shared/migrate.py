@@ -71,7 +71,12 @@ def main(argv: list[str]) -> int:
         return 2
     settings = importlib.import_module(f"{argv[0]}.settings").Settings()
     asyncio.run(ensure_database(settings.database_url, settings.database_name))
-    upgrade(argv[0], database_url(settings.database_url, settings.database_name).render_as_string(hide_password=False))
+    upgrade(
+        argv[0],
+        database_url(settings.database_url, settings.database_name).render_as_string(
+            hide_password=False
+        ),
+    )
     return 0
 
 

@@ -77,7 +77,7 @@ class ServiceSpec:
     title: str
     description: str
     package: str  # e.g. "services.rewards_ledger": migrations live in <package>/migrations
-    settings_factory: Callable[[], JifenSettings]
+    settings_factory: Callable[..., JifenSettings]
     metadata: MetaData
     messaging: MessagingTables
     routers: Sequence[APIRouter]
@@ -126,10 +126,15 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
         await start_with_retry(producer, "producer")
         topics = [t for topic in spec.topics for t in (topic, dlq_topic(topic))]
         await ensure_topics(
-            settings.kafka_bootstrap, topics, settings.kafka_topic_partitions, settings.kafka_replication_factor
+            settings.kafka_bootstrap,
+            topics,
+            settings.kafka_topic_partitions,
+            settings.kafka_replication_factor,
         )
         relay = OutboxRelay(settings, db, producer)
-        runtime = Runtime(settings=settings, db=db, producer=producer, messaging=spec.messaging, relay=relay)
+        runtime = Runtime(
+            settings=settings, db=db, producer=producer, messaging=spec.messaging, relay=relay
+        )
         app.state.runtime = runtime
         if spec.on_start is not None:
             await spec.on_start(runtime)
@@ -191,9 +196,9 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
         for worker in runtime.workers:
-            checks[type(worker).__name__ + getattr(getattr(worker, "handler", None), "name", "")] = (
-                "ok" if worker.healthy else "not running"
-            )
+            checks[
+                type(worker).__name__ + getattr(getattr(worker, "handler", None), "name", "")
+            ] = "ok" if worker.healthy else "not running"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "degraded", "role": settings.role, "checks": checks},

@@ -23,7 +23,9 @@ class JifenSettings(BaseSettings):
 
     service_name: str = "jifen"
     env: Literal["dev", "test", "prod"] = "dev"
-    role: Role = Field("all", description="api: HTTP only; worker: consumers and relay only; all: both")
+    role: Role = Field(
+        "all", description="api: HTTP only; worker: consumers and relay only; all: both"
+    )
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
@@ -72,11 +74,17 @@ class JifenSettings(BaseSettings):
     def _no_placeholder_secrets_in_prod(self) -> JifenSettings:
         if self.env == "prod":
             if self.admin_token.get_secret_value() == DEV_ADMIN_TOKEN:
-                raise ValueError("JIFEN_ADMIN_TOKEN must be set to a real secret when JIFEN_ENV=prod")
+                raise ValueError(
+                    "JIFEN_ADMIN_TOKEN must be set to a real secret when JIFEN_ENV=prod"
+                )
             if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ValueError("JIFEN_JWT_SECRET must be set to a real secret when JIFEN_ENV=prod")
+                raise ValueError(
+                    "JIFEN_JWT_SECRET must be set to a real secret when JIFEN_ENV=prod"
+                )
             if DEV_INGEST_KEY in self.ingest_keys:
-                raise ValueError("JIFEN_INGEST_KEYS must not contain the dev key when JIFEN_ENV=prod")
+                raise ValueError(
+                    "JIFEN_INGEST_KEYS must not contain the dev key when JIFEN_ENV=prod"
+                )
             if len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("JIFEN_JWT_SECRET must be at least 32 characters")
         return self

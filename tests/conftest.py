@@ -17,7 +17,14 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.devstack import EmbeddedBroker, Stack, free_port, port_open, start_embedded_postgres, stop_embedded_postgres
+from shared.devstack import (
+    EmbeddedBroker,
+    Stack,
+    free_port,
+    port_open,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
@@ -35,7 +42,9 @@ class Infra:
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     data_dir = tmp_path_factory.mktemp("jifen")
-    database_url = os.environ.get("JIFEN_TEST_DATABASE_URL") or start_embedded_postgres(data_dir / "postgres")
+    database_url = os.environ.get("JIFEN_TEST_DATABASE_URL") or start_embedded_postgres(
+        data_dir / "postgres"
+    )
     broker = EmbeddedBroker(port=free_port())
     bootstrap = broker.start(log_path=data_dir / "broker.log")
     yield Infra(database_url, bootstrap, data_dir)
@@ -85,7 +94,9 @@ def stack(infra: Infra) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 async def http(stack: Stack) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
-    clients = {name: httpx.AsyncClient(base_url=stack.url(name), timeout=30) for name in stack.services}
+    clients = {
+        name: httpx.AsyncClient(base_url=stack.url(name), timeout=30) for name in stack.services
+    }
     yield lambda name: clients[name]
     for client in clients.values():
         await client.aclose()
@@ -103,7 +114,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30, interval: float = 0.2) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T]], timeout: float = 30, interval: float = 0.2
+) -> T:
     """Retry an async assertion until it passes or the timeout runs out (then re-raise)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -115,7 +128,14 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30, int
             await asyncio.sleep(interval)
 
 
-def envelope(user_id: str, action: str, occurred_at: str, event_id: str | None = None, source: str = "app", **attributes: Any) -> dict[str, Any]:
+def envelope(
+    user_id: str,
+    action: str,
+    occurred_at: str,
+    event_id: str | None = None,
+    source: str = "app",
+    **attributes: Any,
+) -> dict[str, Any]:
     return {
         "event_id": event_id or uuid.uuid4().hex,
         "source": source,

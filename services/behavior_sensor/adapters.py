@@ -103,7 +103,11 @@ class OrderPaidAdapter:
         if order.paid_time.tzinfo is None:
             raise PoisonMessage("paidTime must carry a timezone (or be epoch milliseconds)")
         cents = int((order.pay_amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        attributes: dict[str, Any] = {"amount_cents": cents, "currency": order.currency, "item_count": len(order.items)}
+        attributes: dict[str, Any] = {
+            "amount_cents": cents,
+            "currency": order.currency,
+            "item_count": len(order.items),
+        }
         if order.shop_id:
             attributes["shop_id"] = order.shop_id
         return [

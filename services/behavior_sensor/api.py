@@ -22,8 +22,12 @@ Caller = Annotated[Principal, Depends(principal)]
 _envelopes = TypeAdapter(list[BehaviorEnvelope])
 
 _ENVELOPE_EXAMPLE = {
-    "event_id": "evt-1001", "source": "app", "user_id": "u-42", "action": "like",
-    "occurred_at": "2026-11-22T10:00:00+08:00", "attributes": {"content_id": "post-7"},
+    "event_id": "evt-1001",
+    "source": "app",
+    "user_id": "u-42",
+    "action": "like",
+    "occurred_at": "2026-11-22T10:00:00+08:00",
+    "attributes": {"content_id": "post-7"},
 }
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -33,12 +37,24 @@ _BODY_DOC: dict[str, Any] = {
                 "schema": {
                     "oneOf": [
                         {"$ref": "#/components/schemas/BehaviorEnvelope"},
-                        {"type": "object", "required": ["events"], "properties": {
-                            "events": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                       "items": {"$ref": "#/components/schemas/BehaviorEnvelope"}}}},
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                    "items": {"$ref": "#/components/schemas/BehaviorEnvelope"},
+                                }
+                            },
+                        },
                     ]
                 },
-                "examples": {"one": {"value": _ENVELOPE_EXAMPLE}, "batch": {"value": {"events": [_ENVELOPE_EXAMPLE]}}},
+                "examples": {
+                    "one": {"value": _ENVELOPE_EXAMPLE},
+                    "batch": {"value": {"events": [_ENVELOPE_EXAMPLE]}},
+                },
             }
         },
     }
@@ -61,11 +77,13 @@ def _read_envelopes(raw: bytes, max_events: int) -> list[BehaviorEnvelope] | JSO
     elif isinstance(body, dict):
         items = [body]
     else:
-        raise InvalidInput("body must be one envelope object or {\"events\": [...]}")
+        raise InvalidInput('body must be one envelope object or {"events": [...]}')
     try:
         return _envelopes.validate_python(items)
     except ValidationError as exc:
-        return validation_response([{**e, "loc": ("events", *e["loc"])} for e in exc.errors(include_url=False)])
+        return validation_response(
+            [{**e, "loc": ("events", *e["loc"])} for e in exc.errors(include_url=False)]
+        )
 
 
 @router.post("/events", status_code=202, openapi_extra=_BODY_DOC)
@@ -102,8 +120,14 @@ async def list_diverted(
         rows = await repo.diverted(session, user_id, limit)
     return {
         "items": [
-            {"source": r.source, "event_id": r.event_id, "user_id": r.user_id, "action": r.action,
-             "occurred_at": r.occurred_at.isoformat(), "reason": r.status_reason}
+            {
+                "source": r.source,
+                "event_id": r.event_id,
+                "user_id": r.user_id,
+                "action": r.action,
+                "occurred_at": r.occurred_at.isoformat(),
+                "reason": r.status_reason,
+            }
             for r in rows
         ]
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,9 +30,13 @@ class UpstreamHandler:
     name = "behavior_sensor.upstream"
     use_inbox = False
 
-    def __init__(self, adapters: dict[str, Adapter] | None = None, on_recorded: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        adapters: dict[str, Adapter] | None = None,
+        on_recorded: Callable[[], None] | None = None,
+    ) -> None:
         self.adapters = adapters or ADAPTERS
-        self.topics = list(self.adapters)
+        self.topics: Sequence[str] = list(self.adapters)
         self.on_recorded = on_recorded
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
@@ -47,7 +51,9 @@ class UpstreamHandler:
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         by_channel: dict[str, list] = {}
         for item in items:
-            by_channel.setdefault(item.record.topic if item.record else "kafka", []).append(item.value)
+            by_channel.setdefault(item.record.topic if item.record else "kafka", []).append(
+                item.value
+            )
         for channel, envelopes in by_channel.items():
             await service.intake(session, envelopes, channel)
         if self.on_recorded is not None:
@@ -57,7 +63,9 @@ class UpstreamHandler:
 class BehaviorProcessor(PollingWorker):
     """Turns received behaviors into published (or diverted) ones. Replica-safe (SKIP LOCKED)."""
 
-    def __init__(self, settings: Settings, db: Database, enricher: Enricher, on_written: Callable[[], None]) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, enricher: Enricher, on_written: Callable[[], None]
+    ) -> None:
         super().__init__(
             poll_s=settings.processor_poll_ms / 1000,
             full_batch=settings.processor_batch_size,
@@ -68,7 +76,9 @@ class BehaviorProcessor(PollingWorker):
         self.enricher = enricher
         self.on_written = on_written
         self.limits = FarmingLimits(
-            settings.farming_default_limit, settings.farming_action_limits, settings.farming_window_seconds
+            settings.farming_default_limit,
+            settings.farming_action_limits,
+            settings.farming_window_seconds,
         )
 
     async def step(self) -> int:

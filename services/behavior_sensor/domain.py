@@ -18,7 +18,9 @@ def window_start(occurred_at: datetime, window_seconds: int) -> datetime:
 
 
 class FarmingLimits:
-    def __init__(self, default: int | None, per_action: dict[str, int], window_seconds: int) -> None:
+    def __init__(
+        self, default: int | None, per_action: dict[str, int], window_seconds: int
+    ) -> None:
         self.default = default
         self.per_action = per_action
         self.window_seconds = window_seconds
@@ -26,7 +28,13 @@ class FarmingLimits:
     def limit_for(self, action: str) -> int | None:
         return self.per_action.get(action, self.default)
 
-    def admit(self, counts: dict[tuple[str, str, datetime], int], user_id: str, action: str, occurred_at: datetime) -> bool:
+    def admit(
+        self,
+        counts: dict[tuple[str, str, datetime], int],
+        user_id: str,
+        action: str,
+        occurred_at: datetime,
+    ) -> bool:
         """Count one behavior in its window; False when it goes over the limit."""
         key = (user_id, action, window_start(occurred_at, self.window_seconds))
         counts[key] = counts.get(key, 0) + 1

@@ -15,7 +15,9 @@ import httpx
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
-ENRICHMENT_FAILURES = Counter("jifen_enrichment_failures_total", "Batches the enricher could not enrich")
+ENRICHMENT_FAILURES = Counter(
+    "jifen_enrichment_failures_total", "Batches the enricher could not enrich"
+)
 
 
 class Enricher(Protocol):
@@ -38,7 +40,12 @@ class HttpEnricher:
     """POST {"behaviors": [...]} to a URL; expects {"results": [{...}, ...]} in the same order."""
 
     def __init__(
-        self, url: str, *, timeout_s: float = 0.5, retries: int = 2, client: httpx.AsyncClient | None = None
+        self,
+        url: str,
+        *,
+        timeout_s: float = 0.5,
+        retries: int = 2,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url
         self.retries = retries
@@ -52,7 +59,9 @@ class HttpEnricher:
             try:
                 response = await self.client.post(self.url, json={"behaviors": behaviors})
                 if response.status_code >= 500:
-                    raise httpx.HTTPStatusError("server error", request=response.request, response=response)
+                    raise httpx.HTTPStatusError(
+                        "server error", request=response.request, response=response
+                    )
                 response.raise_for_status()
                 results = response.json().get("results")
                 if not isinstance(results, list) or len(results) != len(behaviors):

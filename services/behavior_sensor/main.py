@@ -14,7 +14,9 @@ from shared.service import Runtime, ServiceSpec, Worker, create_app
 
 def build_workers(rt: Runtime) -> list[Worker]:
     settings: Settings = rt.settings  # type: ignore[assignment]
-    enricher = make_enricher(settings.enricher_url, settings.enricher_timeout_s, settings.enricher_retries)
+    enricher = make_enricher(
+        settings.enricher_url, settings.enricher_timeout_s, settings.enricher_retries
+    )
     processor = BehaviorProcessor(settings, rt.db, enricher, on_written=rt.relay.wake)
     rt.extras["processor"] = processor
     return [rt.consumer(UpstreamHandler(on_recorded=processor.wake)), processor]

@@ -15,17 +15,29 @@ from services.behavior_sensor.models import farming_counters, received_events
 from shared.events import BehaviorEnvelope
 
 
-async def record_received(session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str) -> int:
+async def record_received(
+    session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str
+) -> int:
     """Insert behaviors not seen before (by source and event_id); returns how many were new."""
     if not envelopes:
         return 0
     rows = [
-        {"source": e.source, "event_id": e.event_id, "user_id": e.user_id, "action": e.action,
-         "occurred_at": e.occurred_at, "attributes": e.attributes, "channel": channel}
+        {
+            "source": e.source,
+            "event_id": e.event_id,
+            "user_id": e.user_id,
+            "action": e.action,
+            "occurred_at": e.occurred_at,
+            "attributes": e.attributes,
+            "channel": channel,
+        }
         for e in envelopes
     ]
     result = await session.execute(
-        pg_insert(received_events).values(rows).on_conflict_do_nothing().returning(received_events.c.id)
+        pg_insert(received_events)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(received_events.c.id)
     )
     return len(result.all())
 
@@ -54,14 +66,24 @@ async def lock_counters(
     )
     rows = await session.execute(
         select(farming_counters)
-        .where(tuple_(farming_counters.c.user_id, farming_counters.c.action, farming_counters.c.window_start).in_(ordered))
-        .order_by(farming_counters.c.user_id, farming_counters.c.action, farming_counters.c.window_start)
+        .where(
+            tuple_(
+                farming_counters.c.user_id,
+                farming_counters.c.action,
+                farming_counters.c.window_start,
+            ).in_(ordered)
+        )
+        .order_by(
+            farming_counters.c.user_id, farming_counters.c.action, farming_counters.c.window_start
+        )
         .with_for_update()
     )
-    return {(r.user_id, r.action, r.window_start): r.count for r in rows}
+    return {(r.user_id, r.action, r.window_start): r._mapping["count"] for r in rows}
 
 
-async def save_counters(session: AsyncSession, counts: dict[tuple[str, str, datetime], int]) -> None:
+async def save_counters(
+    session: AsyncSession, counts: dict[tuple[str, str, datetime], int]
+) -> None:
     if counts:
         await session.execute(
             update(farming_counters)
@@ -71,7 +93,10 @@ async def save_counters(session: AsyncSession, counts: dict[tuple[str, str, date
                 farming_counters.c.window_start == bindparam("k_window"),
             )
             .values(count=bindparam("v_count")),
-            [{"k_user": u, "k_action": a, "k_window": w, "v_count": c} for (u, a, w), c in counts.items()],
+            [
+                {"k_user": u, "k_action": a, "k_window": w, "v_count": c}
+                for (u, a, w), c in counts.items()
+            ],
         )
 
 
@@ -99,6 +124,8 @@ async def diverted(session: AsyncSession, user_id: str | None, limit: int) -> li
 
 async def pending_count(session: AsyncSession) -> int:
     result = await session.execute(
-        select(func.count()).select_from(received_events).where(received_events.c.status == "received")
+        select(func.count())
+        .select_from(received_events)
+        .where(received_events.c.status == "received")
     )
     return int(result.scalar_one())

@@ -21,7 +21,9 @@ from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import EVENTS_DIVERTED, EVENTS_INGESTED
 
 
-async def intake(session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str) -> tuple[int, int]:
+async def intake(
+    session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str
+) -> tuple[int, int]:
     """Record new behaviors; returns (accepted, duplicates)."""
     accepted = await repo.record_received(session, envelopes, channel)
     duplicates = len(envelopes) - accepted
@@ -40,31 +42,69 @@ async def process_pending(
     if not rows:
         return 0
     enrichments = await enricher.enrich(
-        [{"event_id": r.event_id, "source": r.source, "user_id": r.user_id, "action": r.action,
-          "occurred_at": r.occurred_at.isoformat(), "attributes": r.attributes} for r in rows]
+        [
+            {
+                "event_id": r.event_id,
+                "source": r.source,
+                "user_id": r.user_id,
+                "action": r.action,
+                "occurred_at": r.occurred_at.isoformat(),
+                "attributes": r.attributes,
+            }
+            for r in rows
+        ]
     )
     keys = [(r.user_id, r.action, window_start(r.occurred_at, limits.window_seconds)) for r in rows]
     counts = await repo.lock_counters(
-        session, [k for r, k in zip(rows, keys, strict=True) if limits.limit_for(r.action) is not None]
+        session,
+        [k for r, k in zip(rows, keys, strict=True) if limits.limit_for(r.action) is not None],
     )
     outcomes: list[dict[str, Any]] = []
     outgoing: list[OutgoingEvent] = []
     now = datetime.now(UTC)
     for row, enrichment in zip(rows, enrichments, strict=True):
         event = BehaviorEvent(
-            behavior_id=behavior_id(row.source, row.event_id), event_id=row.event_id, source=row.source,
-            user_id=row.user_id, action=row.action, occurred_at=row.occurred_at,
-            attributes=row.attributes, enrichment=enrichment, received_at=row.received_at or now,
+            behavior_id=behavior_id(row.source, row.event_id),
+            event_id=row.event_id,
+            source=row.source,
+            user_id=row.user_id,
+            action=row.action,
+            occurred_at=row.occurred_at,
+            attributes=row.attributes,
+            enrichment=enrichment,
+            received_at=row.received_at or now,
         )
         if limits.admit(counts, row.user_id, row.action, row.occurred_at):
-            outcomes.append({"k_id": row.id, "v_status": "published", "v_reason": None, "v_enrichment": enrichment})
-            outgoing.append(OutgoingEvent(BEHAVIOR_EVENTS, row.user_id, event.model_dump(mode="json")))
-        else:
-            reason = (f"over the limit of {limits.limit_for(row.action)} {row.action} per "
-                      f"{limits.window_seconds}s window")
-            outcomes.append({"k_id": row.id, "v_status": "diverted", "v_reason": reason, "v_enrichment": enrichment})
+            outcomes.append(
+                {
+                    "k_id": row.id,
+                    "v_status": "published",
+                    "v_reason": None,
+                    "v_enrichment": enrichment,
+                }
+            )
             outgoing.append(
-                OutgoingEvent(BEHAVIOR_DIVERTED, row.user_id, {**event.model_dump(mode="json"), "reason": reason})
+                OutgoingEvent(BEHAVIOR_EVENTS, row.user_id, event.model_dump(mode="json"))
+            )
+        else:
+            reason = (
+                f"over the limit of {limits.limit_for(row.action)} {row.action} per "
+                f"{limits.window_seconds}s window"
+            )
+            outcomes.append(
+                {
+                    "k_id": row.id,
+                    "v_status": "diverted",
+                    "v_reason": reason,
+                    "v_enrichment": enrichment,
+                }
+            )
+            outgoing.append(
+                OutgoingEvent(
+                    BEHAVIOR_DIVERTED,
+                    row.user_id,
+                    {**event.model_dump(mode="json"), "reason": reason},
+                )
             )
             EVENTS_DIVERTED.labels(row.action).inc()
     await repo.save_counters(session, {k: v for k, v in counts.items()})

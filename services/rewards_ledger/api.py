@@ -33,7 +33,9 @@ async def get_account(user_id: UserId, request: Request, caller: Caller) -> dict
     rt = runtime_of(request)
     settings: Settings = rt.settings  # type: ignore[assignment]
     async with rt.db.transaction() as session:
-        return await service.account_view(session, user_id, datetime.now(UTC), settings.expiring_soon_days)
+        return await service.account_view(
+            session, user_id, datetime.now(UTC), settings.expiring_soon_days
+        )
 
 
 @router.get("/accounts/{user_id}/entries", response_model=EntriesPage)
@@ -51,7 +53,9 @@ async def list_entries(
 
 
 @router.post("/accounts/{user_id}/debits", response_model=DebitOut, status_code=201)
-async def debit(user_id: UserId, body: DebitRequest, request: Request, response: Response, caller: Caller) -> dict:
+async def debit(
+    user_id: UserId, body: DebitRequest, request: Request, response: Response, caller: Caller
+) -> dict:
     """Spend points (services such as exchange, or operations). Same key, same result."""
     caller.require_admin()
     rt = runtime_of(request)
@@ -66,7 +70,9 @@ async def debit(user_id: UserId, body: DebitRequest, request: Request, response:
 
 
 @router.post("/accounts/{user_id}/credits", response_model=EntryOut, status_code=201)
-async def credit(user_id: UserId, body: CreditRequest, request: Request, response: Response, caller: Caller) -> dict:
+async def credit(
+    user_id: UserId, body: CreditRequest, request: Request, response: Response, caller: Caller
+) -> dict:
     """Operations adjustment: add points as a new lot. Same key, same result."""
     caller.require_admin()
     rt = runtime_of(request)
@@ -77,7 +83,13 @@ async def credit(user_id: UserId, body: CreditRequest, request: Request, respons
         expires_at = datetime.now(UTC) + timedelta(days=days)
     async with rt.db.transaction() as session:
         entry, created = await service.adjust(
-            session, user_id, body.points, body.idempotency_key, body.reason, expires_at, body.reference
+            session,
+            user_id,
+            body.points,
+            body.idempotency_key,
+            body.reason,
+            expires_at,
+            body.reference,
         )
     rt.relay.wake()
     if not created:

@@ -27,7 +27,7 @@ class GrantHandler:
 
     def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
         self.settings = settings
-        self.topics = list(topics or [settings.grants_topic])
+        self.topics: Sequence[str] = list(topics or [settings.grants_topic])
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         try:

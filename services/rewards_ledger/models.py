@@ -55,7 +55,9 @@ Index(
     lots.c.expires_at,
     postgresql_where=text("status = 'active' AND remaining > 0"),
 )
-Index("ix_lots_due", lots.c.expires_at, postgresql_where=text("status = 'active' AND remaining > 0"))
+Index(
+    "ix_lots_due", lots.c.expires_at, postgresql_where=text("status = 'active' AND remaining > 0")
+)
 
 journal_entries = Table(
     "journal_entries",

@@ -31,7 +31,9 @@ async def lock_accounts(session: AsyncSession, user_ids: Iterable[str]) -> dict[
     return {r.user_id: r.balance for r in rows}
 
 
-async def lock_existing_accounts(session: AsyncSession, user_ids: Iterable[str], *, skip_locked: bool) -> dict[str, int]:
+async def lock_existing_accounts(
+    session: AsyncSession, user_ids: Iterable[str], *, skip_locked: bool
+) -> dict[str, int]:
     rows = await session.execute(
         select(accounts.c.user_id, accounts.c.balance)
         .where(accounts.c.user_id.in_(sorted(set(user_ids))))
@@ -49,9 +51,7 @@ async def set_balances(session: AsyncSession, balances: dict[str, int]) -> None:
         .where(accounts.c.user_id == bindparam("uid"))
         .values(balance=bindparam("new_balance"), updated_at=func.now())
     )
-    await session.execute(
-        stmt, [{"uid": uid, "new_balance": bal} for uid, bal in balances.items()]
-    )
+    await session.execute(stmt, [{"uid": uid, "new_balance": bal} for uid, bal in balances.items()])
 
 
 async def insert_lots(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -70,11 +70,20 @@ async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> l
         rows,
     )
     by_key = {r.idempotency_key: r for r in result}
-    return [{**row, "id": by_key[row["idempotency_key"]].id, "created_at": by_key[row["idempotency_key"]].created_at} for row in rows]
+    return [
+        {
+            **row,
+            "id": by_key[row["idempotency_key"]].id,
+            "created_at": by_key[row["idempotency_key"]].created_at,
+        }
+        for row in rows
+    ]
 
 
 async def entry_by_key(session: AsyncSession, key: str) -> Any:
-    result = await session.execute(select(journal_entries).where(journal_entries.c.idempotency_key == key))
+    result = await session.execute(
+        select(journal_entries).where(journal_entries.c.idempotency_key == key)
+    )
     return result.one_or_none()
 
 
@@ -103,19 +112,31 @@ async def take_from_lots(session: AsyncSession, taken: Sequence[tuple[str, int]]
     )
 
 
-async def insert_allocations(session: AsyncSession, entry_id: int, taken: Sequence[tuple[str, int]]) -> None:
+async def insert_allocations(
+    session: AsyncSession, entry_id: int, taken: Sequence[tuple[str, int]]
+) -> None:
     if taken:
         await session.execute(
             insert(allocations),
-            [{"journal_entry_id": entry_id, "lot_id": lot_id, "points": pts} for lot_id, pts in taken],
+            [
+                {"journal_entry_id": entry_id, "lot_id": lot_id, "points": pts}
+                for lot_id, pts in taken
+            ],
         )
 
 
-async def allocations_of(session: AsyncSession, entry_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+async def allocations_of(
+    session: AsyncSession, entry_ids: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
     if not entry_ids:
         return {}
     rows = await session.execute(
-        select(allocations.c.journal_entry_id, allocations.c.lot_id, allocations.c.points, lots.c.expires_at)
+        select(
+            allocations.c.journal_entry_id,
+            allocations.c.lot_id,
+            allocations.c.points,
+            lots.c.expires_at,
+        )
         .join(lots, lots.c.id == allocations.c.lot_id)
         .where(allocations.c.journal_entry_id.in_(entry_ids))
         .order_by(allocations.c.journal_entry_id, lots.c.expires_at.nulls_last(), lots.c.id)
@@ -167,9 +188,15 @@ async def balance_of(session: AsyncSession, user_id: str) -> Any:
     return result.one_or_none()
 
 
-async def upcoming_expiries(session: AsyncSession, user_id: str, now: datetime, until: datetime) -> list[Any]:
+async def upcoming_expiries(
+    session: AsyncSession, user_id: str, now: datetime, until: datetime
+) -> list[Any]:
     rows = await session.execute(
-        select(func.date_trunc("day", lots.c.expires_at).label("day"), func.sum(lots.c.remaining).label("points"), func.min(lots.c.expires_at).label("first"))
+        select(
+            func.date_trunc("day", lots.c.expires_at).label("day"),
+            func.sum(lots.c.remaining).label("points"),
+            func.min(lots.c.expires_at).label("first"),
+        )
         .where(
             lots.c.user_id == user_id,
             lots.c.status == "active",
@@ -183,12 +210,17 @@ async def upcoming_expiries(session: AsyncSession, user_id: str, now: datetime, 
     return list(rows)
 
 
-async def entries_page(session: AsyncSession, user_id: str, limit: int, before_id: int | None) -> list[Any]:
+async def entries_page(
+    session: AsyncSession, user_id: str, limit: int, before_id: int | None
+) -> list[Any]:
     conditions = [journal_entries.c.user_id == user_id]
     if before_id is not None:
         conditions.append(journal_entries.c.id < before_id)
     rows = await session.execute(
-        select(journal_entries).where(and_(*conditions)).order_by(journal_entries.c.id.desc()).limit(limit)
+        select(journal_entries)
+        .where(and_(*conditions))
+        .order_by(journal_entries.c.id.desc())
+        .limit(limit)
     )
     return list(rows)
 
@@ -247,7 +279,9 @@ RECONCILIATION_CHECKS: dict[str, str] = {
 
 
 async def run_reconciliation(session: AsyncSession) -> tuple[int, dict[str, list[dict[str, Any]]]]:
-    accounts_checked = int((await session.execute(select(func.count()).select_from(accounts))).scalar_one())
+    accounts_checked = int(
+        (await session.execute(select(func.count()).select_from(accounts))).scalar_one()
+    )
     failures: dict[str, list[dict[str, Any]]] = {}
     for name, sql in RECONCILIATION_CHECKS.items():
         rows = (await session.execute(text(sql))).mappings().all()

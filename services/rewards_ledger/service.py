@@ -16,7 +16,13 @@ from shared.events import LEDGER_EVENTS, GrantCommand, LedgerEvent, stable_id
 from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import POINTS_MOVED
 
-EVENT_TYPE = {"credit": "credited", "debit": "debited", "expire": "expired", "adjustment": "adjusted", "refund": "refunded"}
+EVENT_TYPE = {
+    "credit": "credited",
+    "debit": "debited",
+    "expire": "expired",
+    "adjustment": "adjusted",
+    "refund": "refunded",
+}
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,27 @@ async def credit(session: AsyncSession, credits: list[NewCredit]) -> list[dict[s
         lot_id = stable_id("lot", c.idempotency_key)
         balances[c.user_id] += c.points
         lot_rows.append(
-            {"id": lot_id, "user_id": c.user_id, "origin": c.origin, "origin_ref": c.origin_ref,
-             "points": c.points, "remaining": c.points, "expires_at": c.expires_at}
+            {
+                "id": lot_id,
+                "user_id": c.user_id,
+                "origin": c.origin,
+                "origin_ref": c.origin_ref,
+                "points": c.points,
+                "remaining": c.points,
+                "expires_at": c.expires_at,
+            }
         )
         entry_rows.append(
-            {"user_id": c.user_id, "kind": "credit" if c.origin == "grant" else "adjustment",
-             "amount": c.points, "balance_after": balances[c.user_id],
-             "idempotency_key": c.idempotency_key, "lot_id": lot_id, "reference": c.reference,
-             "reason": c.reason}
+            {
+                "user_id": c.user_id,
+                "kind": "credit" if c.origin == "grant" else "adjustment",
+                "amount": c.points,
+                "balance_after": balances[c.user_id],
+                "idempotency_key": c.idempotency_key,
+                "lot_id": lot_id,
+                "reference": c.reference,
+                "reason": c.reason,
+            }
         )
     await repo.insert_lots(session, lot_rows)
     written = await _append(session, entry_rows)
@@ -88,12 +107,15 @@ def grant_to_credit(grant: GrantCommand, default_validity_days: int) -> NewCredi
         origin="grant",
         origin_ref=grant.grant_id,
         expires_at=expires_at,
-        reason=grant.reason or f"task {grant.task_id} completion {grant.completion} ({grant.period_key})",
+        reason=grant.reason
+        or f"task {grant.task_id} completion {grant.completion} ({grant.period_key})",
         reference=grant.causation_event_id,
     )
 
 
-async def expire_due_lots(session: AsyncSession, balances: dict[str, int], now: datetime) -> list[dict[str, Any]]:
+async def expire_due_lots(
+    session: AsyncSession, balances: dict[str, int], now: datetime
+) -> list[dict[str, Any]]:
     """Expire the past-due lots of accounts the caller has locked; updates `balances` in place."""
     due = await repo.due_lots(session, list(balances), now)
     if not due:
@@ -102,10 +124,16 @@ async def expire_due_lots(session: AsyncSession, balances: dict[str, int], now: 
     for lot in due:
         balances[lot.user_id] -= lot.remaining
         entry_rows.append(
-            {"user_id": lot.user_id, "kind": "expire", "amount": -lot.remaining,
-             "balance_after": balances[lot.user_id], "idempotency_key": f"expire:{lot.id}",
-             "lot_id": lot.id, "reference": None,
-             "reason": f"points expired at {lot.expires_at.isoformat()}"}
+            {
+                "user_id": lot.user_id,
+                "kind": "expire",
+                "amount": -lot.remaining,
+                "balance_after": balances[lot.user_id],
+                "idempotency_key": f"expire:{lot.id}",
+                "lot_id": lot.id,
+                "reference": None,
+                "reason": f"points expired at {lot.expires_at.isoformat()}",
+            }
         )
     await repo.close_expired_lots(session, [lot.id for lot in due])
     written = await _append(session, entry_rows)
@@ -149,8 +177,13 @@ async def _replay(session: AsyncSession, key: str, user_id: str, points: int, ki
 
 
 async def debit(
-    session: AsyncSession, user_id: str, points: int, idempotency_key: str, reason: str,
-    reference: str | None, now: datetime | None = None,
+    session: AsyncSession,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    reason: str,
+    reference: str | None,
+    now: datetime | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Spend points, earliest-expiring lots first. Returns (result, created)."""
     now = now or datetime.now(UTC)
@@ -169,8 +202,18 @@ async def debit(
     balances[user_id] -= points
     [entry] = await _append(
         session,
-        [{"user_id": user_id, "kind": "debit", "amount": -points, "balance_after": balances[user_id],
-          "idempotency_key": key, "lot_id": None, "reference": reference, "reason": reason}],
+        [
+            {
+                "user_id": user_id,
+                "kind": "debit",
+                "amount": -points,
+                "balance_after": balances[user_id],
+                "idempotency_key": key,
+                "lot_id": None,
+                "reference": reference,
+                "reason": reason,
+            }
+        ],
     )
     await repo.insert_allocations(session, entry["id"], taken)
     await repo.set_balances(session, {user_id: balances[user_id]})
@@ -179,8 +222,13 @@ async def debit(
 
 
 async def adjust(
-    session: AsyncSession, user_id: str, points: int, idempotency_key: str, reason: str,
-    expires_at: datetime | None, reference: str | None,
+    session: AsyncSession,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    reason: str,
+    expires_at: datetime | None,
+    reference: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """Operations credit (goodwill, corrections). Returns (entry, created)."""
     key = f"adjust:{idempotency_key}"
@@ -193,7 +241,9 @@ async def adjust(
     return entry, True
 
 
-async def account_view(session: AsyncSession, user_id: str, now: datetime, soon_days: int) -> dict[str, Any]:
+async def account_view(
+    session: AsyncSession, user_id: str, now: datetime, soon_days: int
+) -> dict[str, Any]:
     account = await repo.balance_of(session, user_id)
     horizon = now + timedelta(days=soon_days)
     upcoming = await repo.upcoming_expiries(session, user_id, now, horizon)
@@ -203,19 +253,33 @@ async def account_view(session: AsyncSession, user_id: str, now: datetime, soon_
         "balance": account.balance if account else 0,
         "expiring_within_7_days": sum(int(r.points) for r in upcoming if r.first <= week),
         "expiring_within_30_days": sum(int(r.points) for r in upcoming),
-        "expiring_soon": [{"date": r.first.date().isoformat(), "expires_at": r.first, "points": int(r.points)} for r in upcoming],
+        "expiring_soon": [
+            {"date": r.first.date().isoformat(), "expires_at": r.first, "points": int(r.points)}
+            for r in upcoming
+        ],
         "updated_at": account.updated_at if account else None,
     }
 
 
-async def history(session: AsyncSession, user_id: str, limit: int, before_id: int | None) -> dict[str, Any]:
+async def history(
+    session: AsyncSession, user_id: str, limit: int, before_id: int | None
+) -> dict[str, Any]:
     rows = await repo.entries_page(session, user_id, limit + 1, before_id)
     page, more = rows[:limit], len(rows) > limit
     allocs = await repo.allocations_of(session, [r.id for r in page if r.kind == "debit"])
     items = [
-        {"id": r.id, "kind": r.kind, "amount": r.amount, "balance_after": r.balance_after,
-         "idempotency_key": r.idempotency_key, "reference": r.reference, "reason": r.reason,
-         "lot_id": r.lot_id, "created_at": r.created_at, "allocations": allocs.get(r.id, [])}
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "amount": r.amount,
+            "balance_after": r.balance_after,
+            "idempotency_key": r.idempotency_key,
+            "reference": r.reference,
+            "reason": r.reason,
+            "lot_id": r.lot_id,
+            "created_at": r.created_at,
+            "allocations": allocs.get(r.id, []),
+        }
         for r in page
     ]
     return {"items": items, "next_before_id": page[-1].id if more and page else None}
@@ -231,4 +295,3 @@ async def reconcile(session: AsyncSession) -> dict[str, Any]:
         "violations": violations,
         "checked_at": datetime.now(UTC),
     }
-

@@ -54,7 +54,9 @@ async def patch_task(task_id: TaskId, body: TaskPatch, request: Request, caller:
 
 
 @router.get("/users/{user_id}/tasks", response_model=UserTasks)
-async def user_tasks(user_id: Annotated[str, Path(min_length=1, max_length=64)], request: Request, caller: Caller) -> dict:
+async def user_tasks(
+    user_id: Annotated[str, Path(min_length=1, max_length=64)], request: Request, caller: Caller
+) -> dict:
     caller.require_user(user_id)
     rt = runtime_of(request)
     async with rt.db.transaction() as session:

@@ -20,7 +20,7 @@ class BehaviorHandler:
 
     def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
         self.tz = settings.tz
-        self.topics = list(topics or [settings.behavior_topic])
+        self.topics: Sequence[str] = list(topics or [settings.behavior_topic])
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         try:

@@ -137,7 +137,12 @@ class Completion:
 
 
 def advance(
-    rule: Rule, progress: Progress, user_id: str, key: str, occurred_at: datetime, attributes: dict[str, Any]
+    rule: Rule,
+    progress: Progress,
+    user_id: str,
+    key: str,
+    occurred_at: datetime,
+    attributes: dict[str, Any],
 ) -> Completion | None:
     """Count one matching behavior; return the completion it causes, if any."""
     progress.count += 1
@@ -154,7 +159,9 @@ def advance(
     progress.completions += 1
     progress.points += points
     expires_at = (
-        occurred_at + timedelta(days=rule.points_validity_days) if rule.points_validity_days else None
+        occurred_at + timedelta(days=rule.points_validity_days)
+        if rule.points_validity_days
+        else None
     )
     return Completion(
         grant_id=stable_id("grant", user_id, rule.id, key, progress.completions),

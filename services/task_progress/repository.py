@@ -18,12 +18,16 @@ async def active_tasks(session: AsyncSession) -> list[Any]:
     return list(await session.execute(select(tasks).where(tasks.c.active)))
 
 
-async def list_tasks(session: AsyncSession, active: bool | None, limit: int, offset: int) -> tuple[list[Any], int]:
+async def list_tasks(
+    session: AsyncSession, active: bool | None, limit: int, offset: int
+) -> tuple[list[Any], int]:
     query = select(tasks)
     count = select(func.count()).select_from(tasks)
     if active is not None:
         query, count = query.where(tasks.c.active == active), count.where(tasks.c.active == active)
-    rows = await session.execute(query.order_by(tasks.c.created_at, tasks.c.id).limit(limit).offset(offset))
+    rows = await session.execute(
+        query.order_by(tasks.c.created_at, tasks.c.id).limit(limit).offset(offset)
+    )
     return list(rows), int((await session.execute(count)).scalar_one())
 
 
@@ -34,7 +38,9 @@ async def get_task(session: AsyncSession, task_id: str, *, for_update: bool = Fa
     return (await session.execute(query)).one_or_none()
 
 
-async def insert_task(session: AsyncSession, values: dict[str, Any], *, if_absent: bool = False) -> None:
+async def insert_task(
+    session: AsyncSession, values: dict[str, Any], *, if_absent: bool = False
+) -> None:
     stmt = pg_insert(tasks).values(**values)
     if if_absent:
         stmt = stmt.on_conflict_do_nothing()
@@ -42,10 +48,14 @@ async def insert_task(session: AsyncSession, values: dict[str, Any], *, if_absen
 
 
 async def update_task(session: AsyncSession, task_id: str, values: dict[str, Any]) -> None:
-    await session.execute(update(tasks).where(tasks.c.id == task_id).values(**values, updated_at=func.now()))
+    await session.execute(
+        update(tasks).where(tasks.c.id == task_id).values(**values, updated_at=func.now())
+    )
 
 
-async def lock_progress(session: AsyncSession, keys: Sequence[ProgressKey]) -> dict[ProgressKey, Any]:
+async def lock_progress(
+    session: AsyncSession, keys: Sequence[ProgressKey]
+) -> dict[ProgressKey, Any]:
     """Create missing progress rows and lock all of them (in key order, to avoid deadlocks)."""
     ordered = sorted(set(keys))
     if not ordered:
@@ -91,7 +101,9 @@ async def insert_grants(session: AsyncSession, rows: list[dict[str, Any]]) -> No
         await session.execute(insert(grants), rows)
 
 
-async def progress_for_user(session: AsyncSession, user_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+async def progress_for_user(
+    session: AsyncSession, user_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Any]:
     if not keys:
         return {}
     rows = await session.execute(
@@ -105,6 +117,9 @@ async def progress_for_user(session: AsyncSession, user_id: str, keys: Sequence[
 
 async def grants_for_user(session: AsyncSession, user_id: str, limit: int) -> list[Any]:
     rows = await session.execute(
-        select(grants).where(grants.c.user_id == user_id).order_by(grants.c.created_at.desc()).limit(limit)
+        select(grants)
+        .where(grants.c.user_id == user_id)
+        .order_by(grants.c.created_at.desc())
+        .limit(limit)
     )
     return list(rows)

@@ -60,9 +60,13 @@ class _TaskFields(BaseModel):
 def check_rule(fields: dict[str, Any]) -> None:
     if fields.get("kind") == "amount_ratio":
         if not fields.get("amount_unit_cents"):
-            raise ValueError("amount_ratio tasks need amount_unit_cents (e.g. 1000 = 1 point per 10 yuan)")
+            raise ValueError(
+                "amount_ratio tasks need amount_unit_cents (e.g. 1000 = 1 point per 10 yuan)"
+            )
         if fields.get("target_count", 1) != 1:
-            raise ValueError("amount_ratio tasks complete on every qualifying behavior: target_count must be 1")
+            raise ValueError(
+                "amount_ratio tasks complete on every qualifying behavior: target_count must be 1"
+            )
     starts, ends = fields.get("starts_at"), fields.get("ends_at")
     if starts is not None and ends is not None and ends <= starts:
         raise ValueError("ends_at must be after starts_at")

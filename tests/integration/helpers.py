@@ -30,12 +30,16 @@ async def balance(ledger: httpx.AsyncClient, user_id: str) -> int:
 
 
 async def entries(ledger: httpx.AsyncClient, user_id: str) -> list[dict[str, Any]]:
-    response = await ledger.get(f"/v1/accounts/{user_id}/entries", params={"limit": 500}, headers=ADMIN)
+    response = await ledger.get(
+        f"/v1/accounts/{user_id}/entries", params={"limit": 500}, headers=ADMIN
+    )
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
 
 
-async def wait_for_balance(ledger: httpx.AsyncClient, user_id: str, expected: int, timeout: float = 30) -> None:
+async def wait_for_balance(
+    ledger: httpx.AsyncClient, user_id: str, expected: int, timeout: float = 30
+) -> None:
     async def check() -> None:
         assert await balance(ledger, user_id) == expected
 

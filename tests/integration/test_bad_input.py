@@ -11,43 +11,112 @@ from tests.integration.helpers import balance
 
 pytestmark = pytest.mark.integration
 
-GOOD_EVENT = {"event_id": "x1", "source": "app", "user_id": "u1", "action": "like",
-              "occurred_at": "2026-11-22T10:00:00+08:00", "attributes": {}}
+GOOD_EVENT = {
+    "event_id": "x1",
+    "source": "app",
+    "user_id": "u1",
+    "action": "like",
+    "occurred_at": "2026-11-22T10:00:00+08:00",
+    "attributes": {},
+}
 GOOD_TASK = {"name": "t", "action": "like", "reward_points": 1}
 
 CASES = [
     # (service, method, path, headers, body, expected status)
     ("behavior_sensor", "POST", "/v1/events", INGEST, b"{not json", 422),
     ("behavior_sensor", "POST", "/v1/events", INGEST, [1, 2], 422),
-    ("behavior_sensor", "POST", "/v1/events", INGEST, {**GOOD_EVENT, "occurred_at": "yesterday"}, 422),
-    ("behavior_sensor", "POST", "/v1/events", INGEST, {**GOOD_EVENT, "occurred_at": "2026-11-22T10:00:00"}, 422),
+    (
+        "behavior_sensor",
+        "POST",
+        "/v1/events",
+        INGEST,
+        {**GOOD_EVENT, "occurred_at": "yesterday"},
+        422,
+    ),
+    (
+        "behavior_sensor",
+        "POST",
+        "/v1/events",
+        INGEST,
+        {**GOOD_EVENT, "occurred_at": "2026-11-22T10:00:00"},
+        422,
+    ),
     ("behavior_sensor", "POST", "/v1/events", INGEST, {**GOOD_EVENT, "action": "Like!"}, 422),
     ("behavior_sensor", "POST", "/v1/events", INGEST, {**GOOD_EVENT, "user_id": ""}, 422),
     ("behavior_sensor", "POST", "/v1/events", INGEST, {**GOOD_EVENT, "event_id": "x" * 129}, 422),
     ("behavior_sensor", "POST", "/v1/events", INGEST, {**GOOD_EVENT, "unknown": 1}, 422),
     ("behavior_sensor", "POST", "/v1/events", INGEST, {"events": []}, 422),
     ("behavior_sensor", "POST", "/v1/events", INGEST, {"events": [GOOD_EVENT] * 1001}, 422),
-    ("behavior_sensor", "POST", "/v1/events", INGEST, {"events": [GOOD_EVENT, {"event_id": "x"}]}, 422),
+    (
+        "behavior_sensor",
+        "POST",
+        "/v1/events",
+        INGEST,
+        {"events": [GOOD_EVENT, {"event_id": "x"}]},
+        422,
+    ),
     ("behavior_sensor", "POST", "/v1/events", {}, GOOD_EVENT, 401),
     ("behavior_sensor", "POST", "/v1/events", {"X-Api-Key": "wrong"}, GOOD_EVENT, 401),
     ("behavior_sensor", "GET", "/v1/diverted?limit=0", ADMIN, None, 422),
     ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "reward_points": 0}, 422),
     ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "period": "fortnight"}, 422),
     ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "kind": "amount_ratio"}, 422),
-    ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "conditions": [{"attribute": "a", "op": "~", "value": 1}]}, 422),
-    ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-11-01T00:00:00Z"}, 422),
+    (
+        "task_progress",
+        "POST",
+        "/v1/tasks",
+        ADMIN,
+        {**GOOD_TASK, "conditions": [{"attribute": "a", "op": "~", "value": 1}]},
+        422,
+    ),
+    (
+        "task_progress",
+        "POST",
+        "/v1/tasks",
+        ADMIN,
+        {**GOOD_TASK, "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-11-01T00:00:00Z"},
+        422,
+    ),
     ("task_progress", "POST", "/v1/tasks", {}, GOOD_TASK, 401),
     ("task_progress", "POST", "/v1/tasks", INGEST, GOOD_TASK, 403),
     ("task_progress", "GET", "/v1/tasks/does-not-exist", ADMIN, None, 404),
     ("task_progress", "PATCH", "/v1/tasks/does-not-exist", ADMIN, {"active": False}, 404),
     ("task_progress", "PATCH", "/v1/tasks/x", ADMIN, {"reward_points": "many"}, 422),
     ("task_progress", "GET", "/v1/tasks?limit=100000", ADMIN, None, 422),
-    ("rewards_ledger", "POST", "/v1/accounts/u1/debits", ADMIN, {"points": -5, "idempotency_key": "k"}, 422),
+    (
+        "rewards_ledger",
+        "POST",
+        "/v1/accounts/u1/debits",
+        ADMIN,
+        {"points": -5, "idempotency_key": "k"},
+        422,
+    ),
     ("rewards_ledger", "POST", "/v1/accounts/u1/debits", ADMIN, {"points": 5}, 422),
     ("rewards_ledger", "POST", "/v1/accounts/u1/debits", ADMIN, b"[", 422),
-    ("rewards_ledger", "POST", "/v1/accounts/u1/debits", ADMIN, {"points": 5, "idempotency_key": "k"}, 409),
-    ("rewards_ledger", "POST", "/v1/accounts/u1/credits", ADMIN, {"points": 5, "idempotency_key": "k"}, 422),
-    ("rewards_ledger", "POST", "/v1/accounts/u1/credits", ADMIN, {"points": 5, "idempotency_key": "k", "reason": "r", "validity_days": 0}, 422),
+    (
+        "rewards_ledger",
+        "POST",
+        "/v1/accounts/u1/debits",
+        ADMIN,
+        {"points": 5, "idempotency_key": "k"},
+        409,
+    ),
+    (
+        "rewards_ledger",
+        "POST",
+        "/v1/accounts/u1/credits",
+        ADMIN,
+        {"points": 5, "idempotency_key": "k"},
+        422,
+    ),
+    (
+        "rewards_ledger",
+        "POST",
+        "/v1/accounts/u1/credits",
+        ADMIN,
+        {"points": 5, "idempotency_key": "k", "reason": "r", "validity_days": 0},
+        422,
+    ),
     ("rewards_ledger", "GET", "/v1/accounts/u1/entries?limit=-1", ADMIN, None, 422),
     ("rewards_ledger", "GET", "/v1/accounts/u1/entries?before_id=abc", ADMIN, None, 422),
     ("rewards_ledger", "GET", "/v1/accounts/u1", {}, None, 401),
@@ -58,7 +127,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("service", "method", "path", "headers", "body", "status"), CASES)
-async def test_bad_input_gets_a_4xx_json_error(http, service, method, path, headers, body, status) -> None:
+async def test_bad_input_gets_a_4xx_json_error(
+    http, service, method, path, headers, body, status
+) -> None:
     client = http(service)
     kwargs: dict = {"headers": {"content-type": "application/json", **headers}}
     if isinstance(body, bytes):
@@ -75,7 +146,11 @@ async def test_bad_input_gets_a_4xx_json_error(http, service, method, path, head
 async def test_a_rejected_batch_records_nothing(http) -> None:
     sensor = http("behavior_sensor")
     good = {**GOOD_EVENT, "event_id": unique("e")}
-    response = await sensor.post("/v1/events", json={"events": [good, {**good, "event_id": "", "user_id": "u"}]}, headers=INGEST)
+    response = await sensor.post(
+        "/v1/events",
+        json={"events": [good, {**good, "event_id": "", "user_id": "u"}]},
+        headers=INGEST,
+    )
     assert response.status_code == 422
     assert response.json()["details"]["errors"][0]["loc"][:2] == ["events", 1]
     again = await sensor.post("/v1/events", json=good, headers=INGEST)
@@ -89,6 +164,8 @@ async def test_an_ingest_key_is_bound_to_its_sources_and_users_see_only_themselv
     assert (await ledger.get(f"/v1/accounts/{user}", headers=mine)).status_code == 200
     other = await ledger.get("/v1/accounts/someone-else", headers=mine)
     assert other.status_code == 403 and other.json()["error"] == "forbidden"
-    debit = await ledger.post(f"/v1/accounts/{user}/debits", headers=mine, json={"points": 1, "idempotency_key": "k"})
+    debit = await ledger.post(
+        f"/v1/accounts/{user}/debits", headers=mine, json={"points": 1, "idempotency_key": "k"}
+    )
     assert debit.status_code == 403  # users cannot move points directly
     assert await balance(ledger, user) == 0

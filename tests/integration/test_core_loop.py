@@ -9,8 +9,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import ADMIN, eventually, envelope, unique
-from tests.integration.helpers import balance, create_task, entries, reconciliation, send, wait_for_balance
+from tests.conftest import ADMIN, envelope, eventually, unique
+from tests.integration.helpers import (
+    balance,
+    create_task,
+    entries,
+    reconciliation,
+    send,
+    wait_for_balance,
+)
 
 pytestmark = pytest.mark.integration
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -26,7 +33,9 @@ async def test_the_same_event_three_times_is_credited_once(http, producer) -> No
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
     action, user = unique("checkin"), unique("u")
     await create_task(tasks, action=action, reward_points=5, period="day", max_per_period=10)
-    event = envelope(user, action, (local_day() + timedelta(hours=9)).isoformat(), event_id="same-event")
+    event = envelope(
+        user, action, (local_day() + timedelta(hours=9)).isoformat(), event_id="same-event"
+    )
 
     assert await send(sensor, [event]) == {"accepted": 1, "duplicates": 0}
     assert await send(sensor, [event]) == {"accepted": 0, "duplicates": 1}
@@ -42,15 +51,22 @@ async def test_the_same_event_three_times_is_credited_once(http, producer) -> No
 async def test_100_likes_in_a_day_give_20_points_and_the_next_day_starts_over(http) -> None:
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
     action, user = unique("like"), unique("u")
-    task = await create_task(tasks, action=action, target_count=3, reward_points=1, period="day", max_per_period=20)
+    task = await create_task(
+        tasks, action=action, target_count=3, reward_points=1, period="day", max_per_period=20
+    )
     yesterday, today = local_day(-1), local_day(0)
-    likes = [envelope(user, action, (yesterday + timedelta(minutes=i)).isoformat()) for i in range(100)]
+    likes = [
+        envelope(user, action, (yesterday + timedelta(minutes=i)).isoformat()) for i in range(100)
+    ]
 
     assert await send(sensor, likes) == {"accepted": 100, "duplicates": 0}
     await wait_for_balance(ledger, user, 20)
 
     # The next day by occurred_at is a new period: 9 likes -> 3 more completions.
-    await send(sensor, [envelope(user, action, (today + timedelta(minutes=i)).isoformat()) for i in range(9)])
+    await send(
+        sensor,
+        [envelope(user, action, (today + timedelta(minutes=i)).isoformat()) for i in range(9)],
+    )
     await wait_for_balance(ledger, user, 23)
 
     response = await tasks.get(f"/v1/users/{user}/tasks", headers=ADMIN)
@@ -65,12 +81,22 @@ async def test_rule_conditions_decide_which_behaviors_count(http) -> None:
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
     action, user = unique("comment"), unique("u")
     await create_task(
-        tasks, action=action, reward_points=10, period="day", max_per_period=5,
+        tasks,
+        action=action,
+        reward_points=10,
+        period="day",
+        max_per_period=5,
         conditions=[{"attribute": "length", "op": ">=", "value": 20}],
     )
     at = (local_day() + timedelta(hours=12)).isoformat()
-    await send(sensor, [envelope(user, action, at, length=5), envelope(user, action, at, length=42),
-                        envelope(user, action, at, length="long")])
+    await send(
+        sensor,
+        [
+            envelope(user, action, at, length=5),
+            envelope(user, action, at, length=42),
+            envelope(user, action, at, length="long"),
+        ],
+    )
     await wait_for_balance(ledger, user, 10)
 
 
@@ -78,18 +104,40 @@ async def test_an_order_paid_message_through_the_adapter_credits_its_ratio(http,
     tasks, ledger = http("task_progress"), http("rewards_ledger")
     shop, user = unique("shop"), unique("buyer")
     only_this_shop = [{"attribute": "shop_id", "op": "==", "value": shop}]
-    await create_task(tasks, action="order_paid", kind="amount_ratio", amount_unit_cents=1000,
-                      reward_points=1, period="lifetime", conditions=only_this_shop)
-    await create_task(tasks, action="order_paid", reward_points=20, period="day",
-                      conditions=[*only_this_shop, {"attribute": "amount_cents", "op": ">=", "value": 10000}])
+    await create_task(
+        tasks,
+        action="order_paid",
+        kind="amount_ratio",
+        amount_unit_cents=1000,
+        reward_points=1,
+        period="lifetime",
+        conditions=only_this_shop,
+    )
+    await create_task(
+        tasks,
+        action="order_paid",
+        reward_points=20,
+        period="day",
+        conditions=[*only_this_shop, {"attribute": "amount_cents", "op": ">=", "value": 10000}],
+    )
     paid_ms = int(datetime.now(SHANGHAI).timestamp() * 1000)
-    order = {"orderNo": unique("O"), "buyerId": user, "orderStatus": "PAID", "payAmount": "129.00",
-             "currency": "CNY", "paidTime": paid_ms, "shopId": shop, "items": [{"sku": "A", "qty": 2}]}
+    order = {
+        "orderNo": unique("O"),
+        "buyerId": user,
+        "orderStatus": "PAID",
+        "payAmount": "129.00",
+        "currency": "CNY",
+        "paidTime": paid_ms,
+        "shopId": shop,
+        "items": [{"sku": "A", "qty": 2}],
+    }
     created = {**order, "orderNo": unique("O"), "orderStatus": "CREATED"}  # not a behavior: ignored
 
     await producer.send_and_wait("upstream.orders", json.dumps(created).encode(), key=user.encode())
     await producer.send_and_wait("upstream.orders", json.dumps(order).encode(), key=user.encode())
-    await producer.send_and_wait("upstream.orders", json.dumps(order).encode(), key=user.encode())  # replayed
+    await producer.send_and_wait(
+        "upstream.orders", json.dumps(order).encode(), key=user.encode()
+    )  # replayed
 
     await wait_for_balance(ledger, user, 12 + 20)  # 129 yuan -> 12 points, plus the big-order bonus
     await asyncio.sleep(1.5)
@@ -100,8 +148,11 @@ async def _dead_letters(infra, topic: str, needle: str) -> list[dict]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        f"{topic}.dlq", bootstrap_servers=infra.kafka_bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=unique("dlq-reader"),
+        f"{topic}.dlq",
+        bootstrap_servers=infra.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=unique("dlq-reader"),
     )
     await consumer.start()
     try:
@@ -117,23 +168,37 @@ async def _dead_letters(infra, topic: str, needle: str) -> list[dict]:
         await consumer.stop()
 
 
-async def test_a_poison_message_goes_to_the_dlq_and_later_messages_still_count(http, producer, infra) -> None:
+async def test_a_poison_message_goes_to_the_dlq_and_later_messages_still_count(
+    http, producer, infra
+) -> None:
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
     action, user = unique("share"), unique("u")
     await create_task(tasks, action=action, reward_points=3, period="day", max_per_period=10)
     marker = unique("poison")
     at = (local_day() + timedelta(hours=8)).isoformat()
 
-    await producer.send_and_wait("upstream.events", f"{{not json {marker}".encode(), key=user.encode())
+    await producer.send_and_wait(
+        "upstream.events", f"{{not json {marker}".encode(), key=user.encode()
+    )
     bad_envelope = envelope(user, "Not-Snake", at, event_id=marker)
-    await producer.send_and_wait("upstream.events", json.dumps(bad_envelope).encode(), key=user.encode())
-    await producer.send_and_wait("behavior.events", json.dumps({"junk": marker}).encode(), key=user.encode())
-    await producer.send_and_wait("rewards.grants", json.dumps({"grant_id": marker, "points": -1}).encode(), key=user.encode())
-    await producer.send_and_wait("upstream.events", json.dumps(envelope(user, action, at)).encode(), key=user.encode())
+    await producer.send_and_wait(
+        "upstream.events", json.dumps(bad_envelope).encode(), key=user.encode()
+    )
+    await producer.send_and_wait(
+        "behavior.events", json.dumps({"junk": marker}).encode(), key=user.encode()
+    )
+    await producer.send_and_wait(
+        "rewards.grants", json.dumps({"grant_id": marker, "points": -1}).encode(), key=user.encode()
+    )
+    await producer.send_and_wait(
+        "upstream.events", json.dumps(envelope(user, action, at)).encode(), key=user.encode()
+    )
 
     await wait_for_balance(ledger, user, 3)
     for topic, expected in (("upstream.events", 2), ("behavior.events", 1), ("rewards.grants", 1)):
-        letters = await eventually(lambda t=topic: _expect_letters(infra, t, marker, expected), timeout=20)
+        letters = await eventually(
+            lambda t=topic, n=expected: _expect_letters(infra, t, marker, n), timeout=20
+        )
         assert all(letter["error"] and letter["topic"] == topic for letter in letters)
     _ = sensor
 
@@ -147,9 +212,14 @@ async def _expect_letters(infra, topic: str, marker: str, count: int) -> list[di
 async def test_anti_farming_diverts_the_excess_instead_of_dropping_it(http) -> None:
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
     user = unique("u")
-    await create_task(tasks, action="farm_test", reward_points=1, period="lifetime")  # limit 5/hour in tests
+    await create_task(
+        tasks, action="farm_test", reward_points=1, period="lifetime"
+    )  # limit 5/hour in tests
     start = local_day() + timedelta(hours=3)
-    await send(sensor, [envelope(user, "farm_test", (start + timedelta(seconds=i)).isoformat()) for i in range(8)])
+    await send(
+        sensor,
+        [envelope(user, "farm_test", (start + timedelta(seconds=i)).isoformat()) for i in range(8)],
+    )
 
     await wait_for_balance(ledger, user, 5)
     response = await sensor.get("/v1/diverted", params={"user_id": user}, headers=ADMIN)
@@ -161,13 +231,19 @@ async def test_anti_farming_diverts_the_excess_instead_of_dropping_it(http) -> N
 async def test_concurrent_debits_never_overdraw(http) -> None:
     ledger = http("rewards_ledger")
     user = unique("u")
-    response = await ledger.post(f"/v1/accounts/{user}/credits", headers=ADMIN,
-                                 json={"points": 100, "idempotency_key": unique("k"), "reason": "test grant"})
+    response = await ledger.post(
+        f"/v1/accounts/{user}/credits",
+        headers=ADMIN,
+        json={"points": 100, "idempotency_key": unique("k"), "reason": "test grant"},
+    )
     assert response.status_code == 201, response.text
 
     async def spend(i: int) -> int:
-        r = await ledger.post(f"/v1/accounts/{user}/debits", headers=ADMIN,
-                              json={"points": 7, "idempotency_key": f"spend-{i}", "reason": "race"})
+        r = await ledger.post(
+            f"/v1/accounts/{user}/debits",
+            headers=ADMIN,
+            json={"points": 7, "idempotency_key": f"spend-{i}", "reason": "race"},
+        )
         assert r.status_code in (201, 409), r.text
         if r.status_code == 409:
             assert r.json()["error"] == "insufficient_points"
@@ -177,8 +253,11 @@ async def test_concurrent_debits_never_overdraw(http) -> None:
     assert codes.count(201) == 14  # 14 x 7 = 98 <= 100 < 15 x 7
     assert await balance(ledger, user) == 2
     # A retried request is answered from the journal, not debited again.
-    replay = await ledger.post(f"/v1/accounts/{user}/debits", headers=ADMIN,
-                               json={"points": 7, "idempotency_key": f"spend-{codes.index(201)}", "reason": "race"})
+    replay = await ledger.post(
+        f"/v1/accounts/{user}/debits",
+        headers=ADMIN,
+        json={"points": 7, "idempotency_key": f"spend-{codes.index(201)}", "reason": "race"},
+    )
     assert replay.status_code == 200
     assert await balance(ledger, user) == 2
 
@@ -187,13 +266,27 @@ async def test_debits_take_the_earliest_expiring_lots_first(http) -> None:
     ledger = http("rewards_ledger")
     user = unique("u")
     for points, days in ((50, 30), (30, 5), (20, 60)):
-        r = await ledger.post(f"/v1/accounts/{user}/credits", headers=ADMIN,
-                              json={"points": points, "idempotency_key": unique("k"), "reason": "lot", "validity_days": days})
+        r = await ledger.post(
+            f"/v1/accounts/{user}/credits",
+            headers=ADMIN,
+            json={
+                "points": points,
+                "idempotency_key": unique("k"),
+                "reason": "lot",
+                "validity_days": days,
+            },
+        )
         assert r.status_code == 201, r.text
-    r = await ledger.post(f"/v1/accounts/{user}/debits", headers=ADMIN,
-                          json={"points": 40, "idempotency_key": unique("k"), "reason": "redeem"})
+    r = await ledger.post(
+        f"/v1/accounts/{user}/debits",
+        headers=ADMIN,
+        json={"points": 40, "idempotency_key": unique("k"), "reason": "redeem"},
+    )
     assert r.status_code == 201, r.text
-    assert [a["points"] for a in r.json()["allocations"]] == [30, 10]  # the 5-day lot, then the 30-day lot
+    assert [a["points"] for a in r.json()["allocations"]] == [
+        30,
+        10,
+    ]  # the 5-day lot, then the 30-day lot
     account = (await ledger.get(f"/v1/accounts/{user}", headers=ADMIN)).json()
     assert account["balance"] == 60
     assert account["expiring_within_30_days"] == 40

@@ -23,36 +23,63 @@ class Killed(BaseException):
     """Stands for the process dying: nothing after the DB commit runs."""
 
 
-async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_once(http, infra, producer) -> None:
+async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_once(
+    http, infra, producer
+) -> None:
     ledger = http("rewards_ledger")
     topic, user = unique("test.grants"), unique("u")
-    settings = Settings(database_url=infra.database_url, kafka_bootstrap=infra.kafka_bootstrap, consumer_poll_ms=100)
+    settings = Settings(
+        database_url=infra.database_url, kafka_bootstrap=infra.kafka_bootstrap, consumer_poll_ms=100
+    )
     await ensure_topics(infra.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
     now = datetime.now(UTC)
     for n in range(1, 11):
-        grant = GrantCommand(grant_id=stable_id(topic, n), user_id=user, points=n, task_id="t",
-                             period_key="lifetime", completion=n, causation_event_id=f"e{n}", occurred_at=now)
+        grant = GrantCommand(
+            grant_id=stable_id(topic, n),
+            user_id=user,
+            points=n,
+            task_id="t",
+            period_key="lifetime",
+            completion=n,
+            causation_event_id=f"e{n}",
+            occurred_at=now,
+        )
         await producer.send_and_wait(topic, grant.model_dump_json().encode(), key=user.encode())
 
-    db = Database(create_engine(database_url(infra.database_url, settings.database_name), pool_size=2))
+    db = Database(
+        create_engine(database_url(infra.database_url, settings.database_name), pool_size=2)
+    )
     kafka_producer = make_producer(settings)
     await kafka_producer.start()
     group = unique("crash-group")
     try:
+
         async def die_after_commit() -> None:
             raise Killed
 
-        first = ConsumerLoop(GrantHandler(settings, topics=[topic]), settings=settings, db=db,
-                             producer=kafka_producer, inbox=messaging.inbox, group_id=group,
-                             after_db_commit=die_after_commit)
+        first = ConsumerLoop(
+            GrantHandler(settings, topics=[topic]),
+            settings=settings,
+            db=db,
+            producer=kafka_producer,
+            inbox=messaging.inbox,
+            group_id=group,
+            after_db_commit=die_after_commit,
+        )
         with pytest.raises(Killed):
             await first.run()
         credited_before_restart = await balance(ledger, user)
         assert credited_before_restart > 0  # the first batch did reach the database
 
         # A new consumer in the same group re-reads from the last committed offset (none yet).
-        second = ConsumerLoop(GrantHandler(settings, topics=[topic]), settings=settings, db=db,
-                              producer=kafka_producer, inbox=messaging.inbox, group_id=group)
+        second = ConsumerLoop(
+            GrantHandler(settings, topics=[topic]),
+            settings=settings,
+            db=db,
+            producer=kafka_producer,
+            inbox=messaging.inbox,
+            group_id=group,
+        )
         task = asyncio.create_task(second.run())
 
         async def all_credited() -> None:

@@ -12,30 +12,61 @@ from shared.kafka import PoisonMessage
 
 
 def order(**overrides) -> bytes:
-    body = {"orderNo": "O1", "buyerId": "u1", "orderStatus": "PAID", "payAmount": "129.005",
-            "paidTime": 1763776800000, "shopId": "s1", "items": [{}, {}]}
+    body = {
+        "orderNo": "O1",
+        "buyerId": "u1",
+        "orderStatus": "PAID",
+        "payAmount": "129.005",
+        "paidTime": 1763776800000,
+        "shopId": "s1",
+        "items": [{}, {}],
+    }
     return json.dumps({**body, **overrides}).encode()
 
 
 def test_an_order_paid_message_becomes_order_paid_with_amount_cents() -> None:
     [env] = OrderPaidAdapter().to_envelopes(order())
-    assert (env.source, env.event_id, env.user_id, env.action) == ("order_system", "O1", "u1", "order_paid")
-    assert env.attributes == {"amount_cents": 12901, "currency": "CNY", "item_count": 2, "shop_id": "s1"}
+    assert (env.source, env.event_id, env.user_id, env.action) == (
+        "order_system",
+        "O1",
+        "u1",
+        "order_paid",
+    )
+    assert env.attributes == {
+        "amount_cents": 12901,
+        "currency": "CNY",
+        "item_count": 2,
+        "shop_id": "s1",
+    }
     assert env.occurred_at.tzinfo is not None
 
 
 def test_orders_that_are_not_paid_are_ignored_and_broken_ones_are_poison() -> None:
     assert OrderPaidAdapter().to_envelopes(order(orderStatus="CREATED")) == []
-    for bad in (b"{", order(payAmount="abc"), order(buyerId=""), order(paidTime=None), order(payAmount=-1)):
+    for bad in (
+        b"{",
+        order(payAmount="abc"),
+        order(buyerId=""),
+        order(paidTime=None),
+        order(payAmount=-1),
+    ):
         with pytest.raises(PoisonMessage):
             OrderPaidAdapter().to_envelopes(bad)
 
 
 def test_envelope_adapter_validates_the_contract() -> None:
-    good = {"event_id": "1", "source": "app", "user_id": "u", "action": "like", "occurred_at": "2026-11-22T10:00:00Z"}
+    good = {
+        "event_id": "1",
+        "source": "app",
+        "user_id": "u",
+        "action": "like",
+        "occurred_at": "2026-11-22T10:00:00Z",
+    }
     assert len(EnvelopeAdapter().to_envelopes(json.dumps([good, good]).encode())) == 2
     with pytest.raises(PoisonMessage):
-        EnvelopeAdapter().to_envelopes(json.dumps({**good, "occurred_at": "2026-11-22T10:00:00"}).encode())
+        EnvelopeAdapter().to_envelopes(
+            json.dumps({**good, "occurred_at": "2026-11-22T10:00:00"}).encode()
+        )
     with pytest.raises(PoisonMessage):
         EnvelopeAdapter().to_envelopes(b"\xff\xfe")
 
@@ -59,14 +90,27 @@ async def test_http_enricher_retries_then_degrades_without_blocking() -> None:
         if len(calls) == 1:
             return httpx.Response(503)
         payload = json.loads(request.content)
-        return httpx.Response(200, json={"results": [{"tier": "gold"} for _ in payload["behaviors"]]})
+        return httpx.Response(
+            200, json={"results": [{"tier": "gold"} for _ in payload["behaviors"]]}
+        )
 
-    enricher = HttpEnricher("http://enricher/x", retries=2, client=httpx.AsyncClient(transport=httpx.MockTransport(flaky)))
-    assert await enricher.enrich([{"user_id": "u"}, {"user_id": "v"}]) == [{"tier": "gold"}, {"tier": "gold"}]
+    enricher = HttpEnricher(
+        "http://enricher/x",
+        retries=2,
+        client=httpx.AsyncClient(transport=httpx.MockTransport(flaky)),
+    )
+    assert await enricher.enrich([{"user_id": "u"}, {"user_id": "v"}]) == [
+        {"tier": "gold"},
+        {"tier": "gold"},
+    ]
     assert len(calls) == 2
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectTimeout("timed out", request=request)
 
-    broken = HttpEnricher("http://enricher/x", retries=1, client=httpx.AsyncClient(transport=httpx.MockTransport(down)))
+    broken = HttpEnricher(
+        "http://enricher/x",
+        retries=1,
+        client=httpx.AsyncClient(transport=httpx.MockTransport(down)),
+    )
     assert await broken.enrich([{"user_id": "u"}]) == [{"status": "unavailable"}]

@@ -25,12 +25,21 @@ def test_compose_runs_every_service_on_its_contract_port_with_health_checks() ->
         assert "health/ready" in " ".join(entry["healthcheck"]["test"])
         assert entry["environment"]["JIFEN_KAFKA_ENABLE_IDEMPOTENCE"] == "true"
         assert entry["depends_on"]["kafka"]["condition"] == "service_healthy"
-    app_services = {name for name, e in compose.items() if "command" in e and "services." in e["command"][1]}
-    assert {e["command"][1].split(".")[1] for n, e in compose.items() if n in app_services} == set(SERVICES)
+    app_services = {
+        name for name, e in compose.items() if "command" in e and "services." in e["command"][1]
+    }
+    assert {e["command"][1].split(".")[1] for n, e in compose.items() if n in app_services} == set(
+        SERVICES
+    )
 
 
 def test_kubernetes_manifests_cover_every_service_with_probes() -> None:
-    docs = [d for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs = [
+        d
+        for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     for service in SERVICES:
         mine = [d for d in deployments if d["metadata"]["labels"]["service"] == service]

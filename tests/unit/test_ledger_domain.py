@@ -12,7 +12,9 @@ NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def lot(i: int, remaining: int, days: int | None) -> SpendableLot:
-    return SpendableLot(f"lot{i}", remaining, NOW + timedelta(days=days) if days is not None else None, NOW)
+    return SpendableLot(
+        f"lot{i}", remaining, NOW + timedelta(days=days) if days is not None else None, NOW
+    )
 
 
 def test_earliest_expiry_first_and_never_expiring_last() -> None:
@@ -27,7 +29,12 @@ def test_insufficient_points_is_a_409_with_a_stable_code() -> None:
     assert (info.value.code, info.value.status) == ("insufficient_points", 409)
 
 
-@given(st.lists(st.tuples(st.integers(0, 1000), st.one_of(st.none(), st.integers(-5, 400))), max_size=30), st.integers(1, 5000))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1000), st.one_of(st.none(), st.integers(-5, 400))), max_size=30
+    ),
+    st.integers(1, 5000),
+)
 def test_allocation_takes_exactly_the_points_and_respects_each_lot(spec, points) -> None:
     lots = [lot(i, r, d) for i, (r, d) in enumerate(spec)]
     available = sum(lt.remaining for lt in lots)

@@ -9,7 +9,9 @@ from services.rewards_ledger.settings import Settings
 def test_production_refuses_placeholder_secrets() -> None:
     with pytest.raises(ValidationError, match="JIFEN_ADMIN_TOKEN"):
         Settings(env="prod")
-    ok = Settings(env="prod", admin_token="a" * 40, jwt_secret="b" * 40, ingest_keys={"k" * 32: ["app"]})
+    ok = Settings(
+        env="prod", admin_token="a" * 40, jwt_secret="b" * 40, ingest_keys={"k" * 32: ["app"]}
+    )
     assert ok.env == "prod"
 
 

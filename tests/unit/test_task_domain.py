@@ -6,7 +6,15 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.task_progress.domain import Condition, Progress, Rule, advance, period_end, period_key, status_of
+from services.task_progress.domain import (
+    Condition,
+    Progress,
+    Rule,
+    advance,
+    period_end,
+    period_key,
+    status_of,
+)
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -23,8 +31,15 @@ def test_period_keys_follow_the_business_timezone() -> None:
 
 
 def like_rule(**overrides) -> Rule:
-    fields = {"id": "t1", "action": "like", "kind": "count", "reward_points": 1, "period": "day",
-              "target_count": 3, "max_per_period": 20}
+    fields = {
+        "id": "t1",
+        "action": "like",
+        "kind": "count",
+        "reward_points": 1,
+        "period": "day",
+        "target_count": 3,
+        "max_per_period": 20,
+    }
     return Rule(**{**fields, **overrides})
 
 
@@ -46,8 +61,14 @@ def test_three_likes_make_one_point_at_most_twenty_times() -> None:
     assert len({c.grant_id for c in done}) == 20
 
 
-@given(st.integers(min_value=0, max_value=300), st.integers(1, 10), st.one_of(st.none(), st.integers(1, 50)))
-def test_completions_never_exceed_the_cap_or_the_count(n: int, target: int, cap: int | None) -> None:
+@given(
+    st.integers(min_value=0, max_value=300),
+    st.integers(1, 10),
+    st.one_of(st.none(), st.integers(1, 50)),
+)
+def test_completions_never_exceed_the_cap_or_the_count(
+    n: int, target: int, cap: int | None
+) -> None:
     rule = like_rule(target_count=target, max_per_period=cap)
     progress, done = run(rule, n)
     expected = n // target if cap is None else min(n // target, cap)
@@ -66,7 +87,14 @@ def test_once_completes_a_single_time() -> None:
 
 
 def test_amount_ratio_pays_per_unit_spent() -> None:
-    rule = Rule(id="r", action="order_paid", kind="amount_ratio", reward_points=1, period="lifetime", amount_unit_cents=1000)
+    rule = Rule(
+        id="r",
+        action="order_paid",
+        kind="amount_ratio",
+        reward_points=1,
+        period="lifetime",
+        amount_unit_cents=1000,
+    )
     _, done = run(rule, 1, {"amount_cents": 12900})
     assert [c.points for c in done] == [12]
     _, none = run(rule, 1, {"amount_cents": 999})
@@ -77,7 +105,9 @@ def test_amount_ratio_pays_per_unit_spent() -> None:
 
 def test_conditions_and_windows() -> None:
     at = datetime(2026, 11, 22, tzinfo=UTC)
-    rule = like_rule(conditions=(Condition("length", ">=", 20),), starts_at=at, ends_at=at + timedelta(days=1))
+    rule = like_rule(
+        conditions=(Condition("length", ">=", 20),), starts_at=at, ends_at=at + timedelta(days=1)
+    )
     assert rule.matches("like", at, {"length": 20})
     assert not rule.matches("like", at, {"length": 19})
     assert not rule.matches("like", at, {})
