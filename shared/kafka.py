@@ -16,12 +16,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +41,7 @@ from shared.settings import JifenSettings
 from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 
 class PoisonMessage(Exception):
@@ -134,6 +136,14 @@ async def ensure_topics(
             log.info("created topics %s", missing)
     finally:
         await admin.close()
+
+
+def parse_model(record: ConsumerRecord, model: type[M], what: str) -> M:
+    """Validate a record's JSON value as `model`; an invalid one is poison."""
+    try:
+        return model.model_validate_json(record.value or b"")
+    except ValidationError as exc:
+        raise PoisonMessage(f"invalid {what}: {exc.errors(include_url=False)}") from exc
 
 
 @dataclass

@@ -8,14 +8,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger import service
 from services.rewards_ledger.settings import Settings
 from shared.db import Database
 from shared.events import GrantCommand
-from shared.kafka import Inbound, PoisonMessage
+from shared.kafka import Inbound, parse_model
 from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
@@ -30,10 +29,7 @@ class GrantHandler:
         self.topics: Sequence[str] = list(topics or [settings.grants_topic])
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        try:
-            grant = GrantCommand.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            raise PoisonMessage(f"invalid grant: {exc.errors(include_url=False)}") from exc
+        grant = parse_model(record, GrantCommand, "grant")
         return [Inbound(message_id=grant.grant_id, value=grant)]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
