@@ -78,6 +78,13 @@ def principal(request: Request) -> Principal:
     return auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
+def optional_principal(request: Request) -> Principal | None:
+    """FastAPI dependency for public endpoints that show more to authenticated callers."""
+    if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
+        return None
+    return principal(request)
+
+
 def issue_user_token(secret: str, user_id: str, ttl_seconds: int = 3600) -> str:
     """Mint a user JWT (used by tests, the demo and tooling; production tokens come from the IdP)."""
     import time

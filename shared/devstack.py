@@ -26,6 +26,7 @@ SERVICES: dict[str, int] = {  # service -> port offset from the base port (contr
     "behavior_sensor": 1,
     "task_progress": 2,
     "rewards_ledger": 3,
+    "exchange": 4,
 }
 CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
@@ -136,6 +137,7 @@ class Stack:
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
         env.update(JIFEN_DATABASE_URL=self.database_url, JIFEN_KAFKA_BOOTSTRAP=self.kafka_bootstrap)
+        env.setdefault("JIFEN_LEDGER_URL", self.url("rewards_ledger"))  # exchange -> ledger
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         return env
 

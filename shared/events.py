@@ -88,3 +88,27 @@ class LedgerEvent(BaseModel):
     idempotency_key: str
     occurred_at: datetime
     reference: str | None = None
+
+
+class ExchangeEvent(BaseModel):
+    """A redemption changing state, published on exchange.events."""
+
+    type: Literal[
+        "redemption.completed",
+        "redemption.failed",
+        "redemption.cancelled",
+        "redemption.shipped",
+        "redemption.delivered",
+    ]
+    redemption_id: str
+    user_id: str
+    item_id: str
+    item_type: str
+    quantity: int
+    points: int
+    status: str
+    failure_code: str | None = None
+    compensated: bool = False
+    fulfilment_status: str | None = None
+    reward: dict[str, Any] | None = None
+    occurred_at: datetime

@@ -85,6 +85,7 @@ class ServiceSpec:
     build_workers: Callable[[Runtime], list[Worker]] = lambda rt: []
     seed: Callable[[Runtime], Awaitable[None]] | None = None
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
 
 
 async def _supervise(worker: Worker, name: str) -> None:
@@ -164,6 +165,8 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if spec.on_stop is not None:
+                await spec.on_stop(runtime)
             await producer.stop()
             await db.dispose()
             log.info("service stopped")

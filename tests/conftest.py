@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.devstack import (
+    SERVICES,
     EmbeddedBroker,
     Stack,
     free_port,
@@ -26,6 +27,7 @@ from shared.devstack import (
     stop_embedded_postgres,
 )
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
+from tests.faults import FaultProxy
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 INGEST = {"X-Api-Key": DEV_INGEST_KEY}
@@ -69,16 +71,33 @@ TEST_ENV = {
     "JIFEN_EXPIRY_SWEEP_INTERVAL_S": "1",
     "JIFEN_KAFKA_TOPIC_PARTITIONS": "4",
     "JIFEN_LOG_JSON": "true",
+    # exchange: short ledger timeouts and deadlines so outages resolve within a test
+    "JIFEN_LEDGER_TIMEOUT_S": "2",
+    "JIFEN_RECOVERY_INTERVAL_S": "0.5",
+    "JIFEN_PENDING_DEADLINE_S": "8",
 }
 
 
 @pytest.fixture(scope="session")
-def stack(infra: Infra) -> Iterator[Stack]:
+def base_port() -> int:
+    return _free_base_port()
+
+
+@pytest.fixture(scope="session")
+def ledger_link(base_port: int) -> Iterator[FaultProxy]:
+    """The exchange reaches the ledger through this proxy, so tests can break the link."""
+    proxy = FaultProxy(free_port(), "127.0.0.1", base_port + SERVICES["rewards_ledger"]).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra, base_port: int, ledger_link: FaultProxy) -> Iterator[Stack]:
     stack = Stack(
         database_url=infra.database_url,
         kafka_bootstrap=infra.kafka_bootstrap,
-        base_port=_free_base_port(),
-        env=TEST_ENV,
+        base_port=base_port,
+        env={**TEST_ENV, "JIFEN_LEDGER_URL": ledger_link.url},
         log_dir=infra.data_dir / "logs",
     )
     try:

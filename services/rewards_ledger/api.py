@@ -17,6 +17,8 @@ from services.rewards_ledger.schemas import (
     EntriesPage,
     EntryOut,
     ReconciliationOut,
+    RefundOut,
+    RefundRequest,
 )
 from services.rewards_ledger.settings import Settings
 from shared.auth import Principal, principal
@@ -62,6 +64,29 @@ async def debit(
     async with rt.db.transaction() as session:
         result, created = await service.debit(
             session, user_id, body.points, body.idempotency_key, body.reason, body.reference
+        )
+    rt.relay.wake()
+    if not created:
+        response.status_code = 200
+    return result
+
+
+@router.post("/accounts/{user_id}/refunds", response_model=RefundOut, status_code=201)
+async def refund(
+    user_id: UserId, body: RefundRequest, request: Request, response: Response, caller: Caller
+) -> dict:
+    """Undo a debit, identified by the idempotency key it was made with.
+
+    The points go back to the lots they were taken from, keeping those lots' expiry dates;
+    points whose lot has expired since are refunded and expire at once. If no such debit
+    exists the key is voided (status `voided`), so a late-arriving debit with it is refused
+    with `debit_voided`. Repeating a refund returns the first result (200).
+    """
+    caller.require_admin()
+    rt = runtime_of(request)
+    async with rt.db.transaction() as session:
+        result, created = await service.refund(
+            session, user_id, body.debit_idempotency_key, body.reason, body.reference
         )
     rt.relay.wake()
     if not created:

@@ -77,6 +77,7 @@ journal_entries = Table(
 )
 Index("ix_journal_user_id", journal_entries.c.user_id, journal_entries.c.id)
 
+# Which lots a debit took points from (kind debit) or a refund gave them back to (kind refund).
 allocations = Table(
     "allocations",
     metadata,
@@ -86,3 +87,15 @@ allocations = Table(
     CheckConstraint("points > 0", name="ck_allocations_points_positive"),
 )
 Index("ix_allocations_lot", allocations.c.lot_id)
+
+# A debit key cancelled before its debit arrived (a caller gave up on a timed-out debit and
+# compensated). A debit that shows up later with this key is refused, so it cannot strand
+# points after the caller has already released what it reserved.
+debit_voids = Table(
+    "debit_voids",
+    metadata,
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -11,7 +11,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger.domain import SpendableLot
-from services.rewards_ledger.models import accounts, allocations, journal_entries, lots
+from services.rewards_ledger.models import (
+    accounts,
+    allocations,
+    debit_voids,
+    journal_entries,
+    lots,
+)
 
 
 async def lock_accounts(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
@@ -85,6 +91,51 @@ async def entry_by_key(session: AsyncSession, key: str) -> Any:
         select(journal_entries).where(journal_entries.c.idempotency_key == key)
     )
     return result.one_or_none()
+
+
+async def entries_by_keys(session: AsyncSession, keys: Sequence[str]) -> list[Any]:
+    if not keys:
+        return []
+    result = await session.execute(
+        select(journal_entries).where(journal_entries.c.idempotency_key.in_(list(keys)))
+    )
+    return list(result)
+
+
+async def void_of(session: AsyncSession, key: str) -> Any:
+    result = await session.execute(select(debit_voids).where(debit_voids.c.idempotency_key == key))
+    return result.one_or_none()
+
+
+async def insert_void(session: AsyncSession, key: str, user_id: str, reason: str) -> Any:
+    result = await session.execute(
+        insert(debit_voids)
+        .values(idempotency_key=key, user_id=user_id, reason=reason)
+        .returning(*debit_voids.c)
+    )
+    return result.one()
+
+
+async def lock_lots(session: AsyncSession, lot_ids: Sequence[str]) -> dict[str, Any]:
+    if not lot_ids:
+        return {}
+    rows = await session.execute(
+        select(lots.c.id, lots.c.status, lots.c.remaining, lots.c.expires_at)
+        .where(lots.c.id.in_(list(lot_ids)))
+        .order_by(lots.c.id)
+        .with_for_update()
+    )
+    return {r.id: r for r in rows}
+
+
+async def give_back_to_lots(session: AsyncSession, given: Sequence[tuple[str, int]]) -> None:
+    if given:
+        await session.execute(
+            update(lots)
+            .where(lots.c.id == bindparam("lot_id"))
+            .values(remaining=lots.c.remaining + bindparam("given")),
+            [{"lot_id": lot_id, "given": pts} for lot_id, pts in given],
+        )
 
 
 async def spendable_lots(session: AsyncSession, user_id: str, now: datetime) -> list[SpendableLot]:
@@ -183,6 +234,14 @@ async def close_expired_lots(session: AsyncSession, lot_ids: Sequence[str]) -> N
         )
 
 
+async def mark_lots_expired(session: AsyncSession, lot_ids: Sequence[str]) -> None:
+    """Close lots whose date has passed without touching what is left in them (nothing is)."""
+    if lot_ids:
+        await session.execute(
+            update(lots).where(lots.c.id.in_(list(lot_ids))).values(status="expired")
+        )
+
+
 async def balance_of(session: AsyncSession, user_id: str) -> Any:
     result = await session.execute(select(accounts).where(accounts.c.user_id == user_id))
     return result.one_or_none()
@@ -265,11 +324,43 @@ RECONCILIATION_CHECKS: dict[str, str] = {
         GROUP BY je.id, je.user_id, je.amount
         HAVING -je.amount <> COALESCE(sum(al.points), 0)
         LIMIT 100""",
+    "refunds_fully_allocated": """
+        SELECT je.id, je.user_id, je.amount, COALESCE(sum(al.points), 0) AS allocated
+        FROM journal_entries je LEFT JOIN allocations al ON al.journal_entry_id = je.id
+        WHERE je.kind = 'refund'
+        GROUP BY je.id, je.user_id, je.amount
+        HAVING je.amount <> COALESCE(sum(al.points), 0)
+        LIMIT 100""",
+    "refunds_match_their_debit": """
+        SELECT r.id, r.user_id, r.amount, d.id AS debit_id, d.amount AS debit_amount
+        FROM journal_entries r
+        LEFT JOIN journal_entries d
+               ON d.idempotency_key = 'debit:' || substr(r.idempotency_key, length('refund:') + 1)
+        WHERE r.kind = 'refund' AND (d.id IS NULL OR d.user_id <> r.user_id
+                                     OR d.amount <> -r.amount)
+        LIMIT 100""",
+    "refund_restores_the_lots_debited": """
+        SELECT r.id AS refund_id, ra.lot_id, ra.points, da.points AS debited
+        FROM journal_entries r
+        JOIN allocations ra ON ra.journal_entry_id = r.id
+        JOIN journal_entries d
+          ON d.idempotency_key = 'debit:' || substr(r.idempotency_key, length('refund:') + 1)
+        LEFT JOIN allocations da ON da.journal_entry_id = d.id AND da.lot_id = ra.lot_id
+        WHERE r.kind = 'refund' AND ra.points IS DISTINCT FROM da.points
+        LIMIT 100""",
+    "no_debit_after_its_void": """
+        SELECT v.idempotency_key, je.id
+        FROM debit_voids v JOIN journal_entries je ON je.idempotency_key = v.idempotency_key
+        LIMIT 100""",
     "lots_account_for_their_points": """
         SELECT l.id, l.user_id, l.points, l.remaining, COALESCE(al.used, 0) AS used,
                COALESCE(ex.expired, 0) AS expired
         FROM lots l
-        LEFT JOIN (SELECT lot_id, sum(points) AS used FROM allocations GROUP BY lot_id) al
+        LEFT JOIN (SELECT al.lot_id,
+                          sum(CASE WHEN je.kind = 'refund' THEN -al.points ELSE al.points END)
+                              AS used
+                   FROM allocations al JOIN journal_entries je ON je.id = al.journal_entry_id
+                   GROUP BY al.lot_id) al
                ON al.lot_id = l.id
         LEFT JOIN (SELECT lot_id, -sum(amount) AS expired FROM journal_entries
                    WHERE kind = 'expire' GROUP BY lot_id) ex ON ex.lot_id = l.id

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +34,14 @@ class CreditRequest(BaseModel):
         return self
 
 
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    debit_idempotency_key: str = KEY
+    reason: str = Field("", max_length=500)
+    reference: str | None = Field(None, max_length=255)
+
+
 class Allocation(BaseModel):
     lot_id: str
     points: int
@@ -48,6 +57,22 @@ class DebitOut(BaseModel):
     reference: str | None
     created_at: datetime
     allocations: list[Allocation]
+
+
+class RefundAllocation(Allocation):
+    expired: bool
+
+
+class RefundOut(BaseModel):
+    status: Literal["refunded", "voided"]
+    user_id: str
+    debit_idempotency_key: str
+    entry_id: int | None
+    points: int
+    expired_points: int
+    balance_after: int
+    created_at: datetime
+    allocations: list[RefundAllocation]
 
 
 class EntryOut(BaseModel):

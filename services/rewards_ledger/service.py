@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.rewards_ledger import repository as repo
 from services.rewards_ledger.domain import InsufficientPoints, allocate, expiry_for
 from services.rewards_ledger.models import messaging
-from shared.errors import DomainError
+from shared.errors import DomainError, NotFound
 from shared.events import LEDGER_EVENTS, GrantCommand, LedgerEvent, stable_id
 from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import POINTS_MOVED
@@ -194,6 +194,11 @@ async def debit(
     # Re-check under the account lock: a concurrent request with the same key may have won.
     if (done := await _replay(session, key, user_id, points, "debit")) is not None:
         return await _debit_result(session, done), False
+    if await repo.void_of(session, key) is not None:
+        raise DomainError(
+            "debit_voided",
+            f"debit {idempotency_key!r} was cancelled before it arrived; use a new key",
+        )
     await expire_due_lots(session, balances, now)
     if balances[user_id] < points:
         raise InsufficientPoints(balances[user_id], points)
@@ -219,6 +224,120 @@ async def debit(
     await repo.set_balances(session, {user_id: balances[user_id]})
     stored = await repo.entry_by_key(session, key)
     return await _debit_result(session, stored), True
+
+
+def _void_result(void: Any, balance: int, debit_key: str) -> dict[str, Any]:
+    return {
+        "status": "voided",
+        "user_id": void.user_id,
+        "debit_idempotency_key": debit_key,
+        "entry_id": None,
+        "points": 0,
+        "expired_points": 0,
+        "balance_after": balance,
+        "created_at": void.created_at,
+        "allocations": [],
+    }
+
+
+async def _refund_result(
+    session: AsyncSession, entry: Any, debit_key: str, balance: int
+) -> dict[str, Any]:
+    allocs = (await repo.allocations_of(session, [entry.id])).get(entry.id, [])
+    expiry_keys = [f"expire:{a['lot_id']}:{entry.idempotency_key}" for a in allocs]
+    lapsed = {e.lot_id for e in await repo.entries_by_keys(session, expiry_keys)}
+    return {
+        "status": "refunded",
+        "user_id": entry.user_id,
+        "debit_idempotency_key": debit_key,
+        "entry_id": entry.id,
+        "points": entry.amount,
+        "expired_points": sum(a["points"] for a in allocs if a["lot_id"] in lapsed),
+        "balance_after": balance,
+        "created_at": entry.created_at,
+        "allocations": [{**a, "expired": a["lot_id"] in lapsed} for a in allocs],
+    }
+
+
+async def refund(
+    session: AsyncSession,
+    user_id: str,
+    debit_key: str,
+    reason: str,
+    reference: str | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Undo a debit: every point goes back to the lot it came from, with that lot's expiry.
+
+    Points whose lot has expired in the meantime are refunded and expire at once (a refund
+    never extends a lot's life). A refund for a debit that never arrived voids its key, so
+    the debit is refused if it shows up later. Idempotent per debit. Returns (result, created).
+    """
+    now = now or datetime.now(UTC)
+    dkey, rkey = f"debit:{debit_key}", f"refund:{debit_key}"
+    balances = await repo.lock_accounts(session, [user_id])
+    done = await repo.entry_by_key(session, rkey)
+    if done is not None:
+        if done.user_id != user_id:
+            raise NotFound("debit", debit_key)
+        return await _refund_result(session, done, debit_key, balances[user_id]), False
+    void = await repo.void_of(session, dkey)
+    if void is not None:
+        if void.user_id != user_id:
+            raise NotFound("debit", debit_key)
+        return _void_result(void, balances[user_id], debit_key), False
+    debit_entry = await repo.entry_by_key(session, dkey)
+    if debit_entry is None:
+        void = await repo.insert_void(session, dkey, user_id, reason)
+        return _void_result(void, balances[user_id], debit_key), True
+    if debit_entry.user_id != user_id:
+        raise NotFound("debit", debit_key)
+    await expire_due_lots(session, balances, now)
+    taken = [
+        (a["lot_id"], a["points"])
+        for a in (await repo.allocations_of(session, [debit_entry.id])).get(debit_entry.id, [])
+    ]
+    locked = await repo.lock_lots(session, [lot_id for lot_id, _ in taken])
+    lapsed = {
+        lot_id
+        for lot_id, _ in taken
+        if locked[lot_id].expires_at is not None and locked[lot_id].expires_at <= now
+    }
+    await repo.give_back_to_lots(session, [(lot, pts) for lot, pts in taken if lot not in lapsed])
+    await repo.mark_lots_expired(session, sorted(lapsed))
+    balances[user_id] += -debit_entry.amount
+    rows = [
+        {
+            "user_id": user_id,
+            "kind": "refund",
+            "amount": -debit_entry.amount,
+            "balance_after": balances[user_id],
+            "idempotency_key": rkey,
+            "lot_id": None,
+            "reference": reference or debit_entry.reference,
+            "reason": reason,
+        }
+    ]
+    for lot_id, pts in taken:
+        if lot_id in lapsed:
+            balances[user_id] -= pts
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "kind": "expire",
+                    "amount": -pts,
+                    "balance_after": balances[user_id],
+                    "idempotency_key": f"expire:{lot_id}:{rkey}",
+                    "lot_id": lot_id,
+                    "reference": None,
+                    "reason": "refunded points whose lot had already expired",
+                }
+            )
+    written = await _append(session, rows)
+    await repo.insert_allocations(session, written[0]["id"], taken)
+    await repo.set_balances(session, {user_id: balances[user_id]})
+    stored = await repo.entry_by_key(session, rkey)
+    return await _refund_result(session, stored, debit_key, balances[user_id]), True
 
 
 async def adjust(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -48,5 +49,79 @@ async def wait_for_balance(
 
 async def reconciliation(ledger: httpx.AsyncClient) -> dict[str, Any]:
     response = await ledger.get("/v1/reconciliation", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def credit(
+    ledger: httpx.AsyncClient, user_id: str, points: int, **fields: Any
+) -> dict[str, Any]:
+    """Give a user points as an operations adjustment (a lot of its own)."""
+    body = {"points": points, "idempotency_key": uuid.uuid4().hex, "reason": "test", **fields}
+    response = await ledger.post(f"/v1/accounts/{user_id}/credits", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def create_item(exchange: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {
+        "name": f"item {uuid.uuid4().hex[:6]}",
+        "category": "test",
+        "type": "virtual",
+        "points_price": 10,
+        "stock": 100,
+        **fields,
+    }
+    response = await exchange.post("/v1/items", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def get_item(exchange: httpx.AsyncClient, item_id: str) -> dict[str, Any]:
+    response = await exchange.get(f"/v1/items/{item_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def redeem(
+    exchange: httpx.AsyncClient,
+    user_id: str,
+    item_id: str,
+    key: str | None = None,
+    quantity: int = 1,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> httpx.Response:
+    body = {
+        "user_id": user_id,
+        "item_id": item_id,
+        "quantity": quantity,
+        "idempotency_key": key or uuid.uuid4().hex,
+        **fields,
+    }
+    return await exchange.post("/v1/redemptions", json=body, headers=headers or ADMIN)
+
+
+async def redemption(exchange: httpx.AsyncClient, redemption_id: str) -> dict[str, Any]:
+    response = await exchange.get(f"/v1/redemptions/{redemption_id}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def settled(
+    exchange: httpx.AsyncClient, redemption_id: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until a redemption is no longer pending or cancelling; returns it."""
+
+    async def check() -> dict[str, Any]:
+        found = await redemption(exchange, redemption_id)
+        assert found["status"] not in ("pending", "cancelling"), found
+        return found
+
+    return await eventually(check, timeout, interval=0.3)
+
+
+async def exchange_reconciliation(exchange: httpx.AsyncClient) -> dict[str, Any]:
+    response = await exchange.get("/v1/reconciliation", headers=ADMIN)
     assert response.status_code == 200, response.text
     return dict(response.json())

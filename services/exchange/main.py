@@ -1,0 +1,48 @@
+"""exchange composition root: `uvicorn services.exchange.main:app`."""
+
+from __future__ import annotations
+
+from services.exchange.api import router
+from services.exchange.ledger_client import LedgerClient
+from services.exchange.models import messaging, metadata
+from services.exchange.recovery import RecoveryWorker
+from services.exchange.seed import seed
+from services.exchange.service import Exchange
+from services.exchange.settings import Settings
+from shared.events import EXCHANGE_EVENTS
+from shared.service import Runtime, ServiceSpec, Worker, create_app
+
+
+async def on_start(rt: Runtime) -> None:
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    ledger = LedgerClient(
+        settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
+    )
+    rt.extras["exchange"] = Exchange(settings, rt.db, ledger, wake=rt.relay.wake)
+
+
+async def on_stop(rt: Runtime) -> None:
+    await rt.extras["exchange"].ledger.close()
+
+
+def build_workers(rt: Runtime) -> list[Worker]:
+    return [RecoveryWorker(rt.extras["exchange"])]
+
+
+SPEC = ServiceSpec(
+    name="exchange",
+    title="Jifen exchange",
+    description="The points mall: catalog, one-click redemption, cancellation and refunds.",
+    package="services.exchange",
+    settings_factory=Settings,
+    metadata=metadata,
+    messaging=messaging,
+    routers=[router],
+    topics=[EXCHANGE_EVENTS],
+    build_workers=build_workers,
+    seed=seed,
+    on_start=on_start,
+    on_stop=on_stop,
+)
+
+app = create_app(SPEC)

@@ -1,0 +1,363 @@
+"""Every SQL statement of the exchange. Stock moves only through conditional updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, text, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.exchange.models import coupons, items, memberships, purchase_counters, redemptions
+
+
+def _available(now: datetime) -> Any:
+    return and_(
+        items.c.active.is_(True),
+        or_(items.c.starts_at.is_(None), items.c.starts_at <= now),
+        or_(items.c.ends_at.is_(None), items.c.ends_at > now),
+    )
+
+
+# -- catalog ---------------------------------------------------------------------------
+
+
+async def insert_item(session: AsyncSession, row: dict[str, Any]) -> dict[str, Any]:
+    result = await session.execute(insert(items).values(**row).returning(*items.c))
+    return dict(result.one()._mapping)
+
+
+async def get_item(session: AsyncSession, item_id: str, *, lock: bool = False) -> Any:
+    stmt = select(items).where(items.c.id == item_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).one_or_none()
+
+
+async def update_item(session: AsyncSession, item_id: str, values: dict[str, Any]) -> Any:
+    result = await session.execute(
+        update(items)
+        .where(items.c.id == item_id)
+        .values(**values, updated_at=func.now())
+        .returning(*items.c)
+    )
+    return result.one()
+
+
+async def list_items(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    category: str | None,
+    item_type: str | None,
+    tag: str | None,
+    affordable_for: int | None,
+    in_stock: bool,
+    include_unavailable: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    conditions: list[Any] = []
+    if not include_unavailable:
+        conditions.append(_available(now))
+    if category is not None:
+        conditions.append(items.c.category == category)
+    if item_type is not None:
+        conditions.append(items.c.type == item_type)
+    if tag is not None:
+        conditions.append(items.c.tags.any(tag))
+    if affordable_for is not None:
+        conditions.append(items.c.points_price <= affordable_for)
+    if in_stock:
+        conditions.append(items.c.stock > 0)
+    where = and_(true(), *conditions)
+    total = (await session.execute(select(func.count()).select_from(items).where(where))).scalar_one()
+    rows = await session.execute(
+        select(items)
+        .where(where)
+        .order_by(items.c.points_price, items.c.name, items.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total)
+
+
+async def affordable_candidates(
+    session: AsyncSession, now: datetime, balance: int, limit: int
+) -> list[Any]:
+    rows = await session.execute(
+        select(items)
+        .where(_available(now), items.c.stock > 0, items.c.points_price <= balance)
+        .order_by(items.c.points_price.desc(), items.c.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def reserve_stock(session: AsyncSession, item_id: str, quantity: int) -> bool:
+    """Take units off the shelf if there are enough; the row lock serializes takers."""
+    result = await session.execute(
+        update(items)
+        .where(items.c.id == item_id, items.c.stock >= quantity)
+        .values(stock=items.c.stock - quantity)
+        .returning(items.c.stock)
+    )
+    return result.one_or_none() is not None
+
+
+async def release_stock(session: AsyncSession, item_id: str, quantity: int) -> None:
+    await session.execute(
+        update(items).where(items.c.id == item_id).values(stock=items.c.stock + quantity)
+    )
+
+
+# -- per-user limits --------------------------------------------------------------------
+
+
+async def count_against_limit(
+    session: AsyncSession, user_id: str, item_id: str, period_key: str, quantity: int, limit: int
+) -> bool:
+    """Add `quantity` to the user's counter unless that would pass `limit`."""
+    if quantity > limit:
+        return False
+    stmt = pg_insert(purchase_counters).values(
+        user_id=user_id, item_id=item_id, period_key=period_key, quantity=quantity
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[
+            purchase_counters.c.user_id,
+            purchase_counters.c.item_id,
+            purchase_counters.c.period_key,
+        ],
+        set_={"quantity": purchase_counters.c.quantity + stmt.excluded.quantity},
+        where=purchase_counters.c.quantity + stmt.excluded.quantity <= limit,
+    ).returning(purchase_counters.c.quantity)
+    return (await session.execute(stmt)).one_or_none() is not None
+
+
+async def release_limit(
+    session: AsyncSession, user_id: str, item_id: str, period_key: str, quantity: int
+) -> None:
+    await session.execute(
+        update(purchase_counters)
+        .where(
+            purchase_counters.c.user_id == user_id,
+            purchase_counters.c.item_id == item_id,
+            purchase_counters.c.period_key == period_key,
+        )
+        .values(quantity=purchase_counters.c.quantity - quantity)
+    )
+
+
+async def used_quantities(
+    session: AsyncSession, user_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Counters for (item_id, period_key) pairs of one user."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(purchase_counters.c.item_id, purchase_counters.c.period_key, purchase_counters.c.quantity)
+        .where(
+            purchase_counters.c.user_id == user_id,
+            purchase_counters.c.item_id.in_([k[0] for k in keys]),
+        )
+    )
+    return {(r.item_id, r.period_key): r.quantity for r in rows}
+
+
+# -- redemptions ------------------------------------------------------------------------
+
+
+async def insert_redemption(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Insert unless the user already used this idempotency key; True when inserted."""
+    result = await session.execute(
+        pg_insert(redemptions)
+        .values(**row)
+        .on_conflict_do_nothing(constraint="uq_redemptions_user_key")
+        .returning(redemptions.c.id)
+    )
+    return result.one_or_none() is not None
+
+
+async def redemption_by_key(session: AsyncSession, user_id: str, key: str) -> Any:
+    result = await session.execute(
+        select(redemptions).where(
+            redemptions.c.user_id == user_id, redemptions.c.idempotency_key == key
+        )
+    )
+    return result.one_or_none()
+
+
+async def get_redemption(session: AsyncSession, redemption_id: str, *, lock: bool = False) -> Any:
+    stmt = select(redemptions).where(redemptions.c.id == redemption_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).one_or_none()
+
+
+async def transition(
+    session: AsyncSession, redemption_id: str, from_status: str, values: dict[str, Any]
+) -> Any:
+    """Move a redemption on only if it is still in `from_status` (the request and the recovery
+    loop may race to finish the same one; exactly one of them wins)."""
+    result = await session.execute(
+        update(redemptions)
+        .where(redemptions.c.id == redemption_id, redemptions.c.status == from_status)
+        .values(**values, updated_at=func.now())
+        .returning(*redemptions.c)
+    )
+    return result.one_or_none()
+
+
+async def update_redemption(session: AsyncSession, redemption_id: str, values: dict[str, Any]) -> Any:
+    result = await session.execute(
+        update(redemptions)
+        .where(redemptions.c.id == redemption_id)
+        .values(**values, updated_at=func.now())
+        .returning(*redemptions.c)
+    )
+    return result.one()
+
+
+async def claim_unfinished(
+    session: AsyncSession, now: datetime, lease_until: datetime, limit: int
+) -> list[Any]:
+    """Lease due pending/cancelling redemptions to this replica (others skip them)."""
+    due = (
+        select(redemptions.c.id)
+        .where(
+            redemptions.c.status.in_(("pending", "cancelling")),
+            redemptions.c.next_attempt_at <= now,
+        )
+        .order_by(redemptions.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    result = await session.execute(
+        update(redemptions)
+        .where(redemptions.c.id.in_(select(due.c.id)))
+        .values(next_attempt_at=lease_until, attempts=redemptions.c.attempts + 1)
+        .returning(*redemptions.c)
+    )
+    return list(result)
+
+
+async def user_redemptions(
+    session: AsyncSession, user_id: str, status: str | None, limit: int, offset: int
+) -> list[Any]:
+    conditions = [redemptions.c.user_id == user_id]
+    if status is not None:
+        conditions.append(redemptions.c.status == status)
+    rows = await session.execute(
+        select(redemptions)
+        .where(*conditions)
+        .order_by(redemptions.c.created_at.desc(), redemptions.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows)
+
+
+# -- rewards ----------------------------------------------------------------------------
+
+
+async def insert_coupons(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(coupons), rows)
+
+
+async def revoke_coupons(session: AsyncSession, redemption_id: str) -> None:
+    await session.execute(
+        update(coupons).where(coupons.c.redemption_id == redemption_id).values(status="revoked")
+    )
+
+
+async def lock_membership(session: AsyncSession, user_id: str) -> datetime | None:
+    result = await session.execute(
+        select(memberships.c.vip_until).where(memberships.c.user_id == user_id).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def set_membership(session: AsyncSession, user_id: str, vip_until: datetime) -> None:
+    stmt = pg_insert(memberships).values(user_id=user_id, vip_until=vip_until)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[memberships.c.user_id],
+            set_={"vip_until": stmt.excluded.vip_until, "updated_at": func.now()},
+        )
+    )
+
+
+# -- reconciliation ---------------------------------------------------------------------
+
+RECONCILIATION_CHECKS: dict[str, str] = {
+    "stock_accounts_for_every_unit": """
+        SELECT i.id, i.stock, i.stock_total, COALESCE(r.held, 0) AS held
+        FROM items i
+        LEFT JOIN (SELECT item_id, sum(quantity) AS held FROM redemptions
+                   WHERE holds_stock GROUP BY item_id) r ON r.item_id = i.id
+        WHERE i.stock + COALESCE(r.held, 0) <> i.stock_total
+        LIMIT 100""",
+    "units_held_only_by_live_redemptions": """
+        SELECT id, status, holds_stock FROM redemptions
+        WHERE holds_stock <> (status IN ('pending', 'completed', 'cancelling'))
+        LIMIT 100""",
+    "limit_counters_match_redemptions": """
+        SELECT c.user_id, c.item_id, c.period_key, c.quantity, COALESCE(r.held, 0) AS held
+        FROM purchase_counters c
+        LEFT JOIN (SELECT user_id, item_id, limit_period_key, sum(quantity) AS held
+                   FROM redemptions WHERE holds_stock AND limit_period_key IS NOT NULL
+                   GROUP BY user_id, item_id, limit_period_key) r
+               ON r.user_id = c.user_id AND r.item_id = c.item_id
+              AND r.limit_period_key = c.period_key
+        WHERE c.quantity <> COALESCE(r.held, 0)
+        LIMIT 100""",
+    "completed_redemptions_have_their_reward": """
+        SELECT id, item_type, status FROM redemptions
+        WHERE status IN ('completed', 'cancelling', 'cancelled') AND reward IS NULL
+        LIMIT 100""",
+    "coupons_issued_once_per_unit": """
+        SELECT r.id, r.quantity, count(c.code) AS coupons
+        FROM redemptions r LEFT JOIN coupons c ON c.redemption_id = r.id
+        WHERE r.item_type = 'coupon' AND r.reward IS NOT NULL
+        GROUP BY r.id, r.quantity
+        HAVING count(c.code) <> r.quantity
+        LIMIT 100""",
+    "completed_redemptions_were_debited": """
+        SELECT id, status FROM redemptions
+        WHERE status IN ('completed', 'cancelling', 'cancelled') AND ledger_entry_id IS NULL
+        LIMIT 100""",
+}
+
+
+async def run_reconciliation(
+    session: AsyncSession, stuck_before: datetime
+) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
+    failures: dict[str, list[dict[str, Any]]] = {}
+    for name, sql in RECONCILIATION_CHECKS.items():
+        rows = (await session.execute(text(sql))).mappings().all()
+        if rows:
+            failures[name] = [dict(r) for r in rows]
+    stuck = (
+        await session.execute(
+            select(redemptions.c.id, redemptions.c.status, redemptions.c.created_at)
+            .where(
+                redemptions.c.status.in_(("pending", "cancelling")),
+                redemptions.c.updated_at < stuck_before,
+            )
+            .limit(100)
+        )
+    ).mappings().all()
+    if stuck:
+        failures["nothing_unfinished_for_long"] = [dict(r) for r in stuck]
+    counts = {
+        r.status: int(r.n)
+        for r in await session.execute(
+            select(redemptions.c.status, func.count().label("n")).group_by(redemptions.c.status)
+        )
+    }
+    return counts, failures

@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+KEY = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+ItemType = Literal["physical", "coupon", "vip", "virtual"]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class PerUserLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Literal["day", "month", "lifetime"]
+    quantity: int = Field(ge=1, le=100_000)
+
+
+class _ItemFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="after")
+    def _window(self) -> _ItemFields:
+        starts, ends = getattr(self, "starts_at", None), getattr(self, "ends_at", None)
+        if starts is not None and ends is not None and ends <= starts:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class ItemCreate(_ItemFields):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    image_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
+    category: str = Field(min_length=1, max_length=64)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    type: ItemType
+    points_price: int = Field(ge=1, le=1_000_000_000)
+    stock: int = Field(ge=0, le=1_000_000_000)
+    per_user_limit: PerUserLimit | None = None
+    vip_days: int | None = Field(None, ge=1, le=3650)
+    coupon_value_cents: int | None = Field(None, ge=1, le=100_000_000)
+    active: bool = True
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _type_fields(self) -> ItemCreate:
+        if self.type == "vip" and self.vip_days is None:
+            raise ValueError("a vip item needs vip_days")
+        if self.type != "vip" and self.vip_days is not None:
+            raise ValueError("vip_days applies only to vip items")
+        if self.type != "coupon" and self.coupon_value_cents is not None:
+            raise ValueError("coupon_value_cents applies only to coupon items")
+        return self
+
+
+class ItemPatch(_ItemFields):
+    """Any subset of an item's fields; `stock` sets the units on the shelf."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=5000)
+    image_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
+    category: str | None = Field(None, min_length=1, max_length=64)
+    tags: list[Tag] | None = Field(None, max_length=20)
+    points_price: int | None = Field(None, ge=1, le=1_000_000_000)
+    stock: int | None = Field(None, ge=0, le=1_000_000_000)
+    per_user_limit: PerUserLimit | None = None
+    vip_days: int | None = Field(None, ge=1, le=3650)
+    coupon_value_cents: int | None = Field(None, ge=1, le=100_000_000)
+    active: bool | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> ItemPatch:
+        nullable = {"image_url", "per_user_limit", "starts_at", "ends_at", "coupon_value_cents"}
+        for name in self.model_fields_set - nullable:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        return self
+
+
+class ItemOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    image_url: str | None
+    category: str
+    tags: list[str]
+    type: str
+    points_price: int
+    stock: int
+    stock_total: int
+    per_user_limit: PerUserLimit | None
+    vip_days: int | None
+    coupon_value_cents: int | None
+    active: bool
+    available: bool
+    starts_at: datetime | None
+    ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemsPage(BaseModel):
+    items: list[ItemOut]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class RedemptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    user_id: str = Field(min_length=1, max_length=64)
+    item_id: str = Field(min_length=1, max_length=36)
+    quantity: int = Field(1, ge=1, le=100)
+    idempotency_key: str = KEY
+    shipping_address: str | None = Field(None, min_length=1, max_length=500)
+
+
+class Failure(BaseModel):
+    code: str
+    message: str | None
+
+
+class Fulfilment(BaseModel):
+    status: str | None
+    shipping_address: str | None
+    carrier: str | None
+    tracking_number: str | None
+
+
+class RedemptionOut(BaseModel):
+    id: str
+    user_id: str
+    idempotency_key: str
+    item_id: str
+    item_name: str
+    item_type: str
+    quantity: int
+    points: int
+    status: Literal["pending", "completed", "failed", "cancelling", "cancelled"]
+    failure: Failure | None
+    compensated: bool
+    balance_after: int | None
+    ledger_entry_id: int | None
+    refund_entry_id: int | None
+    reward: dict[str, Any] | None
+    fulfilment: Fulfilment | None
+    cancel_reason: str | None
+    cancelled_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RedemptionsPage(BaseModel):
+    items: list[RedemptionOut]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=500)
+
+
+class ShipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    carrier: str = Field(min_length=1, max_length=64)
+    tracking_number: str = Field(min_length=1, max_length=128)
+
+
+class DeliverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QuickOption(BaseModel):
+    item: ItemOut
+    balance_after: int
+    warning: str | None
+
+
+class QuickOptionsOut(BaseModel):
+    user_id: str
+    balance: int
+    expiring_within_7_days: int
+    first_expiry_at: datetime | None
+    options: list[QuickOption]
+
+
+class ReconciliationOut(BaseModel):
+    ok: bool
+    redemptions: dict[str, int]
+    checks: list[str]
+    violations: list[dict[str, Any]]
+    checked_at: datetime

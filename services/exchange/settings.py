@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import JifenSettings
+
+
+class Settings(JifenSettings):
+    service_name: str = "exchange"
+    database_name: str = "jifen_exchange"
+    ledger_url: str = Field(
+        "http://127.0.0.1:8003", description="Base URL of rewards_ledger (debits and refunds)"
+    )
+    ledger_timeout_s: float = Field(3.0, gt=0, le=60, description="Per call to the ledger")
+    recovery_interval_s: float = Field(
+        2.0, gt=0, description="How often unfinished redemptions and cancellations are retried"
+    )
+    recovery_batch: int = Field(100, ge=1, le=10_000)
+    pending_deadline_s: float = Field(
+        120.0,
+        gt=0,
+        description="A redemption whose debit is still unconfirmed after this long is "
+        "compensated (debit voided or refunded, stock released) instead of completed",
+    )
+    coupon_validity_days: int = Field(30, ge=1, le=3650)
+    quick_options_warning_days: int = Field(7, ge=1, le=365)
