@@ -385,7 +385,9 @@ async def history(
 ) -> dict[str, Any]:
     rows = await repo.entries_page(session, user_id, limit + 1, before_id)
     page, more = rows[:limit], len(rows) > limit
-    allocs = await repo.allocations_of(session, [r.id for r in page if r.kind == "debit"])
+    allocs = await repo.allocations_of(
+        session, [r.id for r in page if r.kind in ("debit", "refund")]
+    )
     items = [
         {
             "id": r.id,

@@ -7,7 +7,7 @@ import pytest
 from shared.auth import issue_user_token
 from shared.settings import DEV_JWT_SECRET
 from tests.conftest import ADMIN, INGEST, unique
-from tests.integration.helpers import balance
+from tests.integration.helpers import balance, create_item, get_item
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +20,8 @@ GOOD_EVENT = {
     "attributes": {},
 }
 GOOD_TASK = {"name": "t", "action": "like", "reward_points": 1}
+GOOD_ITEM = {"name": "i", "category": "c", "type": "virtual", "points_price": 5, "stock": 1}
+GOOD_REDEMPTION = {"user_id": "u1", "item_id": "no-such-item", "idempotency_key": "k1"}
 
 CASES = [
     # (service, method, path, headers, body, expected status)
@@ -123,6 +125,72 @@ CASES = [
     ("rewards_ledger", "GET", "/v1/accounts/u1", {"Authorization": "Bearer not-a-jwt"}, None, 401),
     ("rewards_ledger", "GET", "/v1/reconciliation", INGEST, None, 403),
     ("rewards_ledger", "GET", "/v1/no-such-route", ADMIN, None, 404),
+    ("rewards_ledger", "POST", "/v1/accounts/u1/refunds", ADMIN, {"reason": "r"}, 422),
+    (
+        "rewards_ledger",
+        "POST",
+        "/v1/accounts/u1/refunds",
+        ADMIN,
+        {"debit_idempotency_key": "has space"},
+        422,
+    ),
+    ("rewards_ledger", "POST", "/v1/accounts/u1/refunds", INGEST, {"debit_idempotency_key": "k"}, 403),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "points_price": 0}, 422),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "stock": -1}, 422),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "type": "nft"}, 422),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "type": "vip"}, 422),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "image_url": "ftp://x"}, 422),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "tags": [""]}, 422),
+    (
+        "exchange",
+        "POST",
+        "/v1/items",
+        ADMIN,
+        {**GOOD_ITEM, "per_user_limit": {"period": "week", "quantity": 1}},
+        422,
+    ),
+    (
+        "exchange",
+        "POST",
+        "/v1/items",
+        ADMIN,
+        {**GOOD_ITEM, "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-11-01T00:00:00Z"},
+        422,
+    ),
+    ("exchange", "POST", "/v1/items", ADMIN, {**GOOD_ITEM, "surprise": True}, 422),
+    ("exchange", "POST", "/v1/items", {}, GOOD_ITEM, 401),
+    ("exchange", "POST", "/v1/items", INGEST, GOOD_ITEM, 403),
+    ("exchange", "GET", "/v1/items?limit=0", {}, None, 422),
+    ("exchange", "GET", "/v1/items?affordable_for=-3", {}, None, 422),
+    ("exchange", "GET", "/v1/items?type=nft", {}, None, 422),
+    ("exchange", "GET", "/v1/items/nope", {}, None, 404),
+    ("exchange", "PATCH", "/v1/items/nope", ADMIN, {"stock": 3}, 404),
+    ("exchange", "PATCH", "/v1/items/nope", ADMIN, {}, 422),
+    ("exchange", "PATCH", "/v1/items/nope", ADMIN, {"name": None}, 422),
+    ("exchange", "POST", "/v1/redemptions", ADMIN, {**GOOD_REDEMPTION, "quantity": 0}, 422),
+    ("exchange", "POST", "/v1/redemptions", ADMIN, {**GOOD_REDEMPTION, "quantity": 101}, 422),
+    ("exchange", "POST", "/v1/redemptions", ADMIN, {"user_id": "u1", "item_id": "i"}, 422),
+    ("exchange", "POST", "/v1/redemptions", ADMIN, b"{", 422),
+    ("exchange", "POST", "/v1/redemptions", ADMIN, GOOD_REDEMPTION, 404),
+    ("exchange", "POST", "/v1/redemptions", {}, GOOD_REDEMPTION, 401),
+    ("exchange", "POST", "/v1/redemptions", INGEST, GOOD_REDEMPTION, 403),
+    ("exchange", "GET", "/v1/redemptions/nope", ADMIN, None, 404),
+    ("exchange", "POST", "/v1/redemptions/nope/cancel", ADMIN, {}, 404),
+    ("exchange", "POST", "/v1/redemptions/nope/cancel", ADMIN, {"reason": 5}, 422),
+    ("exchange", "POST", "/v1/redemptions/nope/ship", ADMIN, {"carrier": "SF"}, 422),
+    (
+        "exchange",
+        "POST",
+        "/v1/redemptions/nope/ship",
+        ADMIN,
+        {"carrier": "SF", "tracking_number": "1"},
+        404,
+    ),
+    ("exchange", "POST", "/v1/redemptions/nope/deliver", INGEST, {}, 403),
+    ("exchange", "GET", "/v1/users/u1/redemptions?status=lost", ADMIN, None, 422),
+    ("exchange", "GET", "/v1/users/u1/redemptions", {}, None, 401),
+    ("exchange", "GET", "/v1/users/u1/quick-options", INGEST, None, 403),
+    ("exchange", "GET", "/v1/reconciliation", {}, None, 401),
 ]
 
 
@@ -168,4 +236,22 @@ async def test_an_ingest_key_is_bound_to_its_sources_and_users_see_only_themselv
         f"/v1/accounts/{user}/debits", headers=mine, json={"points": 1, "idempotency_key": "k"}
     )
     assert debit.status_code == 403  # users cannot move points directly
+    assert await balance(ledger, user) == 0
+
+
+async def test_refused_redemptions_change_no_stock_and_no_points(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("careful")
+    item = await create_item(exchange, points_price=5, stock=2)
+    bad = [
+        {"user_id": user, "item_id": item["id"], "quantity": -1, "idempotency_key": "a"},
+        {"user_id": user, "item_id": item["id"], "quantity": 3, "idempotency_key": "b"},
+        {"user_id": user, "item_id": item["id"], "idempotency_key": "c"},  # no points
+    ]
+    statuses = [
+        (await exchange.post("/v1/redemptions", json=body, headers=ADMIN)).status_code
+        for body in bad
+    ]
+    assert statuses == [422, 409, 409]
+    assert (await get_item(exchange, item["id"]))["stock"] == 2
     assert await balance(ledger, user) == 0

@@ -208,3 +208,249 @@ async def test_a_physical_item_goes_through_fulfilment_and_the_user_may_cancel_b
     assert repeat.status_code == 200 and repeat.json()["refund_entry_id"] == body["refund_entry_id"]
     assert await balance(ledger, user) == 400
     assert [e["kind"] for e in await entries(ledger, user)].count("refund") == 1
+
+
+async def _final_states(exchange, responses) -> list[dict]:
+    """Each response's redemption once settled (a slow ledger may leave some pending)."""
+    out = []
+    for response in responses:
+        body = response.json()
+        if response.status_code == 409:
+            out.append({"status": "failed", "failure": {"code": body["error"]}})
+        else:
+            assert response.status_code in (201, 202), response.text
+            out.append(await settled(exchange, body["id"]))
+    return out
+
+
+async def test_200_concurrent_redemptions_of_50_units_sell_exactly_50(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    item = await create_item(exchange, type="coupon", points_price=10, stock=50)
+    users = [unique("crowd") for _ in range(200)]
+    await asyncio.gather(*(credit(ledger, u, 25) for u in users))
+
+    responses = await asyncio.gather(*(redeem(exchange, u, item["id"]) for u in users))
+    final = await _final_states(exchange, responses)
+
+    completed = [r for r in final if r["status"] == "completed"]
+    refused = [r for r in final if r["status"] == "failed"]
+    assert len(completed) == 50
+    assert {r["failure"]["code"] for r in refused} == {"out_of_stock"}
+    assert len(refused) == 150
+    after = await get_item(exchange, item["id"])
+    assert after["stock"] == 0 and after["stock_total"] == 50
+    balances = await asyncio.gather(*(balance(ledger, u) for u in users))
+    assert sorted(balances) == [15] * 50 + [25] * 150  # one debit per winner, none for losers
+    codes = [c for r in completed for c in r["reward"]["codes"]]
+    assert len(set(codes)) == 50
+    assert (await exchange_reconciliation(exchange))["ok"]
+
+
+async def test_20_concurrent_redemptions_by_a_user_who_can_afford_5_give_5(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("eager")
+    await credit(ledger, user, 50)
+    item = await create_item(exchange, points_price=10, stock=100)
+
+    responses = await asyncio.gather(*(redeem(exchange, user, item["id"]) for _ in range(20)))
+    final = await _final_states(exchange, responses)
+
+    assert sum(r["status"] == "completed" for r in final) == 5
+    assert {r["failure"]["code"] for r in final if r["status"] == "failed"} == {
+        "insufficient_points"
+    }
+    assert await balance(ledger, user) == 0
+    assert (await get_item(exchange, item["id"]))["stock"] == 95  # refused ones released stock
+    refusal = next(r for r in responses if r.status_code == 409).json()
+    assert refusal["error"] == "insufficient_points" and refusal["message"]
+
+
+async def test_a_user_over_the_per_user_limit_gets_limit_reached(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("limited")
+    await credit(ledger, user, 1000)
+    item = await create_item(
+        exchange, points_price=10, stock=100, per_user_limit={"period": "day", "quantity": 2}
+    )
+    assert (await redeem(exchange, user, item["id"])).status_code == 201
+    too_many = await redeem(exchange, user, item["id"], quantity=2)
+    assert too_many.status_code == 409 and too_many.json()["error"] == "limit_reached"
+    assert (await redeem(exchange, user, item["id"])).status_code == 201
+    third = await redeem(exchange, user, item["id"])
+    assert third.status_code == 409 and third.json()["error"] == "limit_reached"
+    assert await balance(ledger, user) == 980
+    assert (await get_item(exchange, item["id"]))["stock"] == 98
+    # Another user has their own allowance.
+    other = unique("limited")
+    await credit(ledger, other, 100)
+    assert (await redeem(exchange, other, item["id"], quantity=2)).status_code == 201
+
+
+async def test_inactive_and_out_of_window_items_are_refused_and_nothing_moves(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("early")
+    await credit(ledger, user, 100)
+    off = await create_item(exchange, active=False)
+    soon = await create_item(
+        exchange, starts_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    )
+    over = await create_item(
+        exchange,
+        starts_at=(datetime.now(UTC) - timedelta(days=2)).isoformat(),
+        ends_at=(datetime.now(UTC) - timedelta(days=1)).isoformat(),
+    )
+    empty = await create_item(exchange, stock=0)
+    for item, code in ((off, "item_inactive"), (soon, "item_inactive"), (over, "item_inactive"),
+                       (empty, "out_of_stock")):
+        key = unique("k")
+        refused = await redeem(exchange, user, item["id"], key)
+        assert refused.status_code == 409 and refused.json()["error"] == code, refused.text
+        # The same key gives the same answer.
+        assert (await redeem(exchange, user, item["id"], key)).json()["error"] == code
+    missing = await redeem(exchange, user, "no-such-item")
+    assert missing.status_code == 404
+    assert await balance(ledger, user) == 100
+
+
+async def test_a_lost_ledger_answer_leaves_the_redemption_pending_then_completes_it(
+    http, ledger_link
+) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("lost")
+    await credit(ledger, user, 100)
+    item = await create_item(exchange, points_price=40, stock=3)
+
+    ledger_link.set_mode("swallow")  # the ledger debits, the exchange never hears back
+    try:
+        response = await redeem(exchange, user, item["id"])
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "pending"
+        await asyncio.sleep(1)
+    finally:
+        ledger_link.set_mode("pass")
+    assert await balance(ledger, user) == 60  # the debit did happen
+    final = await settled(exchange, response.json()["id"])
+    assert final["status"] == "completed" and final["balance_after"] == 60
+    assert await balance(ledger, user) == 60  # retried with the same key: debited once
+    assert [e["kind"] for e in await entries(ledger, user)].count("debit") == 1
+    assert (await get_item(exchange, item["id"]))["stock"] == 2
+
+
+async def test_a_ledger_outage_past_the_deadline_is_compensated_and_the_key_voided(
+    http, ledger_link
+) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("outage")
+    await credit(ledger, user, 100)
+    item = await create_item(exchange, points_price=40, stock=3)
+
+    ledger_link.set_mode("refuse")
+    try:
+        response = await redeem(exchange, user, item["id"])
+        assert response.status_code == 202, response.text
+        assert (await get_item(exchange, item["id"]))["stock"] == 2  # held while unsure
+        await asyncio.sleep(9)  # past the test deadline (JIFEN_PENDING_DEADLINE_S=8)
+        assert (await redemption(exchange, response.json()["id"]))["status"] == "pending"
+    finally:
+        ledger_link.set_mode("pass")
+    final = await settled(exchange, response.json()["id"])
+    assert final["status"] == "failed" and final["compensated"] is True
+    assert final["failure"]["code"] == "ledger_unavailable"
+    assert await balance(ledger, user) == 100
+    assert (await get_item(exchange, item["id"]))["stock"] == 3
+    # A debit with that key arriving late (a retry stuck in a network) is refused.
+    late = await ledger.post(
+        f"/v1/accounts/{user}/debits",
+        json={"points": 40, "idempotency_key": f"exchange:{final['id']}"},
+        headers=ADMIN,
+    )
+    assert late.status_code == 409 and late.json()["error"] == "debit_voided"
+    assert await balance(ledger, user) == 100
+    replay = await redeem(exchange, user, item["id"], final["idempotency_key"])
+    assert replay.status_code == 409 and replay.json()["error"] == "ledger_unavailable"
+
+
+async def test_a_ledger_process_restart_mid_redemption_never_strands_anything(
+    http, stack
+) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("restart")
+    await credit(ledger, user, 100)
+    item = await create_item(exchange, points_price=30, stock=5)
+
+    await asyncio.to_thread(stack.stop_service, "rewards_ledger")
+    try:
+        response = await redeem(exchange, user, item["id"])
+        assert response.status_code == 202, response.text
+    finally:
+        stack.start_service("rewards_ledger")
+        await asyncio.to_thread(stack.wait_ready, 120, ("rewards_ledger",))
+    final = await settled(exchange, response.json()["id"])
+    stock = (await get_item(exchange, item["id"]))["stock"]
+    if final["status"] == "completed":
+        assert await balance(ledger, user) == 70 and stock == 4
+    else:
+        assert final["compensated"] and await balance(ledger, user) == 100 and stock == 5
+
+
+async def test_cancelling_refunds_points_to_the_lots_they_came_from(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("refund")
+    soon = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
+    later = (datetime.now(UTC) + timedelta(days=100)).replace(microsecond=0)
+    await credit(ledger, user, 50, expires_at=later.isoformat())
+    await credit(ledger, user, 30, expires_at=soon.isoformat())
+    item = await create_item(exchange, type="coupon", points_price=40, stock=5)
+
+    done = (await redeem(exchange, user, item["id"])).json()
+    [debit] = [e for e in await entries(ledger, user) if e["kind"] == "debit"]
+    taken = [(a["points"], datetime.fromisoformat(a["expires_at"])) for a in debit["allocations"]]
+    assert taken == [(30, soon), (10, later)]  # earliest expiry first
+    account = (await ledger.get(f"/v1/accounts/{user}", headers=ADMIN)).json()
+    assert account["balance"] == 40 and account["expiring_within_30_days"] == 0
+
+    cancelled = await exchange.post(
+        f"/v1/redemptions/{done['id']}/cancel", json={"reason": "support"}, headers=ADMIN
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["cancelled_by"] == "admin"
+    account = (await ledger.get(f"/v1/accounts/{user}", headers=ADMIN)).json()
+    assert account["balance"] == 80
+    assert account["expiring_within_30_days"] == 30  # back in the lot that expires soon
+    assert datetime.fromisoformat(account["expiring_soon"][0]["expires_at"]) == soon
+    [refund] = [e for e in await entries(ledger, user) if e["kind"] == "refund"]
+    assert sorted(
+        (a["points"], datetime.fromisoformat(a["expires_at"])) for a in refund["allocations"]
+    ) == sorted(taken)
+    assert (await get_item(exchange, item["id"]))["stock"] == 5
+    coupon_user = await exchange.get(f"/v1/redemptions/{done['id']}", headers=as_user(user))
+    assert coupon_user.json()["reward"]["codes"] == done["reward"]["codes"]
+    assert (await reconciliation(ledger))["ok"]
+
+
+async def test_quick_options_offer_the_three_closest_affordable_items(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("quick")
+    await credit(ledger, user, 7000, validity_days=365)
+    await credit(
+        ledger, user, 919, expires_at=(datetime.now(UTC) + timedelta(days=3)).isoformat()
+    )
+    exact = await create_item(exchange, points_price=7919)
+    near = await create_item(exchange, points_price=7900)
+    far = await create_item(exchange, points_price=7000)
+    await create_item(exchange, points_price=7910, stock=0)
+    await create_item(exchange, points_price=8000)
+    await create_item(exchange, points_price=7915, active=False)
+
+    response = await exchange.get(f"/v1/users/{user}/quick-options", headers=as_user(user))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["balance"] == 7919 and body["expiring_within_7_days"] == 919
+    assert [(o["item"]["id"], o["balance_after"]) for o in body["options"]] == [
+        (exact["id"], 0),
+        (near["id"], 19),
+        (far["id"], 919),
+    ]
+    assert all("919" in o["warning"] for o in body["options"])
+    forbidden = await exchange.get(f"/v1/users/{user}/quick-options", headers=as_user("x"))
+    assert forbidden.status_code == 403
