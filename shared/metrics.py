@@ -45,6 +45,16 @@ EVENTS_DIVERTED = Counter(
 )
 GRANTS_ISSUED = Counter("jifen_grants_total", "Grants issued by task completions", ["task_id"])
 POINTS_MOVED = Counter("jifen_points_total", "Points moved by the ledger", ["kind"])
+REDEMPTIONS = Counter(
+    "jifen_redemptions_total",
+    "Redemptions finished, by outcome (completed, cancelled, or the failure code)",
+    ["outcome"],
+)
+REDEMPTIONS_UNCONFIRMED = Counter(
+    "jifen_redemption_ledger_unconfirmed_total",
+    "Ledger calls (debits or refunds) that got no definite answer and were left to recovery",
+    ["operation"],
+)
 
 
 def install_metrics(app: FastAPI, service: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
@@ -33,7 +33,7 @@ ObjectId = Annotated[str, Path(min_length=1, max_length=36)]
 Caller = Annotated[Principal, Depends(principal)]
 MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
 
-REFUSALS = {
+REFUSALS: dict[int | str, dict[str, Any]] = {
     409: {
         "description": "Refused with a stable code: insufficient_points, out_of_stock, "
         "limit_reached, item_inactive, idempotency_key_reused"
@@ -186,7 +186,9 @@ async def cancel_redemption(
 
 
 @router.post("/redemptions/{redemption_id}/ship", response_model=RedemptionOut)
-async def ship(redemption_id: ObjectId, body: ShipRequest, request: Request, caller: Caller) -> dict:
+async def ship(
+    redemption_id: ObjectId, body: ShipRequest, request: Request, caller: Caller
+) -> dict:
     caller.require_admin()
     return await exchange_of(request).advance_fulfilment(
         redemption_id, "ship", body.carrier, body.tracking_number

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+
 @dataclass(frozen=True)
 class Done:
     body: dict[str, Any]

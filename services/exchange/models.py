@@ -78,7 +78,9 @@ redemptions = Table(
     Column("ledger_entry_id", BigInteger, nullable=True),
     Column("balance_after", BigInteger, nullable=True),
     Column("reward", JSONB, nullable=True),
-    Column("fulfilment_status", String(16), nullable=True),  # pending | shipped | delivered | cancelled
+    Column(
+        "fulfilment_status", String(16), nullable=True
+    ),  # pending | shipped | delivered | cancelled
     Column("shipping_address", Text, nullable=True),
     Column("carrier", String(64), nullable=True),
     Column("tracking_number", String(128), nullable=True),

@@ -73,7 +73,9 @@ async def list_items(
     if in_stock:
         conditions.append(items.c.stock > 0)
     where = and_(true(), *conditions)
-    total = (await session.execute(select(func.count()).select_from(items).where(where))).scalar_one()
+    total = (
+        await session.execute(select(func.count()).select_from(items).where(where))
+    ).scalar_one()
     rows = await session.execute(
         select(items)
         .where(where)
@@ -122,17 +124,17 @@ async def count_against_limit(
     """Add `quantity` to the user's counter unless that would pass `limit`."""
     if quantity > limit:
         return False
-    stmt = pg_insert(purchase_counters).values(
+    new = pg_insert(purchase_counters).values(
         user_id=user_id, item_id=item_id, period_key=period_key, quantity=quantity
     )
-    stmt = stmt.on_conflict_do_update(
+    stmt = new.on_conflict_do_update(
         index_elements=[
             purchase_counters.c.user_id,
             purchase_counters.c.item_id,
             purchase_counters.c.period_key,
         ],
-        set_={"quantity": purchase_counters.c.quantity + stmt.excluded.quantity},
-        where=purchase_counters.c.quantity + stmt.excluded.quantity <= limit,
+        set_={"quantity": purchase_counters.c.quantity + new.excluded.quantity},
+        where=purchase_counters.c.quantity + new.excluded.quantity <= limit,
     ).returning(purchase_counters.c.quantity)
     return (await session.execute(stmt)).one_or_none() is not None
 
@@ -158,8 +160,11 @@ async def used_quantities(
     if not keys:
         return {}
     rows = await session.execute(
-        select(purchase_counters.c.item_id, purchase_counters.c.period_key, purchase_counters.c.quantity)
-        .where(
+        select(
+            purchase_counters.c.item_id,
+            purchase_counters.c.period_key,
+            purchase_counters.c.quantity,
+        ).where(
             purchase_counters.c.user_id == user_id,
             purchase_counters.c.item_id.in_([k[0] for k in keys]),
         )
@@ -211,7 +216,9 @@ async def transition(
     return result.one_or_none()
 
 
-async def update_redemption(session: AsyncSession, redemption_id: str, values: dict[str, Any]) -> Any:
+async def update_redemption(
+    session: AsyncSession, redemption_id: str, values: dict[str, Any]
+) -> Any:
     result = await session.execute(
         update(redemptions)
         .where(redemptions.c.id == redemption_id)
@@ -343,15 +350,19 @@ async def run_reconciliation(
         if rows:
             failures[name] = [dict(r) for r in rows]
     stuck = (
-        await session.execute(
-            select(redemptions.c.id, redemptions.c.status, redemptions.c.created_at)
-            .where(
-                redemptions.c.status.in_(("pending", "cancelling")),
-                redemptions.c.updated_at < stuck_before,
+        (
+            await session.execute(
+                select(redemptions.c.id, redemptions.c.status, redemptions.c.created_at)
+                .where(
+                    redemptions.c.status.in_(("pending", "cancelling")),
+                    redemptions.c.updated_at < stuck_before,
+                )
+                .limit(100)
             )
-            .limit(100)
         )
-    ).mappings().all()
+        .mappings()
+        .all()
+    )
     if stuck:
         failures["nothing_unfinished_for_long"] = [dict(r) for r in stuck]
     counts = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from services.exchange import service
@@ -9,7 +11,7 @@ from services.exchange.models import items
 from services.exchange.schemas import ItemCreate
 from shared.service import Runtime
 
-DEMO_ITEMS = [
+DEMO_ITEMS: list[dict[str, Any]] = [
     {
         "name": "5 yuan coupon",
         "description": "5 yuan off any order over 50 yuan",
@@ -70,4 +72,4 @@ async def seed(rt: Runtime) -> None:
         existing = set((await session.execute(select(items.c.name))).scalars())
         for fields in DEMO_ITEMS:
             if fields["name"] not in existing:
-                await service.create_item(session, ItemCreate(**fields).model_dump())
+                await service.create_item(session, ItemCreate.model_validate(fields).model_dump())

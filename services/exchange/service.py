@@ -34,6 +34,7 @@ from shared.db import Database
 from shared.errors import DomainError, NotFound
 from shared.events import EXCHANGE_EVENTS, ExchangeEvent
 from shared.messaging import OutgoingEvent, add_to_outbox
+from shared.metrics import REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,9 @@ async def create_item(session: AsyncSession, fields: dict[str, Any]) -> dict[str
     return item_view(await repo.insert_item(session, values))
 
 
-async def update_item(session: AsyncSession, item_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def update_item(
+    session: AsyncSession, item_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
     current = await repo.get_item(session, item_id, lock=True)
     if current is None:
         raise NotFound("item", item_id)
@@ -248,10 +251,15 @@ class Exchange:
             row = await repo.update_redemption(
                 session,
                 redemption_id,
-                {"status": "failed", "failure_code": code, "failure_message": message,
-                 "next_attempt_at": None},
+                {
+                    "status": "failed",
+                    "failure_code": code,
+                    "failure_message": message,
+                    "next_attempt_at": None,
+                },
             )
             await _emit(session, row, "redemption.failed")
+            REDEMPTIONS.labels(code).inc()
             return row, False
         row = await repo.update_redemption(session, redemption_id, {"holds_stock": True})
         return row, False
@@ -307,6 +315,7 @@ class Exchange:
                 return await self._fail(row.id, "ledger_unavailable", outcome.message, True)
             return await self._fail(row.id, outcome.code, outcome.message, False)
         log.warning("debit of redemption %s unconfirmed: %s", row.id, outcome.reason)
+        REDEMPTIONS_UNCONFIRMED.labels("debit").inc()
         return row
 
     async def _complete(self, redemption_id: str, debit: dict[str, Any]) -> Any:
@@ -329,12 +338,11 @@ class Exchange:
                 },
             )
             await _emit(session, row, "redemption.completed")
+        REDEMPTIONS.labels("completed").inc()
         self.wake()
         return row
 
-    async def _fail(
-        self, redemption_id: str, code: str, message: str, compensated: bool
-    ) -> Any:
+    async def _fail(self, redemption_id: str, code: str, message: str, compensated: bool) -> Any:
         async with self.db.transaction() as session:
             row = await repo.get_redemption(session, redemption_id, lock=True)
             if row.status != "pending":
@@ -353,6 +361,7 @@ class Exchange:
                 },
             )
             await _emit(session, row, "redemption.failed")
+        REDEMPTIONS.labels(code).inc()
         self.wake()
         return row
 
@@ -467,6 +476,7 @@ class Exchange:
             log.error("ledger refused the refund of redemption %s: %s", row.id, outcome)
         else:
             log.warning("refund of redemption %s unconfirmed: %s", row.id, outcome.reason)
+            REDEMPTIONS_UNCONFIRMED.labels("refund").inc()
         return row
 
     async def _finish_cancel(self, redemption_id: str, refund_entry_id: int | None) -> Any:
@@ -486,6 +496,7 @@ class Exchange:
                 },
             )
             await _emit(session, row, "redemption.cancelled")
+        REDEMPTIONS.labels("cancelled").inc()
         self.wake()
         return row
 

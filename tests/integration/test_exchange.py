@@ -53,7 +53,10 @@ async def test_the_catalog_lists_filters_and_pages_available_items(http) -> None
     page = await listing()
     assert [i["id"] for i in page["items"]] == [cheap["id"], mid["id"], dear["id"]]
     assert page["total"] == 3
-    assert [i["id"] for i in (await listing(affordable_for=50))["items"]] == [cheap["id"], mid["id"]]
+    assert [i["id"] for i in (await listing(affordable_for=50))["items"]] == [
+        cheap["id"],
+        mid["id"],
+    ]
     assert [i["id"] for i in (await listing(type="coupon"))["items"]] == [mid["id"]]
     assert [i["id"] for i in (await listing(tag="a"))["items"]] == [cheap["id"]]
     first = await listing(limit=2)
@@ -62,7 +65,9 @@ async def test_the_catalog_lists_filters_and_pages_available_items(http) -> None
     assert [i["id"] for i in rest["items"]] == [dear["id"]] and rest["next_offset"] is None
 
     # Admins can see everything; the public cannot ask to.
-    assert (await exchange.get("/v1/items", params={"include_unavailable": True})).status_code == 401
+    assert (
+        await exchange.get("/v1/items", params={"include_unavailable": True})
+    ).status_code == 401
     everything = await exchange.get(
         "/v1/items", params={"category": category, "include_unavailable": True}, headers=ADMIN
     )
@@ -75,7 +80,9 @@ async def test_the_catalog_lists_filters_and_pages_available_items(http) -> None
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["stock"] == 150 and patched.json()["stock_total"] == 150
-    assert (await exchange.delete(f"/v1/items/{dear['id']}", headers=ADMIN)).json()["active"] is False
+    assert (await exchange.delete(f"/v1/items/{dear['id']}", headers=ADMIN)).json()[
+        "active"
+    ] is False
     assert [i["id"] for i in (await listing())["items"]] == [cheap["id"], mid["id"]]
 
 
@@ -170,7 +177,9 @@ async def test_a_physical_item_goes_through_fulfilment_and_the_user_may_cancel_b
     item = await create_item(exchange, type="physical", points_price=100, stock=10)
     mine = as_user(user)
 
-    kept = (await redeem(exchange, user, item["id"], headers=mine, shipping_address="1 Road")).json()
+    kept = (
+        await redeem(exchange, user, item["id"], headers=mine, shipping_address="1 Road")
+    ).json()
     assert kept["fulfilment"]["status"] == "pending"
     early = await exchange.post(f"/v1/redemptions/{kept['id']}/deliver", json={}, headers=ADMIN)
     assert early.status_code == 409 and early.json()["error"] == "invalid_transition"
@@ -187,9 +196,7 @@ async def test_a_physical_item_goes_through_fulfilment_and_the_user_may_cancel_b
     }
     late = await exchange.post(f"/v1/redemptions/{kept['id']}/cancel", json={}, headers=mine)
     assert late.status_code == 409 and late.json()["error"] == "not_cancellable"
-    delivered = await exchange.post(
-        f"/v1/redemptions/{kept['id']}/deliver", json={}, headers=ADMIN
-    )
+    delivered = await exchange.post(f"/v1/redemptions/{kept['id']}/deliver", json={}, headers=ADMIN)
     assert delivered.json()["fulfilment"]["status"] == "delivered"
 
     dropped = (await redeem(exchange, user, item["id"], headers=mine)).json()
@@ -300,8 +307,12 @@ async def test_inactive_and_out_of_window_items_are_refused_and_nothing_moves(ht
         ends_at=(datetime.now(UTC) - timedelta(days=1)).isoformat(),
     )
     empty = await create_item(exchange, stock=0)
-    for item, code in ((off, "item_inactive"), (soon, "item_inactive"), (over, "item_inactive"),
-                       (empty, "out_of_stock")):
+    for item, code in (
+        (off, "item_inactive"),
+        (soon, "item_inactive"),
+        (over, "item_inactive"),
+        (empty, "out_of_stock"),
+    ):
         key = unique("k")
         refused = await redeem(exchange, user, item["id"], key)
         assert refused.status_code == 409 and refused.json()["error"] == code, refused.text
@@ -370,9 +381,7 @@ async def test_a_ledger_outage_past_the_deadline_is_compensated_and_the_key_void
     assert replay.status_code == 409 and replay.json()["error"] == "ledger_unavailable"
 
 
-async def test_a_ledger_process_restart_mid_redemption_never_strands_anything(
-    http, stack
-) -> None:
+async def test_a_ledger_process_restart_mid_redemption_never_strands_anything(http, stack) -> None:
     exchange, ledger = http("exchange"), http("rewards_ledger")
     user = unique("restart")
     await credit(ledger, user, 100)
@@ -432,9 +441,7 @@ async def test_quick_options_offer_the_three_closest_affordable_items(http) -> N
     exchange, ledger = http("exchange"), http("rewards_ledger")
     user = unique("quick")
     await credit(ledger, user, 7000, validity_days=365)
-    await credit(
-        ledger, user, 919, expires_at=(datetime.now(UTC) + timedelta(days=3)).isoformat()
-    )
+    await credit(ledger, user, 919, expires_at=(datetime.now(UTC) + timedelta(days=3)).isoformat())
     exact = await create_item(exchange, points_price=7919)
     near = await create_item(exchange, points_price=7900)
     far = await create_item(exchange, points_price=7000)

@@ -80,7 +80,9 @@ async def test_sweeps_in_several_replicas_run_twice_expire_each_lot_once(ledger_
         view = await service.account_view(session, users[3], now, 30)
         events = (
             await session.execute(
-                select(func.count()).select_from(messaging.outbox).where(
+                select(func.count())
+                .select_from(messaging.outbox)
+                .where(
                     messaging.outbox.c.key.like(f"{prefix}%"),
                     messaging.outbox.c.payload["type"].astext == "expired",
                 )

@@ -53,3 +53,16 @@ def test_kubernetes_manifests_cover_every_service_with_probes() -> None:
 def test_alert_rules_parse() -> None:
     rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
     assert all(r["expr"] for g in rules["groups"] for r in g["rules"])
+
+
+def test_exchange_reaches_the_ledger_by_its_service_name_everywhere() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("exchange", "exchange_worker"):
+        assert compose[name]["environment"]["JIFEN_LEDGER_URL"] == "http://rewards_ledger:8003"
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "exchange.yaml").read_text()))
+    for d in docs:
+        if d and d["kind"] == "Deployment":
+            env = {
+                e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
+            assert env["JIFEN_LEDGER_URL"] == "http://rewards-ledger:8003"
