@@ -318,52 +318,59 @@ class Exchange:
         REDEMPTIONS_UNCONFIRMED.labels("debit").inc()
         return row
 
-    async def _complete(self, redemption_id: str, debit: dict[str, Any]) -> Any:
-        now = datetime.now(UTC)
+    async def _finish(
+        self,
+        redemption_id: str,
+        expected: str,
+        event_type: str,
+        outcome: str,
+        values: dict[str, Any],
+        *,
+        release: bool = False,
+        reward: bool = False,
+    ) -> Any:
+        """Move a redemption out of `expected` (pending or cancelling), once.
+
+        The request and the recovery loop may both try; the row lock and the status check
+        let exactly one of them release the reservation or issue the reward.
+        """
         async with self.db.transaction() as session:
             row = await repo.get_redemption(session, redemption_id, lock=True)
-            if row.status != "pending":
+            if row.status != expected:
                 return row
-            reward = await self._issue_reward(session, row, now)
-            row = await repo.update_redemption(
-                session,
-                redemption_id,
-                {
-                    "status": "completed",
-                    "ledger_entry_id": debit["entry_id"],
-                    "balance_after": debit["balance_after"],
-                    "reward": reward,
-                    "fulfilment_status": "pending" if row.item_type == "physical" else None,
-                    "next_attempt_at": None,
-                },
-            )
-            await _emit(session, row, "redemption.completed")
-        REDEMPTIONS.labels("completed").inc()
+            values = {**values, "next_attempt_at": None}
+            if release:
+                await self._release(session, row)
+                values["holds_stock"] = False
+            if reward:
+                values["reward"] = await self._issue_reward(session, row, datetime.now(UTC))
+                values["fulfilment_status"] = "pending" if row.item_type == "physical" else None
+            row = await repo.update_redemption(session, redemption_id, values)
+            await _emit(session, row, event_type)
+        REDEMPTIONS.labels(outcome).inc()
         self.wake()
         return row
 
+    async def _complete(self, redemption_id: str, debit: dict[str, Any]) -> Any:
+        values = {
+            "status": "completed",
+            "ledger_entry_id": debit["entry_id"],
+            "balance_after": debit["balance_after"],
+        }
+        return await self._finish(
+            redemption_id, "pending", "redemption.completed", "completed", values, reward=True
+        )
+
     async def _fail(self, redemption_id: str, code: str, message: str, compensated: bool) -> Any:
-        async with self.db.transaction() as session:
-            row = await repo.get_redemption(session, redemption_id, lock=True)
-            if row.status != "pending":
-                return row
-            await self._release(session, row)
-            row = await repo.update_redemption(
-                session,
-                redemption_id,
-                {
-                    "status": "failed",
-                    "failure_code": code,
-                    "failure_message": message,
-                    "compensated": compensated,
-                    "holds_stock": False,
-                    "next_attempt_at": None,
-                },
-            )
-            await _emit(session, row, "redemption.failed")
-        REDEMPTIONS.labels(code).inc()
-        self.wake()
-        return row
+        values = {
+            "status": "failed",
+            "failure_code": code,
+            "failure_message": message,
+            "compensated": compensated,
+        }
+        return await self._finish(
+            redemption_id, "pending", "redemption.failed", code, values, release=True
+        )
 
     @staticmethod
     async def _release(session: AsyncSession, row: Any) -> None:
@@ -480,25 +487,10 @@ class Exchange:
         return row
 
     async def _finish_cancel(self, redemption_id: str, refund_entry_id: int | None) -> Any:
-        async with self.db.transaction() as session:
-            row = await repo.get_redemption(session, redemption_id, lock=True)
-            if row.status != "cancelling":
-                return row
-            await self._release(session, row)
-            row = await repo.update_redemption(
-                session,
-                redemption_id,
-                {
-                    "status": "cancelled",
-                    "holds_stock": False,
-                    "refund_entry_id": refund_entry_id,
-                    "next_attempt_at": None,
-                },
-            )
-            await _emit(session, row, "redemption.cancelled")
-        REDEMPTIONS.labels("cancelled").inc()
-        self.wake()
-        return row
+        values = {"status": "cancelled", "refund_entry_id": refund_entry_id}
+        return await self._finish(
+            redemption_id, "cancelling", "redemption.cancelled", "cancelled", values, release=True
+        )
 
     # -- fulfilment -------------------------------------------------------------------
 
