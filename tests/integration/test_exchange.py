@@ -461,3 +461,43 @@ async def test_quick_options_offer_the_three_closest_affordable_items(http) -> N
     assert all("919" in o["warning"] for o in body["options"])
     forbidden = await exchange.get(f"/v1/users/{user}/quick-options", headers=as_user("x"))
     assert forbidden.status_code == 403
+
+
+async def _rows(infra, database: str, sql: str) -> list[dict]:
+    from sqlalchemy import text
+
+    from shared.db import create_engine, database_url
+
+    engine = create_engine(database_url(infra.database_url, database), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(text(sql))).mappings()]
+    finally:
+        await engine.dispose()
+
+
+async def test_every_redemption_and_its_points_agree_across_both_books(http, infra) -> None:
+    """Runs after the tests above (outages, races, cancels): nothing is left unfinished, and for
+    each redemption the ledger holds exactly the points it should - no point vanished."""
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+
+    async def all_settled() -> list[dict]:
+        rows = await _rows(infra, "jifen_exchange", "SELECT id, status, points FROM redemptions")
+        assert not [r for r in rows if r["status"] in ("pending", "cancelling")]
+        return rows
+
+    redemptions = await eventually(all_settled, 60)
+    movements = await _rows(
+        infra,
+        "jifen_rewards_ledger",
+        "SELECT reference, sum(amount) AS net FROM journal_entries "
+        "WHERE kind IN ('debit', 'refund') AND reference LIKE 'redemption:%' GROUP BY reference",
+    )
+    net = {r["reference"].removeprefix("redemption:"): -int(r["net"]) for r in movements}
+    assert len(redemptions) >= 200  # the hot-item race alone made 200
+    for r in redemptions:
+        expected = r["points"] if r["status"] == "completed" else 0
+        assert net.get(r["id"], 0) == expected, r
+    assert set(net) <= {r["id"] for r in redemptions}
+    assert (await exchange_reconciliation(exchange))["ok"]
+    assert (await reconciliation(ledger))["ok"]
