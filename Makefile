@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format install clean-data
+.PHONY: run test lint format install clean-data bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy shared services
+	$(PY) -m mypy shared services bench
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
@@ -31,3 +31,6 @@ test: lint
 
 clean-data:
 	rm -rf .data
+
+bench: $(STAMP)
+	$(PY) -m bench

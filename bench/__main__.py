@@ -1,0 +1,438 @@
+"""`make bench`: measure the suite on this machine and print one table (saved as JSON too).
+
+Starts embedded PostgreSQL and the broker in a scratch folder (or uses JIFEN_DATABASE_URL /
+JIFEN_KAFKA_BOOTSTRAP), starts every service as its own process, then measures:
+the SQL floor, end-to-end throughput and latency, latency at a fixed rate, HTTP ingest,
+a hot item under 64 concurrent redeemers, and each service's peak memory.
+
+Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100000),
+BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+
+from bench.floor import measure_floor
+from services.behavior_sensor.domain import behavior_id
+from shared.db import create_engine, database_url
+from shared.devstack import (
+    SERVICES,
+    EmbeddedBroker,
+    Stack,
+    free_port,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
+from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+ACTION = "bench_tick"
+SOURCE = "bench"
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class ZipfUsers:
+    """user_ids drawn with probability proportional to 1/rank^s."""
+
+    def __init__(self, count: int, s: float = 1.1, seed: int = 7) -> None:
+        self.ids = [f"bench_u{i}" for i in range(count)]
+        self.cum = list(itertools.accumulate(1 / (k**s) for k in range(1, count + 1)))
+        self.rng = random.Random(seed)
+
+    def draw(self) -> str:
+        return self.ids[bisect.bisect(self.cum, self.rng.random() * self.cum[-1])]
+
+
+def envelopes(n: int, users: ZipfUsers, dup_ratio: float) -> list[dict[str, Any]]:
+    """n messages of which about dup_ratio repeat an earlier event (same source and id)."""
+    now = datetime.now(UTC).isoformat()
+    out: list[dict[str, Any]] = []
+    for _ in range(n):
+        if out and users.rng.random() < dup_ratio:
+            out.append(users.rng.choice(out))
+            continue
+        out.append(
+            {
+                "event_id": uuid.uuid4().hex,
+                "source": SOURCE,
+                "user_id": users.draw(),
+                "action": ACTION,
+                "occurred_at": now,
+                "attributes": {},
+            }
+        )
+    return out
+
+
+class Ledger:
+    """Reads credits straight from the ledger's database (the measurement, not the product)."""
+
+    def __init__(self, server_url: str) -> None:
+        self.engine = create_engine(database_url(server_url, "jifen_rewards_ledger"), pool_size=2)
+
+    async def last_id(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(text("SELECT coalesce(max(id), 0) FROM journal_entries"))
+                ).scalar_one()
+            )
+
+    async def credits_since(self, after_id: int) -> int:
+        async with self.engine.connect() as conn:
+            sql = "SELECT count(*) FROM journal_entries WHERE id > :a AND kind = 'credit'"
+            return int((await conn.execute(text(sql), {"a": after_id})).scalar_one())
+
+    async def credit_times(self, after_id: int) -> dict[str, float]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT reference, extract(epoch FROM created_at) AS at FROM journal_entries "
+                    "WHERE id > :a AND kind = 'credit'"
+                ),
+                {"a": after_id},
+            )
+            return {r.reference: float(r.at) for r in rows}
+
+    async def double_debits(self, references: list[str]) -> int:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT reference FROM journal_entries WHERE kind = 'debit' "
+                    "AND reference = ANY(:refs) GROUP BY reference HAVING count(*) > 1"
+                ),
+                {"refs": references},
+            )
+            return len(list(rows))
+
+
+async def produce_and_wait(
+    producer: AIOKafkaProducer,
+    ledger: Ledger,
+    events: list[dict[str, Any]],
+    rate: float | None,
+    timeout: float,
+) -> dict[str, Any]:
+    """Produce `events` (as fast as possible, or at `rate`/s), wait until every distinct one is
+    credited; returns throughput and produce-to-credit latency."""
+    start_id = await ledger.last_id()
+    sent_at: dict[str, float] = {}
+    first = time.time()
+    tick = 0.01
+    per_tick = max(1, int((rate or 0) * tick))
+    for i, event in enumerate(events):
+        bid = behavior_id(event["source"], event["event_id"])
+        sent_at.setdefault(bid, time.time())
+        await producer.send(
+            "upstream.events", json.dumps(event).encode(), key=event["user_id"].encode()
+        )
+        if rate and (i + 1) % per_tick == 0:
+            delay = first + (i + 1) / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    await producer.flush()
+    produced = time.time()
+    expected = len(sent_at)
+    deadline = time.monotonic() + timeout
+    credited = 0
+    while time.monotonic() < deadline:
+        credited = await ledger.credits_since(start_id)
+        if credited >= expected:
+            break
+        await asyncio.sleep(0.25)
+    times = await ledger.credit_times(start_id)
+    latencies = [times[b] - t for b, t in sent_at.items() if b in times]
+    last = max(times.values()) if times else produced
+    return {
+        "messages": len(events),
+        "distinct": expected,
+        "credited": len(times),
+        "events_per_s": len(times) / max(last - first, 1e-9),
+        "produce_s": produced - first,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+async def http_ingest(sensor: str, users: ZipfUsers, total: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(
+        base_url=sensor, headers={"X-Api-Key": DEV_INGEST_KEY}, timeout=60
+    ) as client:
+
+        async def run(batch: int, concurrency: int, count: int) -> tuple[float, float]:
+            bodies = [envelopes(batch, users, 0) for _ in range(count // batch)]
+            latencies: list[float] = []
+            queue = iter(bodies)
+
+            async def worker() -> None:
+                for body in queue:
+                    t0 = time.perf_counter()
+                    payload = body[0] if batch == 1 else {"events": body}
+                    response = await client.post("/v1/events", json=payload)
+                    response.raise_for_status()
+                    latencies.append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return count / (time.perf_counter() - t0), percentile(latencies, 99) * 1000
+
+        batch_rate, batch_p99 = await run(1000, 4, total)
+        single_rate, single_p99 = await run(1, 32, min(total, 5000))
+    return {
+        "batch_events_per_s": batch_rate,
+        "batch_request_p99_ms": batch_p99,
+        "single_events_per_s": single_rate,
+        "single_request_p99_ms": single_p99,
+    }
+
+
+async def hot_item(
+    exchange: str, ledger_url: str, ledger: Ledger, seconds: float
+) -> dict[str, Any]:
+    callers = 64
+    stock = 100_000
+    async with httpx.AsyncClient(headers=ADMIN, timeout=30) as client:
+        users = [f"hot_{uuid.uuid4().hex[:8]}" for _ in range(callers)]
+        for u in users:
+            r = await client.post(
+                f"{ledger_url}/v1/accounts/{u}/credits",
+                json={"points": 10_000_000, "idempotency_key": u, "reason": "bench"},
+            )
+            r.raise_for_status()
+        item = (
+            await client.post(
+                f"{exchange}/v1/items",
+                json={
+                    "name": f"hot {uuid.uuid4().hex[:6]}",
+                    "category": "bench",
+                    "type": "coupon",
+                    "points_price": 1,
+                    "stock": stock,
+                },
+            )
+        ).json()
+        latencies: list[float] = []
+        ids: list[str] = []
+        outcomes: dict[int, int] = {}
+        stop_at = time.monotonic() + seconds
+
+        async def caller(user: str) -> None:
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                r = await client.post(
+                    f"{exchange}/v1/redemptions",
+                    json={
+                        "user_id": user,
+                        "item_id": item["id"],
+                        "idempotency_key": uuid.uuid4().hex,
+                    },
+                )
+                latencies.append(time.perf_counter() - t0)
+                outcomes[r.status_code] = outcomes.get(r.status_code, 0) + 1
+                if r.status_code in (201, 202):
+                    ids.append(r.json()["id"])
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(caller(u) for u in users))
+        elapsed = time.perf_counter() - t0
+        after = (await client.get(f"{exchange}/v1/items/{item['id']}")).json()
+    completed = outcomes.get(201, 0)
+    return {
+        "callers": callers,
+        "redemptions_per_s": completed / elapsed,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "statuses": {str(k): v for k, v in sorted(outcomes.items())},
+        "oversold": max(0, len(ids) - stock)
+        + (1 if after["stock"] < 0 else 0)
+        + abs(after["stock"] + len(ids) - stock),
+        "double_debits": await ledger.double_debits([f"redemption:{i}" for i in ids]),
+    }
+
+
+def peak_memory_mb(stack: Stack) -> dict[str, float]:
+    out = {}
+    for service, proc in stack.processes.items():
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                out[service] = int(line.split()[1]) / 1024
+    return out
+
+
+async def measure(stack: Stack, database_url_: str, bootstrap: str) -> dict[str, Any]:
+    n = env_int("BENCH_EVENTS", 100_000)
+    users = ZipfUsers(env_int("BENCH_USERS", 100_000))
+    results: dict[str, Any] = {}
+    async with httpx.AsyncClient(headers=ADMIN, timeout=30) as client:
+        r = await client.post(
+            f"{stack.url('task_progress')}/v1/tasks",
+            json={"name": "bench: 1 point per tick", "action": ACTION, "reward_points": 1},
+        )
+        r.raise_for_status()
+    print(f"floor: {n} credits as raw batched SQL ...", flush=True)
+    results["floor_events_per_s"] = await measure_floor(
+        database_url_, [users.draw() for _ in range(n)]
+    )
+    ledger = Ledger(database_url_)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        print(f"end to end: {n} events (10% duplicates, Zipf users) ...", flush=True)
+        results["end_to_end"] = await produce_and_wait(
+            producer, ledger, envelopes(n, users, 0.10), None, timeout=max(300, n / 200)
+        )
+        rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
+        print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
+        results["fixed_rate"] = {
+            "rate": rate,
+            **await produce_and_wait(
+                producer, ledger, envelopes(rate * secs, users, 0), rate, timeout=120
+            ),
+        }
+    finally:
+        await producer.stop()
+    print("http ingest ...", flush=True)
+    results["http_ingest"] = await http_ingest(stack.url("behavior_sensor"), users, min(n, 50_000))
+    print("hot item: 64 concurrent redeemers ...", flush=True)
+    results["hot_item"] = await hot_item(
+        stack.url("exchange"), stack.url("rewards_ledger"), ledger, env_int("BENCH_HOT_SECONDS", 10)
+    )
+    await ledger.engine.dispose()
+    results["peak_memory_mb"] = peak_memory_mb(stack)
+    e2e = results["end_to_end"]["events_per_s"]
+    results["end_to_end"]["ratio_to_floor"] = e2e / results["floor_events_per_s"]
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    e2e, fixed, http, hot = (
+        results["end_to_end"],
+        results["fixed_rate"],
+        results["http_ingest"],
+        results["hot_item"],
+    )
+    rows = [
+        ("floor: raw batched SQL credits", f"{results['floor_events_per_s']:,.0f} events/s", ""),
+        (
+            "end to end: credited",
+            f"{e2e['events_per_s']:,.0f} events/s",
+            f"{e2e['credited']:,}/{e2e['distinct']:,} credited; {e2e['ratio_to_floor']:.2f} of floor",
+        ),
+        (
+            "end to end: produce -> credit",
+            f"p50 {e2e['p50_ms']:,.0f} ms",
+            f"p95 {e2e['p95_ms']:,.0f} ms, p99 {e2e['p99_ms']:,.0f} ms",
+        ),
+        (
+            f"latency at {fixed['rate']:,}/s",
+            f"p99 {fixed['p99_ms']:,.0f} ms",
+            f"p50 {fixed['p50_ms']:,.0f} ms, p95 {fixed['p95_ms']:,.0f} ms; "
+            f"{fixed['credited']:,}/{fixed['distinct']:,} credited",
+        ),
+        (
+            "HTTP ingest, batches of 1000",
+            f"{http['batch_events_per_s']:,.0f} events/s",
+            f"request p99 {http['batch_request_p99_ms']:,.0f} ms",
+        ),
+        (
+            "HTTP ingest, single events",
+            f"{http['single_events_per_s']:,.0f} events/s",
+            f"request p99 {http['single_request_p99_ms']:,.0f} ms",
+        ),
+        (
+            "hot item, 64 callers",
+            f"{hot['redemptions_per_s']:,.0f} redemptions/s",
+            f"p99 {hot['p99_ms']:,.0f} ms; oversold {hot['oversold']}; "
+            f"double debits {hot['double_debits']}; {hot['statuses']}",
+        ),
+    ]
+    rows += [
+        (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
+    ]
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    lines = [f"{'measure':<{width}}  {'result':>{vwidth}}  notes", "-" * (width + vwidth + 40)]
+    lines += [f"{a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="jifen-bench-"))
+    database = os.environ.get("JIFEN_DATABASE_URL")
+    broker = None
+    if not database:
+        database = start_embedded_postgres(scratch / "postgres")
+    bootstrap = os.environ.get("JIFEN_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = EmbeddedBroker(port=free_port())
+        bootstrap = broker.start(log_path=scratch / "broker.log")
+    stack = Stack(
+        database_url=database,
+        kafka_bootstrap=bootstrap,
+        base_port=env_int("BENCH_BASE_PORT", 18000),
+        env={
+            "JIFEN_LOG_LEVEL": "WARNING",
+            "JIFEN_FARMING_DEFAULT_LIMIT": "100000000",
+            "JIFEN_SEED_DEMO": "false",
+        },
+        log_dir=scratch / "logs",
+    )
+    try:
+        print(f"starting the suite (logs in {scratch / 'logs'}) ...", flush=True)
+        stack.start(timeout=180)
+        results = asyncio.run(measure(stack, database, bootstrap))
+    finally:
+        stack.stop()
+        if broker:
+            broker.stop()
+        stop_embedded_postgres()
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "at": datetime.now(UTC).isoformat(),
+        "services": list(SERVICES),
+    }
+    print()
+    print(table(results))
+    out = ROOT / "results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nsaved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
