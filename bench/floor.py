@@ -14,7 +14,7 @@ from collections import Counter
 
 import asyncpg
 
-from shared.db import _asyncpg_kwargs, database_url, ensure_database
+from shared.db import asyncpg_kwargs, database_url, ensure_database
 from shared.migrate import upgrade
 
 
@@ -24,7 +24,7 @@ async def measure_floor(server_url: str, user_ids: list[str], batch: int = 500) 
     await ensure_database(server_url, name)
     url = database_url(server_url, name)
     await asyncio.to_thread(upgrade, "services.rewards_ledger", url.render_as_string(False))
-    conn = await asyncpg.connect(**_asyncpg_kwargs(url))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(url))  # type: ignore[arg-type]
     try:
         start = time.perf_counter()
         for i in range(0, len(user_ids), batch):

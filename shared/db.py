@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,7 +26,7 @@ def database_url(server_url: str, database: str) -> URL:
     return url.set(drivername="postgresql+asyncpg", database=database)
 
 
-def _asyncpg_kwargs(url: URL) -> dict[str, object]:
+def asyncpg_kwargs(url: URL) -> dict[str, object]:
     query = dict(url.query)
     host = query.pop("host", None) or url.host
     return {
@@ -39,7 +41,7 @@ def _asyncpg_kwargs(url: URL) -> dict[str, object]:
 async def ensure_database(server_url: str, database: str) -> None:
     """Create `database` on the server if it does not exist (safe to race with other replicas)."""
     admin_url = database_url(server_url, "postgres")
-    conn = await asyncpg.connect(**_asyncpg_kwargs(admin_url))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(admin_url))  # type: ignore[arg-type]
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
@@ -74,9 +76,28 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work that sees one consistent snapshot (for reconciliation)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            yield session
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def violations(
+    session: AsyncSession, checks: Mapping[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Run invariant queries (each selects the rows that break it); returns the broken ones."""
+    failures: dict[str, list[dict[str, Any]]] = {}
+    for name, sql in checks.items():
+        rows = (await session.execute(text(sql))).mappings().all()
+        if rows:
+            failures[name] = [dict(r) for r in rows]
+    return failures

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text, true, update
+from sqlalchemy import and_, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange.models import coupons, items, memberships, purchase_counters, redemptions
+from shared.db import violations
 
 
 def _available(now: datetime) -> Any:
@@ -344,11 +345,7 @@ RECONCILIATION_CHECKS: dict[str, str] = {
 async def run_reconciliation(
     session: AsyncSession, stuck_before: datetime
 ) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
-    failures: dict[str, list[dict[str, Any]]] = {}
-    for name, sql in RECONCILIATION_CHECKS.items():
-        rows = (await session.execute(text(sql))).mappings().all()
-        if rows:
-            failures[name] = [dict(r) for r in rows]
+    failures = await violations(session, RECONCILIATION_CHECKS)
     stuck = (
         (
             await session.execute(

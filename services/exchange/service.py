@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange import domain
@@ -188,9 +187,10 @@ class Exchange:
                 session, user_id, item_id, quantity, key, shipping_address, now
             )
         if not replayed:
-            self.wake()
             if row.status == "pending":
                 row = await self._settle_debit(row)
+            else:
+                self.wake()  # a refusal wrote its redemption.failed event
         return self._answer(row, replayed)
 
     async def _reserve(
@@ -633,8 +633,7 @@ class Exchange:
         stuck_before = datetime.now(UTC) - timedelta(
             seconds=self.settings.pending_deadline_s * 2 + 600
         )
-        async with self.db.sessions() as session, session.begin():
-            await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        async with self.db.snapshot() as session:
             counts, failures = await repo.run_reconciliation(session, stuck_before)
         return {
             "ok": not failures,

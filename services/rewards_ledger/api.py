@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy import text
 
 from services.rewards_ledger import service
 from services.rewards_ledger.schemas import (
@@ -127,6 +126,5 @@ async def reconciliation(request: Request, caller: Caller) -> dict:
     """Prove the books balance: every invariant in the contract, checked in one snapshot."""
     caller.require_admin()
     rt = runtime_of(request)
-    async with rt.db.sessions() as session, session.begin():
-        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    async with rt.db.snapshot() as session:
         return await service.reconcile(session)

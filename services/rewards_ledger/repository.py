@@ -18,6 +18,7 @@ from services.rewards_ledger.models import (
     journal_entries,
     lots,
 )
+from shared.db import violations
 
 
 async def lock_accounts(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
@@ -373,9 +374,4 @@ async def run_reconciliation(session: AsyncSession) -> tuple[int, dict[str, list
     accounts_checked = int(
         (await session.execute(select(func.count()).select_from(accounts))).scalar_one()
     )
-    failures: dict[str, list[dict[str, Any]]] = {}
-    for name, sql in RECONCILIATION_CHECKS.items():
-        rows = (await session.execute(text(sql))).mappings().all()
-        if rows:
-            failures[name] = [dict(r) for r in rows]
-    return accounts_checked, failures
+    return accounts_checked, await violations(session, RECONCILIATION_CHECKS)

@@ -173,6 +173,8 @@ CASES = [
     ("exchange", "GET", "/v1/items/nope", {}, None, 404),
     ("exchange", "PATCH", "/v1/items/nope", ADMIN, {"stock": 3}, 404),
     ("exchange", "PATCH", "/v1/items/nope", ADMIN, {}, 422),
+    ("exchange", "DELETE", "/v1/items/nope", ADMIN, None, 404),
+    ("exchange", "DELETE", "/v1/items/nope", {}, None, 401),
     ("exchange", "PATCH", "/v1/items/nope", ADMIN, {"name": None}, 422),
     ("exchange", "POST", "/v1/redemptions", ADMIN, {**GOOD_REDEMPTION, "quantity": 0}, 422),
     ("exchange", "POST", "/v1/redemptions", ADMIN, {**GOOD_REDEMPTION, "quantity": 101}, 422),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -128,8 +129,6 @@ async def test_a_coupon_redemption_debits_once_and_replays_the_same_answer(http,
 
 
 async def _exchange_events(infra, redemption_id: str, count: int) -> list[dict]:
-    import json
-
     consumer = AIOKafkaConsumer(
         "exchange.events",
         bootstrap_servers=infra.kafka_bootstrap,
