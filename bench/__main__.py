@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from bench.floor import measure_floor
+from bench.profile import Profiler, summarize
 from services.behavior_sensor.domain import behavior_id
 from shared.db import create_engine, database_url
 from shared.devstack import (
@@ -292,6 +293,14 @@ def peak_memory_mb(stack: Stack) -> dict[str, float]:
     return out
 
 
+SECTIONS = ("floor", "end_to_end", "fixed_rate", "http_ingest", "hot_item")
+
+
+def wanted(section: str) -> bool:
+    only = os.environ.get("BENCH_ONLY", "")
+    return not only or section in {s.strip() for s in only.split(",")}
+
+
 async def measure(stack: Stack, database_url_: str, bootstrap: str) -> dict[str, Any]:
     n = env_int("BENCH_EVENTS", 100_000)
     users = ZipfUsers(env_int("BENCH_USERS", 100_000))
@@ -302,83 +311,114 @@ async def measure(stack: Stack, database_url_: str, bootstrap: str) -> dict[str,
             json={"name": "bench: 1 point per tick", "action": ACTION, "reward_points": 1},
         )
         r.raise_for_status()
-    print(f"floor: {n} credits as raw batched SQL ...", flush=True)
-    results["floor_events_per_s"] = await measure_floor(
-        database_url_, [users.draw() for _ in range(n)]
-    )
+    if wanted("floor"):
+        print(f"floor: {n} credits as raw batched SQL ...", flush=True)
+        results["floor_events_per_s"] = await measure_floor(
+            database_url_, [users.draw() for _ in range(n)]
+        )
     ledger = Ledger(database_url_)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        print(f"end to end: {n} events (10% duplicates, Zipf users) ...", flush=True)
-        results["end_to_end"] = await produce_and_wait(
-            producer, ledger, envelopes(n, users, 0.10), None, timeout=max(300, n / 200)
-        )
-        rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
-        print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
-        results["fixed_rate"] = {
-            "rate": rate,
-            **await produce_and_wait(
-                producer, ledger, envelopes(rate * secs, users, 0), rate, timeout=120
-            ),
-        }
+        if wanted("end_to_end"):
+            print(f"end to end: {n} events (10% duplicates, Zipf users) ...", flush=True)
+            results["end_to_end"] = await produce_and_wait(
+                producer, ledger, envelopes(n, users, 0.10), None, timeout=max(300, n / 200)
+            )
+        if wanted("fixed_rate"):
+            rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
+            print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
+            results["fixed_rate"] = {
+                "rate": rate,
+                **await produce_and_wait(
+                    producer, ledger, envelopes(rate * secs, users, 0), rate, timeout=120
+                ),
+            }
     finally:
         await producer.stop()
-    print("http ingest ...", flush=True)
-    results["http_ingest"] = await http_ingest(stack.url("behavior_sensor"), users, min(n, 50_000))
-    print("hot item: 64 concurrent redeemers ...", flush=True)
-    results["hot_item"] = await hot_item(
-        stack.url("exchange"), stack.url("rewards_ledger"), ledger, env_int("BENCH_HOT_SECONDS", 10)
-    )
+    if wanted("http_ingest"):
+        print("http ingest ...", flush=True)
+        results["http_ingest"] = await http_ingest(
+            stack.url("behavior_sensor"), users, min(n, 50_000)
+        )
+    if wanted("hot_item"):
+        print("hot item: 64 concurrent redeemers ...", flush=True)
+        results["hot_item"] = await hot_item(
+            stack.url("exchange"),
+            stack.url("rewards_ledger"),
+            ledger,
+            env_int("BENCH_HOT_SECONDS", 10),
+        )
     await ledger.engine.dispose()
     results["peak_memory_mb"] = peak_memory_mb(stack)
-    e2e = results["end_to_end"]["events_per_s"]
-    results["end_to_end"]["ratio_to_floor"] = e2e / results["floor_events_per_s"]
+    if "end_to_end" in results and "floor_events_per_s" in results:
+        e2e = results["end_to_end"]["events_per_s"]
+        results["end_to_end"]["ratio_to_floor"] = e2e / results["floor_events_per_s"]
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    e2e, fixed, http, hot = (
-        results["end_to_end"],
-        results["fixed_rate"],
-        results["http_ingest"],
-        results["hot_item"],
-    )
-    rows = [
-        ("floor: raw batched SQL credits", f"{results['floor_events_per_s']:,.0f} events/s", ""),
-        (
-            "end to end: credited",
-            f"{e2e['events_per_s']:,.0f} events/s",
-            f"{e2e['credited']:,}/{e2e['distinct']:,} credited; {e2e['ratio_to_floor']:.2f} of floor",
-        ),
-        (
-            "end to end: produce -> credit",
-            f"p50 {e2e['p50_ms']:,.0f} ms",
-            f"p95 {e2e['p95_ms']:,.0f} ms, p99 {e2e['p99_ms']:,.0f} ms",
-        ),
-        (
-            f"latency at {fixed['rate']:,}/s",
-            f"p99 {fixed['p99_ms']:,.0f} ms",
-            f"p50 {fixed['p50_ms']:,.0f} ms, p95 {fixed['p95_ms']:,.0f} ms; "
-            f"{fixed['credited']:,}/{fixed['distinct']:,} credited",
-        ),
-        (
-            "HTTP ingest, batches of 1000",
-            f"{http['batch_events_per_s']:,.0f} events/s",
-            f"request p99 {http['batch_request_p99_ms']:,.0f} ms",
-        ),
-        (
-            "HTTP ingest, single events",
-            f"{http['single_events_per_s']:,.0f} events/s",
-            f"request p99 {http['single_request_p99_ms']:,.0f} ms",
-        ),
-        (
-            "hot item, 64 callers",
-            f"{hot['redemptions_per_s']:,.0f} redemptions/s",
-            f"p99 {hot['p99_ms']:,.0f} ms; oversold {hot['oversold']}; "
-            f"double debits {hot['double_debits']}; {hot['statuses']}",
-        ),
-    ]
+    rows: list[tuple[str, str, str]] = []
+    if "floor_events_per_s" in results:
+        floor = results["floor_events_per_s"]
+        rows.append(("floor: raw batched SQL credits", f"{floor:,.0f} events/s", ""))
+    if "end_to_end" in results:
+        e2e = results["end_to_end"]
+        ratio = f"; {e2e['ratio_to_floor']:.2f} of floor" if "ratio_to_floor" in e2e else ""
+        rows += [
+            (
+                "end to end: credited",
+                f"{e2e['events_per_s']:,.0f} events/s",
+                f"{e2e['credited']:,}/{e2e['distinct']:,} credited{ratio}",
+            ),
+            (
+                "end to end: produce -> credit",
+                f"p50 {e2e['p50_ms']:,.0f} ms",
+                f"p95 {e2e['p95_ms']:,.0f} ms, p99 {e2e['p99_ms']:,.0f} ms",
+            ),
+        ]
+    for replicas, run in sorted(results.get("task_progress_scaling", {}).items()):
+        rows.append(
+            (
+                f"task_progress alone, {replicas} replica(s)",
+                f"{run['events_per_s']:,.0f} events/s",
+                f"{run['credited']:,}/{run['distinct']:,} behaviors turned into grants",
+            )
+        )
+    if "fixed_rate" in results:
+        fixed = results["fixed_rate"]
+        rows.append(
+            (
+                f"latency at {fixed['rate']:,}/s",
+                f"p99 {fixed['p99_ms']:,.0f} ms",
+                f"p50 {fixed['p50_ms']:,.0f} ms, p95 {fixed['p95_ms']:,.0f} ms; "
+                f"{fixed['credited']:,}/{fixed['distinct']:,} credited",
+            )
+        )
+    if "http_ingest" in results:
+        http = results["http_ingest"]
+        rows += [
+            (
+                "HTTP ingest, batches of 1000",
+                f"{http['batch_events_per_s']:,.0f} events/s",
+                f"request p99 {http['batch_request_p99_ms']:,.0f} ms",
+            ),
+            (
+                "HTTP ingest, single events",
+                f"{http['single_events_per_s']:,.0f} events/s",
+                f"request p99 {http['single_request_p99_ms']:,.0f} ms",
+            ),
+        ]
+    if "hot_item" in results:
+        hot = results["hot_item"]
+        rows.append(
+            (
+                f"hot item, {hot['callers']} callers",
+                f"{hot['redemptions_per_s']:,.0f} redemptions/s",
+                f"p99 {hot['p99_ms']:,.0f} ms; oversold {hot['oversold']}; "
+                f"double debits {hot['double_debits']}; {hot['statuses']}",
+            )
+        )
     rows += [
         (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
     ]
@@ -413,7 +453,14 @@ def main() -> None:
     try:
         print(f"starting the suite (logs in {scratch / 'logs'}) ...", flush=True)
         stack.start(timeout=180)
+        profiler = None
+        if os.environ.get("BENCH_PROFILE"):
+            profiler = Profiler(ROOT / "results")
+            profiler.start({name: proc.pid for name, proc in stack.processes.items()})
         results = asyncio.run(measure(stack, database, bootstrap))
+        if profiler is not None:
+            for profile in profiler.stop().values():
+                print(summarize(profile), flush=True)
     finally:
         stack.stop()
         if broker:

@@ -407,11 +407,10 @@ class OutboxRelay(PollingWorker):
                 return 0
             futures = []
             for row in rows:
-                payload = row.payload if isinstance(row.payload, str) else json.dumps(row.payload)
                 futures.append(
                     await self.producer.send(
                         row.topic,
-                        payload.encode("utf-8"),
+                        row.payload.encode("utf-8"),
                         key=row.key.encode("utf-8") if row.key else None,
                     )
                 )

@@ -7,6 +7,7 @@ holds events to publish, written in the same transaction as the state change tha
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,10 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    insert,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -67,7 +66,11 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
 class OutgoingEvent:
     topic: str
     key: str | None
-    payload: dict[str, Any]
+    payload: dict[str, Any] | str  # a dict, or JSON text already (model_dump_json is faster)
+
+
+def payload_text(event: OutgoingEvent) -> str:
+    return event.payload if isinstance(event.payload, str) else json.dumps(event.payload)
 
 
 async def claim_inbox(
@@ -80,24 +83,39 @@ async def claim_inbox(
     """
     if not message_ids:
         return set()
-    unique = list(dict.fromkeys(message_ids))
-    stmt = (
-        pg_insert(inbox)
-        .values([{"consumer": consumer, "message_id": mid} for mid in unique])
-        .on_conflict_do_nothing()
-        .returning(inbox.c.message_id)
+    result = await session.execute(
+        text(
+            f"INSERT INTO {inbox.name} (consumer, message_id) "
+            "SELECT :consumer, m FROM unnest(CAST(:ids AS text[])) AS t(m) "
+            "ON CONFLICT DO NOTHING RETURNING message_id"
+        ),
+        {"consumer": consumer, "ids": list(dict.fromkeys(message_ids))},
     )
-    result = await session.execute(stmt)
     return set(result.scalars().all())
 
 
 async def add_to_outbox(
     session: AsyncSession, outbox: Table, events: Iterable[OutgoingEvent]
 ) -> int:
-    rows = [{"topic": e.topic, "key": e.key, "payload": e.payload} for e in events]
-    if rows:
-        await session.execute(insert(outbox), rows)
-    return len(rows)
+    """Queue events for the relay, in order, with one set-based statement."""
+    topics: list[str] = []
+    keys: list[str | None] = []
+    payloads: list[str] = []
+    for e in events:
+        topics.append(e.topic)
+        keys.append(e.key)
+        payloads.append(payload_text(e))
+    if topics:
+        await session.execute(
+            text(
+                f"INSERT INTO {outbox.name} (topic, key, payload) "
+                "SELECT t, k, CAST(p AS jsonb) FROM unnest("
+                "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
+                ") WITH ORDINALITY AS x(t, k, p, n) ORDER BY n"
+            ),
+            {"topics": topics, "keys": keys, "payloads": payloads},
+        )
+    return len(topics)
 
 
 async def outbox_backlog(session: AsyncSession, outbox: Table) -> int:
@@ -107,8 +125,9 @@ async def outbox_backlog(session: AsyncSession, outbox: Table) -> int:
     return int(result.scalar_one())
 
 
+# payload::text hands the relay the JSON exactly as stored, with no decode and re-encode.
 LOCK_UNPUBLISHED = text(
-    "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL "
+    "SELECT id, topic, key, payload::text AS payload FROM outbox WHERE published_at IS NULL "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 MARK_PUBLISHED = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")

@@ -6,13 +6,49 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.behavior_sensor.models import farming_counters, received_events
+from services.behavior_sensor.models import received_events
+from shared.bulk import Bulk
 from shared.events import BehaviorEnvelope
+
+RECEIVED = Bulk(
+    "received_events",
+    {
+        "source": "text",
+        "event_id": "text",
+        "user_id": "text",
+        "action": "text",
+        "occurred_at": "timestamptz",
+        "attributes": "jsonb",
+        "channel": "text",
+    },
+)
+COUNTER_KEYS = Bulk(
+    "farming_counters", {"user_id": "text", "action": "text", "window_start": "timestamptz"}
+)
+COUNTERS = Bulk(
+    "farming_counters",
+    {"user_id": "text", "action": "text", "window_start": "timestamptz", "count": "integer"},
+)
+OUTCOMES = Bulk(
+    "received_events",
+    {"id": "bigint", "status": "text", "status_reason": "text", "enrichment": "jsonb"},
+)
+_RECORD = RECEIVED.insert("ON CONFLICT DO NOTHING RETURNING id")
+_CREATE_COUNTERS = COUNTER_KEYS.insert("ON CONFLICT DO NOTHING")
+_LOCK_COUNTERS = text(
+    "SELECT f.user_id, f.action, f.window_start, f.count AS n FROM farming_counters f "
+    f"JOIN {COUNTER_KEYS.source()} USING (user_id, action, window_start) "
+    "ORDER BY f.user_id, f.action, f.window_start FOR UPDATE OF f"
+)
+_SAVE_COUNTERS = COUNTERS.update(["user_id", "action", "window_start"], "count = v.count")
+_MARK_PROCESSED = OUTCOMES.update(
+    ["id"],
+    "status = v.status, status_reason = v.status_reason, "
+    "enrichment = CAST(v.enrichment AS jsonb), processed_at = now()",
+)
 
 
 async def record_received(
@@ -33,12 +69,7 @@ async def record_received(
         }
         for e in envelopes
     ]
-    result = await session.execute(
-        pg_insert(received_events)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(received_events.c.id)
-    )
+    result = await session.execute(_RECORD, RECEIVED.params(rows))
     return len(result.all())
 
 
@@ -53,66 +84,37 @@ async def claim_pending(session: AsyncSession, limit: int) -> list[Any]:
     return list(rows)
 
 
-async def lock_counters(
-    session: AsyncSession, keys: Iterable[tuple[str, str, datetime]]
-) -> dict[tuple[str, str, datetime], int]:
+CounterKey = tuple[str, str, datetime]
+
+
+async def lock_counters(session: AsyncSession, keys: Iterable[CounterKey]) -> dict[CounterKey, int]:
+    """Create missing anti-farming counters and lock all of them, in key order."""
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    await session.execute(
-        pg_insert(farming_counters)
-        .values([{"user_id": u, "action": a, "window_start": w} for u, a, w in ordered])
-        .on_conflict_do_nothing()
+    params = COUNTER_KEYS.params(
+        {"user_id": u, "action": a, "window_start": w} for u, a, w in ordered
     )
-    rows = await session.execute(
-        select(farming_counters)
-        .where(
-            tuple_(
-                farming_counters.c.user_id,
-                farming_counters.c.action,
-                farming_counters.c.window_start,
-            ).in_(ordered)
-        )
-        .order_by(
-            farming_counters.c.user_id, farming_counters.c.action, farming_counters.c.window_start
-        )
-        .with_for_update()
-    )
-    return {(r.user_id, r.action, r.window_start): r._mapping["count"] for r in rows}
+    await session.execute(_CREATE_COUNTERS, params)
+    rows = await session.execute(_LOCK_COUNTERS, params)
+    return {(r.user_id, r.action, r.window_start): r.n for r in rows}
 
 
-async def save_counters(
-    session: AsyncSession, counts: dict[tuple[str, str, datetime], int]
-) -> None:
+async def save_counters(session: AsyncSession, counts: dict[CounterKey, int]) -> None:
     if counts:
         await session.execute(
-            update(farming_counters)
-            .where(
-                farming_counters.c.user_id == bindparam("k_user"),
-                farming_counters.c.action == bindparam("k_action"),
-                farming_counters.c.window_start == bindparam("k_window"),
-            )
-            .values(count=bindparam("v_count")),
-            [
-                {"k_user": u, "k_action": a, "k_window": w, "v_count": c}
+            _SAVE_COUNTERS,
+            COUNTERS.params(
+                {"user_id": u, "action": a, "window_start": w, "count": c}
                 for (u, a, w), c in counts.items()
-            ],
+            ),
         )
 
 
 async def mark_processed(session: AsyncSession, outcomes: list[dict[str, Any]]) -> None:
+    """outcomes: {id, status, status_reason, enrichment} per processed behavior."""
     if outcomes:
-        await session.execute(
-            update(received_events)
-            .where(received_events.c.id == bindparam("k_id"))
-            .values(
-                status=bindparam("v_status"),
-                status_reason=bindparam("v_reason"),
-                enrichment=bindparam("v_enrichment", type_=JSONB),
-                processed_at=func.now(),
-            ),
-            outcomes,
-        )
+        await session.execute(_MARK_PROCESSED, OUTCOMES.params(outcomes))
 
 
 async def diverted(session: AsyncSession, user_id: str | None, limit: int) -> list[Any]:

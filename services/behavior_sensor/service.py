@@ -77,15 +77,13 @@ async def process_pending(
         if limits.admit(counts, row.user_id, row.action, row.occurred_at):
             outcomes.append(
                 {
-                    "k_id": row.id,
-                    "v_status": "published",
-                    "v_reason": None,
-                    "v_enrichment": enrichment,
+                    "id": row.id,
+                    "status": "published",
+                    "status_reason": None,
+                    "enrichment": enrichment,
                 }
             )
-            outgoing.append(
-                OutgoingEvent(BEHAVIOR_EVENTS, row.user_id, event.model_dump(mode="json"))
-            )
+            outgoing.append(OutgoingEvent(BEHAVIOR_EVENTS, row.user_id, event.model_dump_json()))
         else:
             reason = (
                 f"over the limit of {limits.limit_for(row.action)} {row.action} per "
@@ -93,10 +91,10 @@ async def process_pending(
             )
             outcomes.append(
                 {
-                    "k_id": row.id,
-                    "v_status": "diverted",
-                    "v_reason": reason,
-                    "v_enrichment": enrichment,
+                    "id": row.id,
+                    "status": "diverted",
+                    "status_reason": reason,
+                    "enrichment": enrichment,
                 }
             )
             outgoing.append(

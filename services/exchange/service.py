@@ -115,7 +115,7 @@ async def _emit(session: AsyncSession, row: Any, event_type: str) -> None:
     await add_to_outbox(
         session,
         messaging.outbox,
-        [OutgoingEvent(EXCHANGE_EVENTS, r["user_id"], event.model_dump(mode="json"))],
+        [OutgoingEvent(EXCHANGE_EVENTS, r["user_id"], event.model_dump_json())],
     )
 
 

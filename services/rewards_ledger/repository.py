@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger.domain import SpendableLot
@@ -18,23 +17,54 @@ from services.rewards_ledger.models import (
     journal_entries,
     lots,
 )
+from shared.bulk import Bulk
 from shared.db import violations
+
+ACCOUNT_IDS = Bulk("accounts", {"user_id": "text"})
+BALANCES = Bulk("accounts", {"user_id": "text", "balance": "bigint"})
+LOTS = Bulk(
+    "lots",
+    {
+        "id": "text",
+        "user_id": "text",
+        "origin": "text",
+        "origin_ref": "text",
+        "points": "bigint",
+        "remaining": "bigint",
+        "expires_at": "timestamptz",
+    },
+)
+ENTRIES = Bulk(
+    "journal_entries",
+    {
+        "user_id": "text",
+        "kind": "text",
+        "amount": "bigint",
+        "balance_after": "bigint",
+        "idempotency_key": "text",
+        "lot_id": "text",
+        "reference": "text",
+        "reason": "text",
+    },
+)
+_CREATE_ACCOUNTS = ACCOUNT_IDS.insert("ON CONFLICT DO NOTHING")
+_LOCK_ACCOUNTS = text(
+    "SELECT user_id, balance FROM accounts WHERE user_id = ANY(CAST(:b_user_id AS text[])) "
+    "ORDER BY user_id FOR UPDATE"
+)
+_SET_BALANCES = BALANCES.update(["user_id"], "balance = v.balance, updated_at = now()")
+_INSERT_LOTS = LOTS.insert()
+_INSERT_ENTRIES = ENTRIES.insert("RETURNING id, idempotency_key, created_at")
 
 
 async def lock_accounts(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
-    """Create missing accounts and lock all of them; returns their balances."""
+    """Create missing accounts and lock all of them (in user_id order); returns their balances."""
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    await session.execute(
-        pg_insert(accounts).values([{"user_id": uid} for uid in ids]).on_conflict_do_nothing()
-    )
-    rows = await session.execute(
-        select(accounts.c.user_id, accounts.c.balance)
-        .where(accounts.c.user_id.in_(ids))
-        .order_by(accounts.c.user_id)
-        .with_for_update()
-    )
+    params = {"b_user_id": ids}
+    await session.execute(_CREATE_ACCOUNTS, params)
+    rows = await session.execute(_LOCK_ACCOUNTS, params)
     return {r.user_id: r.balance for r in rows}
 
 
@@ -51,31 +81,24 @@ async def lock_existing_accounts(
 
 
 async def set_balances(session: AsyncSession, balances: dict[str, int]) -> None:
-    if not balances:
-        return
-    stmt = (
-        update(accounts)
-        .where(accounts.c.user_id == bindparam("uid"))
-        .values(balance=bindparam("new_balance"), updated_at=func.now())
-    )
-    await session.execute(stmt, [{"uid": uid, "new_balance": bal} for uid, bal in balances.items()])
+    if balances:
+        await session.execute(
+            _SET_BALANCES,
+            BALANCES.params({"user_id": u, "balance": b} for u, b in balances.items()),
+        )
 
 
 async def insert_lots(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(lots), rows)
+        await session.execute(_INSERT_LOTS, LOTS.params(rows))
 
 
 async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Append journal entries; returns them with their ids and timestamps, in input order."""
+    """Append journal entries (ids ascending in input order); returns them with their ids and
+    timestamps, in input order."""
     if not rows:
         return []
-    result = await session.execute(
-        insert(journal_entries).returning(
-            journal_entries.c.id, journal_entries.c.idempotency_key, journal_entries.c.created_at
-        ),
-        rows,
-    )
+    result = await session.execute(_INSERT_ENTRIES, ENTRIES.params(rows))
     by_key = {r.idempotency_key: r for r in result}
     return [
         {

@@ -48,7 +48,7 @@ def _ledger_event(entry: dict[str, Any]) -> OutgoingEvent:
         occurred_at=entry["created_at"],
         reference=entry.get("reference"),
     )
-    return OutgoingEvent(LEDGER_EVENTS, entry["user_id"], event.model_dump(mode="json"))
+    return OutgoingEvent(LEDGER_EVENTS, entry["user_id"], event.model_dump_json())
 
 
 async def _append(session: AsyncSession, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.task_progress.models import grants, progress, tasks
+from shared.bulk import Bulk
 
 ProgressKey = tuple[str, str, str]  # (user_id, task_id, period_key)
 
@@ -53,52 +54,74 @@ async def update_task(session: AsyncSession, task_id: str, values: dict[str, Any
     )
 
 
+PROGRESS_KEYS = Bulk("progress", {"user_id": "text", "task_id": "text", "period_key": "text"})
+PROGRESS = Bulk(
+    "progress",
+    {
+        "user_id": "text",
+        "task_id": "text",
+        "period_key": "text",
+        "count": "integer",
+        "completions": "integer",
+        "points": "bigint",
+        "status": "text",
+        "last_event_at": "timestamptz",
+    },
+)
+GRANTS = Bulk(
+    "grants",
+    {
+        "grant_id": "text",
+        "user_id": "text",
+        "task_id": "text",
+        "period_key": "text",
+        "completion": "integer",
+        "points": "integer",
+        "expires_at": "timestamptz",
+        "causation_event_id": "text",
+    },
+)
+_CREATE_PROGRESS = PROGRESS_KEYS.insert("ON CONFLICT DO NOTHING")
+_LOCK_PROGRESS = text(
+    "SELECT p.user_id, p.task_id, p.period_key, p.count AS n, p.completions, p.points, "
+    f"p.last_event_at FROM progress p JOIN {PROGRESS_KEYS.source()} "
+    "USING (user_id, task_id, period_key) "
+    "ORDER BY p.user_id, p.task_id, p.period_key FOR UPDATE OF p"
+)
+_SAVE_PROGRESS = PROGRESS.update(
+    ["user_id", "task_id", "period_key"],
+    "count = v.count, completions = v.completions, points = v.points, status = v.status, "
+    "last_event_at = v.last_event_at, updated_at = now()",
+)
+_INSERT_GRANTS = GRANTS.insert()
+
+
 async def lock_progress(
     session: AsyncSession, keys: Sequence[ProgressKey]
 ) -> dict[ProgressKey, Any]:
-    """Create missing progress rows and lock all of them (in key order, to avoid deadlocks)."""
+    """Create missing progress rows and lock all of them (in key order, to avoid deadlocks).
+
+    Each row has n (the count), completions, points and last_event_at."""
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    await session.execute(
-        pg_insert(progress)
-        .values([{"user_id": u, "task_id": t, "period_key": p} for u, t, p in ordered])
-        .on_conflict_do_nothing()
+    params = PROGRESS_KEYS.params(
+        {"user_id": u, "task_id": t, "period_key": p} for u, t, p in ordered
     )
-    rows = await session.execute(
-        select(progress)
-        .where(tuple_(progress.c.user_id, progress.c.task_id, progress.c.period_key).in_(ordered))
-        .order_by(progress.c.user_id, progress.c.task_id, progress.c.period_key)
-        .with_for_update()
-    )
+    await session.execute(_CREATE_PROGRESS, params)
+    rows = await session.execute(_LOCK_PROGRESS, params)
     return {(r.user_id, r.task_id, r.period_key): r for r in rows}
 
 
 async def save_progress(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    await session.execute(
-        update(progress)
-        .where(
-            progress.c.user_id == bindparam("k_user"),
-            progress.c.task_id == bindparam("k_task"),
-            progress.c.period_key == bindparam("k_period"),
-        )
-        .values(
-            count=bindparam("v_count"),
-            completions=bindparam("v_completions"),
-            points=bindparam("v_points"),
-            status=bindparam("v_status"),
-            last_event_at=bindparam("v_last"),
-            updated_at=func.now(),
-        ),
-        rows,
-    )
+    """rows: every PROGRESS column per progress row."""
+    if rows:
+        await session.execute(_SAVE_PROGRESS, PROGRESS.params(rows))
 
 
 async def insert_grants(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(grants), rows)
+        await session.execute(_INSERT_GRANTS, GRANTS.params(rows))
 
 
 async def progress_for_user(

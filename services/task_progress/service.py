@@ -70,7 +70,7 @@ async def apply_behaviors(session: AsyncSession, events: list[BehaviorEvent], tz
         return 0
     locked = await repo.lock_progress(session, [(e.user_id, r.id, key) for e, r, key in matches])
     state = {
-        k: Progress(row._mapping["count"], row.completions, row.points, row.last_event_at)
+        k: Progress(row.n, row.completions, row.points, row.last_event_at)
         for k, row in locked.items()
     }
     grant_rows, outgoing = [], []
@@ -102,23 +102,21 @@ async def apply_behaviors(session: AsyncSession, events: list[BehaviorEvent], tz
                 "causation_event_id": event.behavior_id,
             }
         )
-        outgoing.append(
-            OutgoingEvent(REWARDS_GRANTS, event.user_id, command.model_dump(mode="json"))
-        )
+        outgoing.append(OutgoingEvent(REWARDS_GRANTS, event.user_id, command.model_dump_json()))
         GRANTS_ISSUED.labels(rule.id).inc()
     rules_by_id = {r.id: r for _, r, _ in matches}
     await repo.save_progress(
         session,
         [
             {
-                "k_user": u,
-                "k_task": t,
-                "k_period": p,
-                "v_count": s.count,
-                "v_completions": s.completions,
-                "v_points": s.points,
-                "v_status": status_of(rules_by_id[t], s),
-                "v_last": s.last_event_at,
+                "user_id": u,
+                "task_id": t,
+                "period_key": p,
+                "count": s.count,
+                "completions": s.completions,
+                "points": s.points,
+                "status": status_of(rules_by_id[t], s),
+                "last_event_at": s.last_event_at,
             }
             for (u, t, p), s in state.items()
         ],

@@ -1,0 +1,63 @@
+"""Set-based statements for batches: one array parameter per column, unnested into rows.
+
+A batch of 500 rows written as a multi-row VALUES list is a new statement for every batch size:
+SQLAlchemy compiles it again (thousands of bind parameters) and PostgreSQL plans it again.
+`unnest` of one array per column keeps the statement text fixed, so it is compiled once,
+prepared once per connection and sent with a handful of parameters whatever the batch size.
+Profiles of the consumers showed compilation alone taking 35-50% of their CPU before this.
+
+    LOTS = Bulk("lots", {"id": "text", "user_id": "text", "points": "bigint"})
+    await session.execute(LOTS.insert(), LOTS.params(rows))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import TextClause, text
+
+
+@dataclass(frozen=True)
+class Bulk:
+    table: str
+    columns: Mapping[str, str]  # column -> SQL type of its values (jsonb travels as text)
+    prefix: str = "b_"  # parameter names are prefix + column, to stay clear of other binds
+
+    def source(self, alias: str = "v") -> str:
+        """`unnest(...) WITH ORDINALITY AS v(col, ..., n)`; n keeps the input order."""
+        arrays = ", ".join(
+            f"CAST(:{self.prefix}{c} AS {'text' if t == 'jsonb' else t}[])"
+            for c, t in self.columns.items()
+        )
+        return f"unnest({arrays}) WITH ORDINALITY AS {alias}({', '.join(self.columns)}, n)"
+
+    def values(self, alias: str = "v") -> str:
+        return ", ".join(
+            f"CAST({alias}.{c} AS jsonb)" if t == "jsonb" else f"{alias}.{c}"
+            for c, t in self.columns.items()
+        )
+
+    def insert(self, suffix: str = "") -> TextClause:
+        """INSERT of every row, in input order; `suffix` adds ON CONFLICT / RETURNING."""
+        return text(
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+            f"SELECT {self.values()} FROM {self.source()} ORDER BY v.n {suffix}"
+        )
+
+    def update(self, keys: Sequence[str], sets: str) -> TextClause:
+        """UPDATE table rows matched on `keys` from the batch; `sets` may use v.<column>."""
+        match = " AND ".join(f"{self.table}.{k} = v.{k}" for k in keys)
+        return text(f"UPDATE {self.table} SET {sets} FROM {self.source()} WHERE {match}")
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+        rows = list(rows)
+        out: dict[str, list[Any]] = {}
+        for c, t in self.columns.items():
+            values = [r[c] for r in rows]
+            if t == "jsonb":
+                values = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+            out[f"{self.prefix}{c}"] = values
+        return out
