@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import json
 import os
@@ -219,7 +220,7 @@ async def http_ingest(sensor: str, users: ZipfUsers, total: int) -> dict[str, An
 async def hot_item(
     exchange: str, ledger_url: str, ledger: Ledger, seconds: float
 ) -> dict[str, Any]:
-    callers = 64
+    callers = env_int("BENCH_HOT_CALLERS", 64)
     stock = 100_000
     async with httpx.AsyncClient(headers=ADMIN, timeout=30) as client:
         users = [f"hot_{uuid.uuid4().hex[:8]}" for _ in range(callers)]
@@ -280,6 +281,52 @@ async def hot_item(
     }
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat fields from the state on (field k of proc(5) is index k - 3)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(stack: Stack, broker_pid: int | None) -> dict[str, float]:
+    """CPU time used so far by each service, the broker, all PostgreSQL processes and us."""
+    out: dict[str, float] = {}
+    for name, proc in stack.processes.items():
+        with contextlib.suppress(OSError):
+            out[name] = _cpu_seconds(proc.pid)
+    if broker_pid:
+        with contextlib.suppress(OSError):
+            out["broker"] = _cpu_seconds(broker_pid)
+    # Live backends, plus what exited backends used (counted in the postmaster's children).
+    postgres_pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    postgres_pids.add(int(entry.name))
+    postgres = 0.0
+    for pid in postgres_pids:
+        with contextlib.suppress(OSError):
+            postmaster = int(_stat(pid)[1]) not in postgres_pids
+            postgres += _cpu_seconds(pid, reaped_children=postmaster)
+    out["postgres"] = postgres
+    times = os.times()
+    out["bench driver"] = times.user + times.system
+    return out
+
+
+def cpu_ms_per_event(
+    before: dict[str, float], after: dict[str, float], events: int
+) -> dict[str, float]:
+    return {k: 1000 * (after[k] - before.get(k, 0.0)) / max(events, 1) for k in after}
+
+
 def peak_memory_mb(stack: Stack) -> dict[str, float]:
     out = {}
     for service, proc in stack.processes.items():
@@ -301,7 +348,9 @@ def wanted(section: str) -> bool:
     return not only or section in {s.strip() for s in only.split(",")}
 
 
-async def measure(stack: Stack, database_url_: str, bootstrap: str) -> dict[str, Any]:
+async def measure(
+    stack: Stack, database_url_: str, bootstrap: str, broker_pid: int | None
+) -> dict[str, Any]:
     n = env_int("BENCH_EVENTS", 100_000)
     users = ZipfUsers(env_int("BENCH_USERS", 100_000))
     results: dict[str, Any] = {}
@@ -322,8 +371,12 @@ async def measure(stack: Stack, database_url_: str, bootstrap: str) -> dict[str,
     try:
         if wanted("end_to_end"):
             print(f"end to end: {n} events (10% duplicates, Zipf users) ...", flush=True)
+            before = cpu_seconds(stack, broker_pid)
             results["end_to_end"] = await produce_and_wait(
                 producer, ledger, envelopes(n, users, 0.10), None, timeout=max(300, n / 200)
+            )
+            results["end_to_end"]["cpu_ms_per_event"] = cpu_ms_per_event(
+                before, cpu_seconds(stack, broker_pid), results["end_to_end"]["credited"]
             )
         if wanted("fixed_rate"):
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
@@ -342,12 +395,16 @@ async def measure(stack: Stack, database_url_: str, bootstrap: str) -> dict[str,
             stack.url("behavior_sensor"), users, min(n, 50_000)
         )
     if wanted("hot_item"):
-        print("hot item: 64 concurrent redeemers ...", flush=True)
+        print(f"hot item: {env_int('BENCH_HOT_CALLERS', 64)} concurrent redeemers ...", flush=True)
+        before = cpu_seconds(stack, broker_pid)
         results["hot_item"] = await hot_item(
             stack.url("exchange"),
             stack.url("rewards_ledger"),
             ledger,
             env_int("BENCH_HOT_SECONDS", 10),
+        )
+        results["hot_item"]["cpu_ms_per_redemption"] = cpu_ms_per_event(
+            before, cpu_seconds(stack, broker_pid), sum(results["hot_item"]["statuses"].values())
         )
     await ledger.engine.dispose()
     results["peak_memory_mb"] = peak_memory_mb(stack)
@@ -377,6 +434,17 @@ def table(results: dict[str, Any]) -> str:
                 f"p95 {e2e['p95_ms']:,.0f} ms, p99 {e2e['p99_ms']:,.0f} ms",
             ),
         ]
+        cpu = e2e.get("cpu_ms_per_event", {})
+        if cpu:
+            rows.append(
+                (
+                    "end to end: CPU per credited event",
+                    f"{sum(cpu.values()):.2f} ms",
+                    ", ".join(
+                        f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+                    ),
+                )
+            )
     for replicas, run in sorted(results.get("task_progress_scaling", {}).items()):
         rows.append(
             (
@@ -419,6 +487,14 @@ def table(results: dict[str, Any]) -> str:
                 f"double debits {hot['double_debits']}; {hot['statuses']}",
             )
         )
+        cpu = hot.get("cpu_ms_per_redemption", {})
+        rows.append(
+            (
+                "hot item: CPU per request",
+                f"{sum(cpu.values()):.2f} ms",
+                ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])),
+            )
+        )
     rows += [
         (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
     ]
@@ -457,7 +533,14 @@ def main() -> None:
         if os.environ.get("BENCH_PROFILE"):
             profiler = Profiler(ROOT / "results")
             profiler.start({name: proc.pid for name, proc in stack.processes.items()})
-        results = asyncio.run(measure(stack, database, bootstrap))
+        results = asyncio.run(
+            measure(
+                stack,
+                database,
+                bootstrap,
+                broker.process.pid if broker and broker.process else None,
+            )
+        )
         if profiler is not None:
             for profile in profiler.stop().values():
                 print(summarize(profile), flush=True)

@@ -131,8 +131,17 @@ class Stack:
     services: tuple[str, ...] = tuple(SERVICES)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def url(self, service: str) -> str:
-        return f"http://{self.host}:{self.base_port + SERVICES[service]}"
+    @staticmethod
+    def process_name(service: str, replica: int = 0) -> str:
+        return service if replica == 0 else f"{service}#{replica}"
+
+    def port(self, name: str) -> int:
+        """Port of a process: service on base+offset, its replica #k on base+offset+10k."""
+        service, _, replica = name.partition("#")
+        return self.base_port + SERVICES[service] + 10 * int(replica or 0)
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port(name)}"
 
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
@@ -141,12 +150,25 @@ class Stack:
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         return env
 
-    def start_service(self, service: str) -> None:
-        port = self.base_port + SERVICES[service]
+    def start_service(
+        self,
+        service: str,
+        replica: int = 0,
+        role: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> str:
+        """Start a service process (replica k > 0 is an extra copy on its own port); returns
+        its process name."""
+        name = self.process_name(service, replica)
+        port = self.port(name)
         if port_open(self.host, port):
-            raise RuntimeError(f"port {port} for {service} is already in use")
-        out = open(self.log_dir / f"{service}.log", "ab") if self.log_dir else None
-        self.processes[service] = subprocess.Popen(
+            raise RuntimeError(f"port {port} for {name} is already in use")
+        env = self.child_env()
+        if role is not None:
+            env["JIFEN_ROLE"] = role
+        env.update(extra_env or {})
+        out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else None
+        self.processes[name] = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -160,11 +182,12 @@ class Stack:
                 "--timeout-graceful-shutdown",
                 "20",
             ],
-            env=self.child_env(),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,  # a terminal Ctrl-C reaches only the runner, which drains first
         )
+        return name
 
     def start(self, timeout: float = 120) -> None:
         if self.log_dir:
@@ -192,8 +215,8 @@ class Stack:
                 if pending:
                     time.sleep(0.2)
 
-    def stop_service(self, service: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        proc = self.processes.pop(service, None)
+    def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        proc = self.processes.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(sig)

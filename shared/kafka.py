@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.events import dlq_topic
+from shared.failpoints import failpoint
 from shared.messaging import LOCK_UNPUBLISHED, MARK_PUBLISHED, PURGE_PUBLISHED, claim_inbox
 from shared.metrics import (
     CONSUMER_BATCH_SECONDS,
@@ -244,7 +245,9 @@ class ConsumerLoop:
                     continue
                 async with self._batch_lock:
                     await self._process(records)
+                    failpoint("consumer.after_db_commit")
                     await self._commit_offsets(consumer, records)
+                    failpoint("consumer.after_offset_commit")
         finally:
             self.healthy = False
             await consumer.stop()
@@ -415,6 +418,7 @@ class OutboxRelay(PollingWorker):
                     )
                 )
             await asyncio.gather(*futures)
+            failpoint("relay.after_publish")
             await session.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
         for row in rows:
             OUTBOX_PUBLISHED.labels(self.settings.service_name, row.topic).inc()

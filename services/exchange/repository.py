@@ -176,15 +176,15 @@ async def used_quantities(
 # -- redemptions ------------------------------------------------------------------------
 
 
-async def insert_redemption(session: AsyncSession, row: dict[str, Any]) -> bool:
-    """Insert unless the user already used this idempotency key; True when inserted."""
+async def insert_redemption(session: AsyncSession, row: dict[str, Any]) -> Any:
+    """Insert unless the user already used this idempotency key; the new row, or None."""
     result = await session.execute(
         pg_insert(redemptions)
         .values(**row)
         .on_conflict_do_nothing(constraint="uq_redemptions_user_key")
-        .returning(redemptions.c.id)
+        .returning(*redemptions.c)
     )
-    return result.one_or_none() is not None
+    return result.one_or_none()
 
 
 async def redemption_by_key(session: AsyncSession, user_id: str, key: str) -> Any:

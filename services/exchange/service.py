@@ -32,6 +32,7 @@ from shared.auth import Principal
 from shared.db import Database
 from shared.errors import DomainError, NotFound
 from shared.events import EXCHANGE_EVENTS, ExchangeEvent
+from shared.failpoints import failpoint
 from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 
@@ -215,7 +216,10 @@ class Exchange:
             if item.limit_period
             else None
         )
-        inserted = await repo.insert_redemption(
+        # Written as holding stock up front so that taking the stock is the transaction's last
+        # statement: the item's row lock, which every redeemer of a hot item queues on, is
+        # then held only until the commit. A refusal below flips it back before the commit.
+        row = await repo.insert_redemption(
             session,
             {
                 "id": redemption_id,
@@ -227,13 +231,13 @@ class Exchange:
                 "quantity": quantity,
                 "points": item.points_price * quantity,
                 "status": "pending",
-                "holds_stock": False,
+                "holds_stock": True,
                 "limit_period_key": period_key,
                 "shipping_address": shipping_address,
                 "next_attempt_at": now + self.lease,
             },
         )
-        if not inserted:  # a concurrent request with the same key won the insert
+        if row is None:  # a concurrent request with the same key won the insert
             existing = await repo.redemption_by_key(session, user_id, key)
             return self._same_request(existing, item_id, quantity), True
         failure = self._refusal(item, quantity, now)
@@ -253,6 +257,7 @@ class Exchange:
                 redemption_id,
                 {
                     "status": "failed",
+                    "holds_stock": False,
                     "failure_code": code,
                     "failure_message": message,
                     "next_attempt_at": None,
@@ -260,8 +265,6 @@ class Exchange:
             )
             await _emit(session, row, "redemption.failed")
             REDEMPTIONS.labels(code).inc()
-            return row, False
-        row = await repo.update_redemption(session, redemption_id, {"holds_stock": True})
         return row, False
 
     @staticmethod
@@ -307,6 +310,7 @@ class Exchange:
             reason=f"redeemed {row.quantity} x {row.item_name}",
             reference=f"redemption:{row.id}",
         )
+        failpoint("exchange.after_debit")
         if isinstance(outcome, Done):
             return await self._complete(row.id, outcome.body)
         if isinstance(outcome, Refused):
