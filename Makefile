@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format install clean-data bench
+.PHONY: run test lint format install clean-data bench chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy shared services bench
+	$(PY) -m mypy shared services bench chaos
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
@@ -34,3 +34,7 @@ clean-data:
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# CHAOS_CYCLES (default 100), CHAOS_SEED (first seed) or CHAOS_SEEDS=a,b (replay those)
+chaos: $(STAMP)
+	$(PY) -m chaos

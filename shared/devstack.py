@@ -167,6 +167,8 @@ class Stack:
         if role is not None:
             env["JIFEN_ROLE"] = role
         env.update(extra_env or {})
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else None
         self.processes[name] = subprocess.Popen(
             [

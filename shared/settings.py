@@ -43,6 +43,10 @@ class JifenSettings(BaseSettings):
     )
     kafka_topic_partitions: int = Field(6, ge=1, le=1024)
     kafka_replication_factor: int = Field(1, ge=1, le=10)
+    kafka_session_timeout_ms: int = Field(
+        30_000, ge=1_000, le=300_000, description="how long a silent consumer keeps its partitions"
+    )
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
     consumer_poll_ms: int = Field(200, ge=1, le=60_000)
     relay_batch_size: int = Field(500, ge=1, le=10_000)

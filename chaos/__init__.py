@@ -1,0 +1,1 @@
+"""Fault injection against the running suite: `make chaos` (see chaos.runner)."""
