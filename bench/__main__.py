@@ -6,7 +6,10 @@ the SQL floor, end-to-end throughput and latency, latency at a fixed rate, HTTP 
 a hot item under 64 concurrent redeemers, and each service's peak memory.
 
 Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100000),
-BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10).
+BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10),
+BENCH_HOT_CALLERS (64), BENCH_SCALE_EVENTS (20000). BENCH_ONLY=end_to_end,hot_item runs only
+those sections (see SECTIONS); BENCH_PROFILE=1 samples every service with py-spy meanwhile
+and prints where their CPU went.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from shared.devstack import (
     start_embedded_postgres,
     stop_embedded_postgres,
 )
+from shared.events import BehaviorEvent
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,7 +249,6 @@ async def hot_item(
         latencies: list[float] = []
         ids: list[str] = []
         outcomes: dict[int, int] = {}
-        stop_at = time.monotonic() + seconds
 
         async def caller(user: str) -> None:
             while time.monotonic() < stop_at:
@@ -263,6 +266,18 @@ async def hot_item(
                 if r.status_code in (201, 202):
                     ids.append(r.json()["id"])
 
+        async def pinger(stop: float, done: list[int]) -> None:
+            while time.monotonic() < stop:
+                (await client.get(f"{exchange}/health/live")).raise_for_status()
+                done.append(1)
+
+        # The HTTP floor: the same callers on an endpoint that does nothing at all.
+        pings: list[int] = []
+        t0 = time.perf_counter()
+        await asyncio.gather(*(pinger(time.monotonic() + 3, pings) for _ in users))
+        http_floor = len(pings) / (time.perf_counter() - t0)
+
+        stop_at = time.monotonic() + seconds
         t0 = time.perf_counter()
         await asyncio.gather(*(caller(u) for u in users))
         elapsed = time.perf_counter() - t0
@@ -270,6 +285,7 @@ async def hot_item(
     completed = outcomes.get(201, 0)
     return {
         "callers": callers,
+        "http_floor_requests_per_s": http_floor,
         "redemptions_per_s": completed / elapsed,
         "p99_ms": percentile(latencies, 99) * 1000,
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -327,6 +343,56 @@ def cpu_ms_per_event(
     return {k: 1000 * (after[k] - before.get(k, 0.0)) / max(events, 1) for k in after}
 
 
+async def task_progress_alone(
+    stack: Stack, producer: AIOKafkaProducer, server_url: str, users: ZipfUsers, n: int
+) -> dict[str, Any]:
+    """Behaviors produced straight to behavior.events: how fast task_progress turns them into
+    grants (the sensor is not involved; the ledger still credits the grants meanwhile)."""
+    engine = create_engine(database_url(server_url, "jifen_task_progress"), pool_size=1)
+    count_sql = text("SELECT count(*) FROM grants WHERE causation_event_id LIKE :p")
+    prefix = f"scale{uuid.uuid4().hex[:6]}:"
+    now = datetime.now(UTC)
+    first = time.time()
+    for i in range(n):
+        user = users.draw()
+        event = BehaviorEvent(
+            behavior_id=f"{prefix}{i}",
+            event_id=f"{prefix}{i}",
+            source=SOURCE,
+            user_id=user,
+            action=ACTION,
+            occurred_at=now,
+            received_at=now,
+        )
+        await producer.send("behavior.events", event.model_dump_json().encode(), key=user.encode())
+    await producer.flush()
+    done = 0
+    deadline = time.monotonic() + max(120, n / 100)
+    async with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            done = int((await conn.execute(count_sql, {"p": f"{prefix}%"})).scalar_one())
+            if done >= n:
+                break
+            await asyncio.sleep(0.2)
+    elapsed = time.time() - first
+    await engine.dispose()
+    return {"distinct": n, "credited": done, "events_per_s": done / elapsed}
+
+
+async def task_progress_scaling(
+    stack: Stack, producer: AIOKafkaProducer, server_url: str, users: ZipfUsers, n: int
+) -> dict[str, Any]:
+    results = {"1": await task_progress_alone(stack, producer, server_url, users, n)}
+    name = stack.start_service("task_progress", replica=1, role="worker")
+    try:
+        await asyncio.to_thread(stack.wait_ready, 120, (name,))
+        await asyncio.sleep(8)  # let the group rebalance the partitions across both
+        results["2"] = await task_progress_alone(stack, producer, server_url, users, n)
+    finally:
+        await asyncio.to_thread(stack.stop_service, name)
+    return results
+
+
 def peak_memory_mb(stack: Stack) -> dict[str, float]:
     out = {}
     for service, proc in stack.processes.items():
@@ -340,7 +406,14 @@ def peak_memory_mb(stack: Stack) -> dict[str, float]:
     return out
 
 
-SECTIONS = ("floor", "end_to_end", "fixed_rate", "http_ingest", "hot_item")
+SECTIONS = (
+    "floor",
+    "end_to_end",
+    "task_progress_scaling",
+    "fixed_rate",
+    "http_ingest",
+    "hot_item",
+)
 
 
 def wanted(section: str) -> bool:
@@ -377,6 +450,12 @@ async def measure(
             )
             results["end_to_end"]["cpu_ms_per_event"] = cpu_ms_per_event(
                 before, cpu_seconds(stack, broker_pid), results["end_to_end"]["credited"]
+            )
+        if wanted("task_progress_scaling"):
+            scale_n = env_int("BENCH_SCALE_EVENTS", 20_000)
+            print(f"task_progress with 1 and 2 replicas: {scale_n} behaviors each ...", flush=True)
+            results["task_progress_scaling"] = await task_progress_scaling(
+                stack, producer, database_url_, users, scale_n
             )
         if wanted("fixed_rate"):
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
@@ -485,6 +564,13 @@ def table(results: dict[str, Any]) -> str:
                 f"{hot['redemptions_per_s']:,.0f} redemptions/s",
                 f"p99 {hot['p99_ms']:,.0f} ms; oversold {hot['oversold']}; "
                 f"double debits {hot['double_debits']}; {hot['statuses']}",
+            )
+        )
+        rows.append(
+            (
+                "  same callers, empty endpoint",
+                f"{hot['http_floor_requests_per_s']:,.0f} requests/s",
+                "GET /health/live: the HTTP floor of one service process here",
             )
         )
         cpu = hot.get("cpu_ms_per_redemption", {})

@@ -385,6 +385,7 @@ class OutboxRelay(PollingWorker):
             poll_s=settings.relay_poll_ms / 1000,
             full_batch=settings.relay_batch_size,
             backoff_cap_s=settings.retry_backoff_max_s,
+            linger_s=settings.worker_linger_ms / 1000,
         )
         self.settings = settings
         self.db = db

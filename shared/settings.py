@@ -51,6 +51,9 @@ class JifenSettings(BaseSettings):
     consumer_poll_ms: int = Field(200, ge=1, le=60_000)
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     relay_poll_ms: int = Field(100, ge=5, le=60_000)
+    worker_linger_ms: int = Field(
+        5, ge=0, le=1_000, description="relay/processor: gather a burst this long after a wake-up"
+    )
     outbox_retention_hours: int = Field(24, ge=1)
     retry_backoff_max_s: float = Field(10.0, gt=0)
 

@@ -15,8 +15,13 @@ class PollingWorker:
     loop ends at the first step that finds less than a full batch).
     """
 
-    def __init__(self, *, poll_s: float, full_batch: int, backoff_cap_s: float) -> None:
+    def __init__(
+        self, *, poll_s: float, full_batch: int, backoff_cap_s: float, linger_s: float = 0.0
+    ) -> None:
         self.poll_s = poll_s
+        # After a wake-up, wait this long before the step so that a burst of small writes
+        # (single-event HTTP requests, say) is handled as one batch, not one step each.
+        self.linger_s = linger_s
         self.full_batch = full_batch
         self.backoff_cap_s = backoff_cap_s
         self._wake = asyncio.Event()
@@ -62,6 +67,8 @@ class PollingWorker:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    if self.linger_s and not self._stopping.is_set():
+                        await asyncio.sleep(self.linger_s)
                 except TimeoutError:
                     pass
         finally:

@@ -70,6 +70,7 @@ class BehaviorProcessor(PollingWorker):
             poll_s=settings.processor_poll_ms / 1000,
             full_batch=settings.processor_batch_size,
             backoff_cap_s=settings.retry_backoff_max_s,
+            linger_s=settings.worker_linger_ms / 1000,
         )
         self.settings = settings
         self.db = db
