@@ -40,6 +40,7 @@ from shared.db import create_engine, database_url
 from shared.devstack import (
     SERVICES,
     EmbeddedBroker,
+    drain,
     Stack,
     free_port,
     start_embedded_postgres,
@@ -452,12 +453,14 @@ async def measure(
                 before, cpu_seconds(stack, broker_pid), results["end_to_end"]["credited"]
             )
         if wanted("task_progress_scaling"):
+            await drain(database_url_, bootstrap, timeout=600)
             scale_n = env_int("BENCH_SCALE_EVENTS", 20_000)
             print(f"task_progress with 1 and 2 replicas: {scale_n} behaviors each ...", flush=True)
             results["task_progress_scaling"] = await task_progress_scaling(
                 stack, producer, database_url_, users, scale_n
             )
         if wanted("fixed_rate"):
+            await drain(database_url_, bootstrap, timeout=600)  # start from an idle pipeline
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
             print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
             results["fixed_rate"] = {
@@ -474,6 +477,7 @@ async def measure(
             stack.url("behavior_sensor"), users, min(n, 50_000)
         )
     if wanted("hot_item"):
+        await drain(database_url_, bootstrap, timeout=600)
         print(f"hot item: {env_int('BENCH_HOT_CALLERS', 64)} concurrent redeemers ...", flush=True)
         before = cpu_seconds(stack, broker_pid)
         results["hot_item"] = await hot_item(

@@ -72,17 +72,18 @@ class Authenticator:
         return Principal("user", user_id=sub)
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
+    # async: FastAPI would run a plain def in a worker thread, a thread hop per request
     """FastAPI dependency: the authenticated caller (401 when there is none)."""
     auth: Authenticator = request.app.state.authenticator
     return auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
-def optional_principal(request: Request) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
     """FastAPI dependency for public endpoints that show more to authenticated callers."""
     if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
         return None
-    return principal(request)
+    return await principal(request)
 
 
 def issue_user_token(secret: str, user_id: str, ttl_seconds: int = 3600) -> str:
