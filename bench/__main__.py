@@ -40,8 +40,8 @@ from shared.db import create_engine, database_url
 from shared.devstack import (
     SERVICES,
     EmbeddedBroker,
-    drain,
     Stack,
+    drain,
     free_port,
     start_embedded_postgres,
     stop_embedded_postgres,
@@ -497,6 +497,11 @@ async def measure(
     return results
 
 
+def cpu_row(label: str, cpu: dict[str, float]) -> tuple[str, str, str]:
+    busiest = sorted(cpu.items(), key=lambda kv: -kv[1])
+    return label, f"{sum(cpu.values()):.2f} ms", ", ".join(f"{k} {v:.2f}" for k, v in busiest)
+
+
 def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
     if "floor_events_per_s" in results:
@@ -517,17 +522,8 @@ def table(results: dict[str, Any]) -> str:
                 f"p95 {e2e['p95_ms']:,.0f} ms, p99 {e2e['p99_ms']:,.0f} ms",
             ),
         ]
-        cpu = e2e.get("cpu_ms_per_event", {})
-        if cpu:
-            rows.append(
-                (
-                    "end to end: CPU per credited event",
-                    f"{sum(cpu.values()):.2f} ms",
-                    ", ".join(
-                        f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
-                    ),
-                )
-            )
+        if "cpu_ms_per_event" in e2e:
+            rows.append(cpu_row("end to end: CPU per credited event", e2e["cpu_ms_per_event"]))
     for replicas, run in sorted(results.get("task_progress_scaling", {}).items()):
         rows.append(
             (
@@ -577,14 +573,7 @@ def table(results: dict[str, Any]) -> str:
                 "GET /health/live: the HTTP floor of one service process here",
             )
         )
-        cpu = hot.get("cpu_ms_per_redemption", {})
-        rows.append(
-            (
-                "hot item: CPU per request",
-                f"{sum(cpu.values()):.2f} ms",
-                ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])),
-            )
-        )
+        rows.append(cpu_row("hot item: CPU per request", hot["cpu_ms_per_redemption"]))
     rows += [
         (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
     ]
