@@ -345,7 +345,7 @@ def cpu_ms_per_event(
 
 
 async def task_progress_alone(
-    stack: Stack, producer: AIOKafkaProducer, server_url: str, users: ZipfUsers, n: int
+    producer: AIOKafkaProducer, server_url: str, users: ZipfUsers, n: int
 ) -> dict[str, Any]:
     """Behaviors produced straight to behavior.events: how fast task_progress turns them into
     grants (the sensor is not involved; the ledger still credits the grants meanwhile)."""
@@ -383,12 +383,12 @@ async def task_progress_alone(
 async def task_progress_scaling(
     stack: Stack, producer: AIOKafkaProducer, server_url: str, users: ZipfUsers, n: int
 ) -> dict[str, Any]:
-    results = {"1": await task_progress_alone(stack, producer, server_url, users, n)}
+    results = {"1": await task_progress_alone(producer, server_url, users, n)}
     name = stack.start_service("task_progress", replica=1, role="worker")
     try:
         await asyncio.to_thread(stack.wait_ready, 120, (name,))
         await asyncio.sleep(8)  # let the group rebalance the partitions across both
-        results["2"] = await task_progress_alone(stack, producer, server_url, users, n)
+        results["2"] = await task_progress_alone(producer, server_url, users, n)
     finally:
         await asyncio.to_thread(stack.stop_service, name)
     return results

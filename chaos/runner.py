@@ -196,7 +196,7 @@ class Environment:
                     await faults
                 await self._heal()
                 outcome.events_accepted = len(accepted)
-                await self._settle(accepted, item["id"], outcome)
+                await self._settle(accepted, item["id"])
                 await self._check(accepted, item, redemption_ids, outcome)
         except Exception as exc:  # anything unexpected is a failed cycle, with its seed
             outcome.problems.append(f"cycle aborted: {type(exc).__name__}: {exc}")
@@ -438,7 +438,7 @@ class Environment:
 
     # -- settle and check -----------------------------------------------------------------
 
-    async def _settle(self, accepted: dict[str, str], item_id: str, outcome: Outcome) -> None:
+    async def _settle(self, accepted: dict[str, str], item_id: str) -> None:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             credited = await self._credited(list(set(accepted.values())))
