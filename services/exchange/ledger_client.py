@@ -8,11 +8,12 @@ the redemption unfinished and the recovery loop asks again with the same idempot
 
 from __future__ import annotations
 
+import json as jsonlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 
 @dataclass(frozen=True)
@@ -36,29 +37,47 @@ Outcome = Done | Refused | Unreachable
 
 
 class LedgerClient:
+    """Keep-alive connections to the ledger. aiohttp rather than httpx here: under a few dozen
+    concurrent redemptions httpx's pool bookkeeping cost more CPU than the redemption itself
+    (docs/BENCHMARKS.md, hot item)."""
+
     def __init__(self, base_url: str, admin_token: str, timeout_s: float) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout_s),
-            headers={"Authorization": f"Bearer {admin_token}"},
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {admin_token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop, as aiohttp requires.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=200),
+                raise_for_status=False,
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> Outcome:
         try:
-            response = await self._http.request(method, path, json=json)
-        except httpx.HTTPError as exc:
+            async with self._http().request(method, self._base + path, json=json) as response:
+                status = response.status
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return Unreachable(f"{type(exc).__name__}: {exc}".rstrip(": "))
-        if response.status_code >= 500 or response.status_code == 429:
-            return Unreachable(f"ledger answered {response.status_code}")
+        if status >= 500 or status == 429:
+            return Unreachable(f"ledger answered {status}")
         try:
-            body = response.json()
+            body = jsonlib.loads(text)
         except ValueError:
-            return Unreachable(f"ledger answered {response.status_code} without JSON")
-        if response.is_success:
+            return Unreachable(f"ledger answered {status} without JSON")
+        if not isinstance(body, dict):
+            return Unreachable(f"ledger answered {status} with a JSON {type(body).__name__}")
+        if 200 <= status < 300:
             return Done(body)
         details = {k: v for k, v in body.items() if k not in ("error", "message")}
         return Refused(
