@@ -149,17 +149,21 @@ async def produce_and_wait(
     events: list[dict[str, Any]],
     rate: float | None,
     timeout: float,
+    server_url: str | None = None,
 ) -> dict[str, Any]:
     """Produce `events` (as fast as possible, or at `rate`/s), wait until every distinct one is
-    credited; returns throughput and produce-to-credit latency."""
+    credited; returns throughput and produce-to-credit latency (and, given the database server,
+    how that latency builds up stage by stage)."""
     start_id = await ledger.last_id()
     sent_at: dict[str, float] = {}
+    event_ids: dict[str, str] = {}
     first = time.time()
     tick = 0.01
     per_tick = max(1, int((rate or 0) * tick))
     for i, event in enumerate(events):
         bid = behavior_id(event["source"], event["event_id"])
         sent_at.setdefault(bid, time.time())
+        event_ids[bid] = event["event_id"]
         await producer.send(
             "upstream.events", json.dumps(event).encode(), key=event["user_id"].encode()
         )
@@ -180,7 +184,11 @@ async def produce_and_wait(
     times = await ledger.credit_times(start_id)
     latencies = [times[b] - t for b, t in sent_at.items() if b in times]
     last = max(times.values()) if times else produced
+    stages = {}
+    if server_url is not None:
+        stages = await stage_latencies(server_url, sent_at, event_ids, times)
     return {
+        "stages_ms": stages,
         "messages": len(events),
         "distinct": expected,
         "credited": len(times),
@@ -200,6 +208,71 @@ def load_client(headers: dict[str, str]) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=60),
         connector=aiohttp.TCPConnector(limit=0),
     )
+
+
+async def stage_latencies(
+    server_url: str,
+    sent_at: dict[str, float],
+    event_ids: dict[str, str],
+    credited: dict[str, float],
+) -> dict[str, dict[str, float]]:
+    """p50/p99 from produce to each stage's commit: the sensor's intake and processing, the
+    task_progress inbox, the ledger credit. Timestamps are the writing transactions' start."""
+    reached: dict[str, dict[str, float]] = {"sensor intake": {}, "sensor processed": {}}
+    engine = create_engine(database_url(server_url, "jifen_behavior_sensor"), pool_size=1)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT event_id, extract(epoch FROM received_at) AS r, "
+                "extract(epoch FROM processed_at) AS p FROM received_events "
+                "WHERE source = :s AND event_id = ANY(:ids)"
+            ),
+            {"s": SOURCE, "ids": list(event_ids.values())},
+        )
+        by_event = {r.event_id: r for r in rows}
+    await engine.dispose()
+    for bid, eid in event_ids.items():
+        if (row := by_event.get(eid)) is not None:
+            reached["sensor intake"][bid] = float(row.r)
+            if row.p is not None:
+                reached["sensor processed"][bid] = float(row.p)
+    engine = create_engine(database_url(server_url, "jifen_task_progress"), pool_size=1)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT message_id, extract(epoch FROM applied_at) AS a FROM inbox "
+                "WHERE message_id = ANY(:ids)"
+            ),
+            {"ids": list(sent_at)},
+        )
+        reached["task_progress applied"] = {r.message_id: float(r.a) for r in rows}
+    await engine.dispose()
+    reached["ledger credited"] = credited
+    out = {}
+    for stage, at in reached.items():
+        lat = [at[b] - t for b, t in sent_at.items() if b in at]
+        out[stage] = {"p50": percentile(lat, 50) * 1000, "p99": percentile(lat, 99) * 1000}
+    # How long rows written in this window sat in each outbox before the relay marked them.
+    since = min(sent_at.values())
+    for service in ("behavior_sensor", "task_progress"):
+        engine = create_engine(database_url(server_url, f"jifen_{service}"), pool_size=1)
+        async with engine.connect() as conn:
+            waits = [
+                float(w)
+                for (w,) in await conn.execute(
+                    text(
+                        "SELECT extract(epoch FROM published_at - created_at) FROM outbox "
+                        "WHERE created_at >= to_timestamp(:since) AND published_at IS NOT NULL"
+                    ),
+                    {"since": since},
+                )
+            ]
+        await engine.dispose()
+        out[f"{service} outbox wait"] = {
+            "p50": percentile(waits, 50) * 1000,
+            "p99": percentile(waits, 99) * 1000,
+        }
+    return out
 
 
 async def http_ingest(sensor: str, users: ZipfUsers, total: int) -> dict[str, Any]:
@@ -489,7 +562,12 @@ async def measure(
             results["fixed_rate"] = {
                 "rate": rate,
                 **await produce_and_wait(
-                    producer, ledger, envelopes(rate * secs, users, 0), rate, timeout=120
+                    producer,
+                    ledger,
+                    envelopes(rate * secs, users, 0),
+                    rate,
+                    timeout=120,
+                    server_url=database_url_,
                 ),
             }
     finally:
@@ -562,6 +640,10 @@ def table(results: dict[str, Any]) -> str:
                 f"{fixed['credited']:,}/{fixed['distinct']:,} credited",
             )
         )
+        for stage, lat in fixed.get("stages_ms", {}).items():
+            rows.append(
+                (f"  produce -> {stage}", f"p99 {lat['p99']:,.0f} ms", f"p50 {lat['p50']:,.0f} ms")
+            )
     if "http_ingest" in results:
         http = results["http_ingest"]
         rows += [

@@ -229,6 +229,7 @@ class ConsumerLoop:
             max_poll_records=self.settings.consumer_batch_size,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
         )
         consumer.subscribe(list(self.handler.topics), listener=_WaitForBatch(self._batch_lock))
         self.consumer = consumer

@@ -47,6 +47,12 @@ class JifenSettings(BaseSettings):
         30_000, ge=1_000, le=300_000, description="how long a silent consumer keeps its partitions"
     )
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
+    kafka_fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="how long a fetch may wait at the broker for data (a floor on each hop's latency)",
+    )
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
     consumer_poll_ms: int = Field(200, ge=1, le=60_000)
     relay_batch_size: int = Field(500, ge=1, le=10_000)
