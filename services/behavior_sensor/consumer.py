@@ -21,23 +21,24 @@ log = logging.getLogger(__name__)
 
 
 class UpstreamHandler:
-    """Adapts each upstream topic's messages to envelopes and records them.
+    """Adapts each upstream topic's messages to envelopes, records and processes them.
 
     No separate inbox: the unique (source, event_id) of received_events is the inbox, written
-    in the same transaction, so a re-read or a duplicate from upstream is recorded once.
+    in the same transaction, so a re-read or a duplicate from upstream is recorded once. The
+    new rows are enriched, screened and put in the outbox in that transaction too (the
+    processor's work, done here because no caller is waiting on a Kafka message).
     """
 
     name = "behavior_sensor.upstream"
     use_inbox = False
 
     def __init__(
-        self,
-        adapters: dict[str, Adapter] | None = None,
-        on_recorded: Callable[[], None] | None = None,
+        self, enricher: Enricher, limits: FarmingLimits, adapters: dict[str, Adapter] | None = None
     ) -> None:
         self.adapters = adapters or ADAPTERS
         self.topics: Sequence[str] = list(self.adapters)
-        self.on_recorded = on_recorded
+        self.enricher = enricher
+        self.limits = limits
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         adapter = self.adapters.get(record.topic)
@@ -55,9 +56,17 @@ class UpstreamHandler:
                 item.value
             )
         for channel, envelopes in by_channel.items():
-            await service.intake(session, envelopes, channel)
-        if self.on_recorded is not None:
-            self.on_recorded()
+            await service.intake_and_process(
+                session, envelopes, channel, self.enricher, self.limits
+            )
+
+
+def farming_limits(settings: Settings) -> FarmingLimits:
+    return FarmingLimits(
+        settings.farming_default_limit,
+        settings.farming_action_limits,
+        settings.farming_window_seconds,
+    )
 
 
 class BehaviorProcessor(PollingWorker):
@@ -76,11 +85,7 @@ class BehaviorProcessor(PollingWorker):
         self.db = db
         self.enricher = enricher
         self.on_written = on_written
-        self.limits = FarmingLimits(
-            settings.farming_default_limit,
-            settings.farming_action_limits,
-            settings.farming_window_seconds,
-        )
+        self.limits = farming_limits(settings)
 
     async def step(self) -> int:
         async with self.db.transaction() as session:

@@ -19,7 +19,8 @@ def build_workers(rt: Runtime) -> list[Worker]:
     )
     processor = BehaviorProcessor(settings, rt.db, enricher, on_written=rt.relay.wake)
     rt.extras["processor"] = processor
-    return [rt.consumer(UpstreamHandler(on_recorded=processor.wake)), processor]
+    upstream = UpstreamHandler(enricher, processor.limits)
+    return [rt.consumer(upstream), processor]
 
 
 SPEC = ServiceSpec(

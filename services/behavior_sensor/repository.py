@@ -36,7 +36,8 @@ OUTCOMES = Bulk(
     "received_events",
     {"id": "bigint", "status": "text", "status_reason": "text", "enrichment": "jsonb"},
 )
-_RECORD = RECEIVED.insert("ON CONFLICT DO NOTHING RETURNING id")
+# Returns the new rows, typed like a SELECT of the table, so they can be processed at once.
+_RECORD = RECEIVED.insert("ON CONFLICT DO NOTHING RETURNING *").columns(*received_events.c)
 _CREATE_COUNTERS = COUNTER_KEYS.insert("ON CONFLICT DO NOTHING")
 _LOCK_COUNTERS = text(
     "SELECT f.user_id, f.action, f.window_start, f.count AS n FROM farming_counters f "
@@ -53,10 +54,10 @@ _MARK_PROCESSED = OUTCOMES.update(
 
 async def record_received(
     session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str
-) -> int:
-    """Insert behaviors not seen before (by source and event_id); returns how many were new."""
+) -> list[Any]:
+    """Insert behaviors not seen before (by source and event_id); returns the new rows."""
     if not envelopes:
-        return 0
+        return []
     rows = [
         {
             "source": e.source,
@@ -69,8 +70,7 @@ async def record_received(
         }
         for e in envelopes
     ]
-    result = await session.execute(_RECORD, RECEIVED.params(rows))
-    return len(result.all())
+    return list(await session.execute(_RECORD, RECEIVED.params(rows)))
 
 
 async def claim_pending(session: AsyncSession, limit: int) -> list[Any]:

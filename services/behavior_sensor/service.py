@@ -1,8 +1,10 @@
 """behavior_sensor use cases: intake (HTTP and Kafka) and processing (enrich, screen, publish).
 
-Intake only validates and records (source, event_id) - fast, so an upstream is never held
-up. The processor then enriches, applies the anti-farming limit and publishes through the
-outbox, in batches, in a worker that any number of replicas may run.
+HTTP intake only validates and records (source, event_id), so an upstream's request is
+answered at once; the processor then enriches, applies the anti-farming limit and publishes
+through the outbox, in batches, in a worker that any number of replicas may run. Kafka intake
+has no caller waiting, so it records and processes a batch in one transaction: one stage and
+one hand-over fewer on the way to the points.
 """
 
 from __future__ import annotations
@@ -24,21 +26,45 @@ from shared.metrics import EVENTS_DIVERTED, EVENTS_INGESTED
 async def intake(
     session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str
 ) -> tuple[int, int]:
-    """Record new behaviors; returns (accepted, duplicates)."""
-    accepted = await repo.record_received(session, envelopes, channel)
-    duplicates = len(envelopes) - accepted
+    """Record new behaviors for the processor; returns (accepted, duplicates)."""
+    rows = await repo.record_received(session, envelopes, channel)
+    _count_intake(envelopes, len(rows))
+    return len(rows), len(envelopes) - len(rows)
+
+
+async def intake_and_process(
+    session: AsyncSession,
+    envelopes: list[BehaviorEnvelope],
+    channel: str,
+    enricher: Enricher,
+    limits: FarmingLimits,
+) -> int:
+    """Record new behaviors and process them in the same transaction; returns how many were new."""
+    rows = await repo.record_received(session, envelopes, channel)
+    _count_intake(envelopes, len(rows))
+    return await process_rows(session, rows, enricher, limits)
+
+
+def _count_intake(envelopes: list[BehaviorEnvelope], accepted: int) -> None:
     if envelopes:
         source = envelopes[0].source if len({e.source for e in envelopes}) == 1 else "mixed"
         EVENTS_INGESTED.labels(source, "accepted").inc(accepted)
-        EVENTS_INGESTED.labels(source, "duplicate").inc(duplicates)
-    return accepted, duplicates
+        EVENTS_INGESTED.labels(source, "duplicate").inc(len(envelopes) - accepted)
 
 
 async def process_pending(
     session: AsyncSession, enricher: Enricher, limits: FarmingLimits, batch_size: int
 ) -> int:
     """Enrich, screen and publish one batch of received behaviors; returns how many."""
-    rows = await repo.claim_pending(session, batch_size)
+    return await process_rows(
+        session, await repo.claim_pending(session, batch_size), enricher, limits
+    )
+
+
+async def process_rows(
+    session: AsyncSession, rows: list[Any], enricher: Enricher, limits: FarmingLimits
+) -> int:
+    """Enrich, screen and publish these received (and locked or just inserted) behaviors."""
     if not rows:
         return 0
     enrichments = await enricher.enrich(
