@@ -193,7 +193,9 @@ class Environment:
                 try:
                     await asyncio.wait_for(work, timeout=240)
                 finally:
-                    await faults
+                    # Bounded: a fault that hangs (a stuck group join, say) fails this cycle
+                    # instead of the whole run; cancelling it still restores what it stopped.
+                    await asyncio.wait_for(faults, timeout=300)
                 await self._heal()
                 outcome.events_accepted = len(accepted)
                 await self._settle(accepted, item["id"])
@@ -552,21 +554,39 @@ class Environment:
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
-async def reset_to_earliest(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
+async def reset_to_earliest(
+    bootstrap: str, group: str, topics: tuple[str, ...], attempts: int = 5
+) -> None:
     """Move a consumer group's committed offsets to the start of its topics.
 
     Done the way `kafka-consumer-groups --reset-offsets` requires (the group has no members):
-    join it alone, which assigns every partition, commit the beginning offsets, leave.
+    join it alone, which assigns every partition, commit the beginning offsets, leave. A join
+    can stall while the broker still waits for a member that was killed; each attempt is
+    bounded and starts over with a new member.
     """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with asyncio.timeout(45):
+                await _reset_once(bootstrap, group, topics)
+            return
+        except (TimeoutError, KafkaError) as exc:
+            if attempt == attempts:
+                raise TimeoutError(f"could not reset {group}: {type(exc).__name__}") from exc
+            await asyncio.sleep(2)
+
+
+async def _reset_once(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=1_000,
     )
     await consumer.start()
     try:
-        deadline = time.monotonic() + 60
         while not consumer.assignment():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not join {group} to reset it")
             await consumer.getmany(timeout_ms=200)
         assigned = list(consumer.assignment())
         beginnings = await consumer.beginning_offsets(assigned)
