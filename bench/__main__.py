@@ -506,8 +506,8 @@ def peak_memory_mb(stack: Stack) -> dict[str, float]:
 SECTIONS = (
     "floor",
     "end_to_end",
-    "task_progress_scaling",
     "fixed_rate",
+    "task_progress_scaling",
     "http_ingest",
     "hot_item",
 )
@@ -548,14 +548,8 @@ async def measure(
             results["end_to_end"]["cpu_ms_per_event"] = cpu_ms_per_event(
                 before, cpu_seconds(stack, broker_pid), results["end_to_end"]["credited"]
             )
-        if wanted("task_progress_scaling"):
-            await drain(database_url_, bootstrap, timeout=600)
-            scale_n = env_int("BENCH_SCALE_EVENTS", 20_000)
-            print(f"task_progress with 1 and 2 replicas: {scale_n} behaviors each ...", flush=True)
-            results["task_progress_scaling"] = await task_progress_scaling(
-                stack, producer, database_url_, users, scale_n
-            )
         if wanted("fixed_rate"):
+            # Before the replica test: its second consumer leaving makes the group rebalance.
             await drain(database_url_, bootstrap, timeout=600)  # start from an idle pipeline
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
             print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
@@ -570,6 +564,13 @@ async def measure(
                     server_url=database_url_,
                 ),
             }
+        if wanted("task_progress_scaling"):
+            await drain(database_url_, bootstrap, timeout=600)
+            scale_n = env_int("BENCH_SCALE_EVENTS", 20_000)
+            print(f"task_progress with 1 and 2 replicas: {scale_n} behaviors each ...", flush=True)
+            results["task_progress_scaling"] = await task_progress_scaling(
+                stack, producer, database_url_, users, scale_n
+            )
     finally:
         await producer.stop()
     if wanted("http_ingest"):
