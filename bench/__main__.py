@@ -210,6 +210,20 @@ def load_client(headers: dict[str, str]) -> aiohttp.ClientSession:
     )
 
 
+async def fetch_rows(server_url: str, service: str, sql: str, params: dict[str, Any]) -> list[Any]:
+    """One read from a service's database, on a short-lived connection."""
+    engine = create_engine(database_url(server_url, f"jifen_{service}"), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return list(await conn.execute(text(sql), params))
+    finally:
+        await engine.dispose()
+
+
+def p50_p99(seconds: list[float]) -> dict[str, float]:
+    return {"p50": percentile(seconds, 50) * 1000, "p99": percentile(seconds, 99) * 1000}
+
+
 async def stage_latencies(
     server_url: str,
     sent_at: dict[str, float],
@@ -219,59 +233,43 @@ async def stage_latencies(
     """p50/p99 from produce to each stage's commit: the sensor's intake and processing, the
     task_progress inbox, the ledger credit. Timestamps are the writing transactions' start."""
     reached: dict[str, dict[str, float]] = {"sensor intake": {}, "sensor processed": {}}
-    engine = create_engine(database_url(server_url, "jifen_behavior_sensor"), pool_size=1)
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT event_id, extract(epoch FROM received_at) AS r, "
-                "extract(epoch FROM processed_at) AS p FROM received_events "
-                "WHERE source = :s AND event_id = ANY(:ids)"
-            ),
-            {"s": SOURCE, "ids": list(event_ids.values())},
-        )
-        by_event = {r.event_id: r for r in rows}
-    await engine.dispose()
+    sensed = await fetch_rows(
+        server_url,
+        "behavior_sensor",
+        "SELECT event_id, extract(epoch FROM received_at) AS r, "
+        "extract(epoch FROM processed_at) AS p FROM received_events "
+        "WHERE source = :s AND event_id = ANY(:ids)",
+        {"s": SOURCE, "ids": list(event_ids.values())},
+    )
+    by_event = {r.event_id: r for r in sensed}
     for bid, eid in event_ids.items():
         if (row := by_event.get(eid)) is not None:
             reached["sensor intake"][bid] = float(row.r)
             if row.p is not None:
                 reached["sensor processed"][bid] = float(row.p)
-    engine = create_engine(database_url(server_url, "jifen_task_progress"), pool_size=1)
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT message_id, extract(epoch FROM applied_at) AS a FROM inbox "
-                "WHERE message_id = ANY(:ids)"
-            ),
-            {"ids": list(sent_at)},
-        )
-        reached["task_progress applied"] = {r.message_id: float(r.a) for r in rows}
-    await engine.dispose()
+    applied = await fetch_rows(
+        server_url,
+        "task_progress",
+        "SELECT message_id, extract(epoch FROM applied_at) AS a FROM inbox "
+        "WHERE message_id = ANY(:ids)",
+        {"ids": list(sent_at)},
+    )
+    reached["task_progress applied"] = {r.message_id: float(r.a) for r in applied}
     reached["ledger credited"] = credited
-    out = {}
-    for stage, at in reached.items():
-        lat = [at[b] - t for b, t in sent_at.items() if b in at]
-        out[stage] = {"p50": percentile(lat, 50) * 1000, "p99": percentile(lat, 99) * 1000}
+    out = {
+        stage: p50_p99([at[b] - t for b, t in sent_at.items() if b in at])
+        for stage, at in reached.items()
+    }
     # How long rows written in this window sat in each outbox before the relay marked them.
-    since = min(sent_at.values())
     for service in ("behavior_sensor", "task_progress"):
-        engine = create_engine(database_url(server_url, f"jifen_{service}"), pool_size=1)
-        async with engine.connect() as conn:
-            waits = [
-                float(w)
-                for (w,) in await conn.execute(
-                    text(
-                        "SELECT extract(epoch FROM published_at - created_at) FROM outbox "
-                        "WHERE created_at >= to_timestamp(:since) AND published_at IS NOT NULL"
-                    ),
-                    {"since": since},
-                )
-            ]
-        await engine.dispose()
-        out[f"{service} outbox wait"] = {
-            "p50": percentile(waits, 50) * 1000,
-            "p99": percentile(waits, 99) * 1000,
-        }
+        waits = await fetch_rows(
+            server_url,
+            service,
+            "SELECT extract(epoch FROM published_at - created_at) AS w FROM outbox "
+            "WHERE created_at >= to_timestamp(:since) AND published_at IS NOT NULL",
+            {"since": min(sent_at.values())},
+        )
+        out[f"{service} outbox wait"] = p50_p99([float(r.w) for r in waits])
     return out
 
 
