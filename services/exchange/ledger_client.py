@@ -66,14 +66,14 @@ class LedgerClient:
         try:
             async with self._http().request(method, self._base + path, json=json) as response:
                 status = response.status
-                text = await response.text()
+                raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Unreachable(f"{type(exc).__name__}: {exc}".rstrip(": "))
         if status >= 500 or status == 429:
             return Unreachable(f"ledger answered {status}")
         try:
-            body = jsonlib.loads(text)
-        except ValueError:
+            body = jsonlib.loads(raw)
+        except ValueError:  # includes bytes that are not UTF-8
             return Unreachable(f"ledger answered {status} without JSON")
         if not isinstance(body, dict):
             return Unreachable(f"ledger answered {status} with a JSON {type(body).__name__}")
