@@ -349,11 +349,11 @@ async def hot_item(
                         "idempotency_key": uuid.uuid4().hex,
                     },
                 ) as r:
-                    body = await r.json()
+                    body = await r.read()
                 latencies.append(time.perf_counter() - t0)
                 outcomes[r.status] = outcomes.get(r.status, 0) + 1
                 if r.status in (201, 202):
-                    ids.append(body["id"])
+                    ids.append(json.loads(body)["id"])
 
         async def pinger(stop: float, done: list[int]) -> None:
             while time.monotonic() < stop:
