@@ -8,4 +8,4 @@ RUN pip install --no-cache-dir . && useradd --system jifen
 USER jifen
 # One image, every service: pick it with the command, e.g.
 #   uvicorn services.rewards_ledger.main:app --host 0.0.0.0 --port 8003
-CMD ["uvicorn", "services.behavior_sensor.main:app", "--host", "0.0.0.0", "--port", "8001"]
+CMD ["uvicorn", "services.behavior_sensor.main:app", "--host", "0.0.0.0", "--port", "8001", "--timeout-keep-alive", "75"]

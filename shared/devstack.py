@@ -65,6 +65,12 @@ def stop_embedded_postgres() -> None:
         start_embedded_postgres.server = None  # type: ignore[attr-defined]
 
 
+# Idle keep-alive connections outlive every client's own idle expiry (httpx 5 s, aiohttp 15 s):
+# when the server closed first (uvicorn's default is 5 s), a request sent on a connection at
+# that moment failed with a read error instead of being answered.
+KEEP_ALIVE_ARGS = ("--timeout-keep-alive", "75")
+
+
 @dataclass
 class EmbeddedBroker:
     host: str = "127.0.0.1"
@@ -183,6 +189,7 @@ class Stack:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "20",
+                *KEEP_ALIVE_ARGS,
             ],
             env=env,
             stdout=out,

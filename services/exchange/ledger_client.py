@@ -53,7 +53,7 @@ class LedgerClient:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=200, limit_per_host=200),
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=200, keepalive_timeout=30),
                 raise_for_status=False,
             )
         return self._session

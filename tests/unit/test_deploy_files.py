@@ -20,7 +20,8 @@ def test_compose_runs_every_service_on_its_contract_port_with_health_checks() ->
         entry = compose[service]
         port = str(8000 + offset)
         assert entry["command"][1] == f"services.{service}.main:app"
-        assert entry["command"][-1] == port and f"{port}:{port}" in entry["ports"]
+        command = entry["command"]
+        assert command[command.index("--port") + 1] == port and f"{port}:{port}" in entry["ports"]
         assert entry["environment"]["PORT"] == port
         assert "health/ready" in " ".join(entry["healthcheck"]["test"])
         assert entry["environment"]["JIFEN_KAFKA_ENABLE_IDEMPOTENCE"] == "true"
