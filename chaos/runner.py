@@ -382,15 +382,24 @@ class Environment:
             finally:
                 self.broker.signal(signal.SIGCONT)
         elif fault.kind == "scale":
-            replica = 1 + max(
-                spec[1] for spec in self.supervisor.expected.values() if spec[0] == fault.target
-            )
+            replica = 1 + max(await self._replicas_once_running(fault.target))
             name = await asyncio.to_thread(self.supervisor.expect, fault.target, replica, "worker")
             await asyncio.sleep(fault.duration)
             sig = signal.SIGKILL if fault.hard else signal.SIGTERM
             await asyncio.to_thread(self.supervisor.retire, name, sig)
         elif fault.kind == "replay":
             await self._replay(fault.target)
+
+    async def _replicas_once_running(self, service: str) -> list[int]:
+        """The replica numbers of `service`, waiting while a replay has them all stopped."""
+        deadline = time.monotonic() + 300
+        while True:
+            replicas = [
+                spec[1] for spec in list(self.supervisor.expected.values()) if spec[0] == service
+            ]
+            if replicas or time.monotonic() > deadline:
+                return replicas or [0]
+            await asyncio.sleep(0.2)
 
     async def _terminate_connections(self, target: str) -> None:
         names = [f"jifen_{s}" for s in (SERVICES if target == "all" else (target,))]
