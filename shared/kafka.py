@@ -211,6 +211,7 @@ class ConsumerLoop:
         self._batch_lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.healthy = False
+        self._last_take = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -244,6 +245,7 @@ class ConsumerLoop:
                 records = [r for recs in batches.values() for r in recs]
                 if not records:
                     continue
+                records = await self._top_up(consumer, records)
                 async with self._batch_lock:
                     await self._process(records)
                     failpoint("consumer.after_db_commit")
@@ -252,6 +254,26 @@ class ConsumerLoop:
         finally:
             self.healthy = False
             await consumer.stop()
+
+    async def _top_up(
+        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
+    ) -> list[ConsumerRecord]:
+        """Add what arrived while the previous batch was being applied.
+
+        The client prefetches a partition only once its buffer is empty, so after a long batch
+        the buffer holds records fetched near the start of that batch, and whatever arrived
+        since would wait a whole further batch. Taking the buffer sends a fresh fetch at once;
+        waiting briefly for its answer takes those records along (one batch of latency fewer
+        per hop under load, and bigger batches).
+        """
+        taken_at, self._last_take = self._last_take, time.monotonic()
+        wait_ms = self.settings.consumer_top_up_ms
+        room = self.settings.consumer_batch_size - len(records)
+        if not wait_ms or room <= 0 or self._last_take - taken_at < wait_ms / 1000:
+            return records
+        more = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+        self._last_take = time.monotonic()
+        return records + [r for recs in more.values() for r in recs]
 
     async def _process(self, records: list[ConsumerRecord]) -> None:
         start = time.perf_counter()

@@ -55,6 +55,12 @@ class JifenSettings(BaseSettings):
     )
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
     consumer_poll_ms: int = Field(200, ge=1, le=60_000)
+    consumer_top_up_ms: int = Field(
+        20,
+        ge=0,
+        le=1_000,
+        description="after a long batch, wait up to this long for records that arrived meanwhile",
+    )
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     relay_poll_ms: int = Field(100, ge=5, le=60_000)
     worker_linger_ms: int = Field(
