@@ -260,7 +260,8 @@ async def stage_latencies(
         stage: p50_p99([at[b] - t for b, t in sent_at.items() if b in at])
         for stage, at in reached.items()
     }
-    # How long rows written in this window sat in each outbox before the relay marked them.
+    # How long rows written in this window waited, from their transaction's start until marked
+    # published (after the broker's ack; by the publisher on commit or by the relay's sweep).
     for service in ("behavior_sensor", "task_progress"):
         waits = await fetch_rows(
             server_url,
@@ -551,6 +552,7 @@ async def measure(
             await drain(database_url_, bootstrap, timeout=600)  # start from an idle pipeline
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
             print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
+            before = cpu_seconds(stack, broker_pid)
             results["fixed_rate"] = {
                 "rate": rate,
                 **await produce_and_wait(
@@ -562,6 +564,9 @@ async def measure(
                     server_url=database_url_,
                 ),
             }
+            results["fixed_rate"]["cpu_ms_per_event"] = cpu_ms_per_event(
+                before, cpu_seconds(stack, broker_pid), results["fixed_rate"]["credited"]
+            )
         if wanted("task_progress_scaling"):
             await drain(database_url_, bootstrap, timeout=600)
             scale_n = env_int("BENCH_SCALE_EVENTS", 20_000)
@@ -643,6 +648,8 @@ def table(results: dict[str, Any]) -> str:
             rows.append(
                 (f"  produce -> {stage}", f"p99 {lat['p99']:,.0f} ms", f"p50 {lat['p50']:,.0f} ms")
             )
+        if "cpu_ms_per_event" in fixed:
+            rows.append(cpu_row("  CPU per credited event", fixed["cpu_ms_per_event"]))
     if "http_ingest" in results:
         http = results["http_ingest"]
         rows += [

@@ -44,7 +44,7 @@ ACTION = "chaos_tick"
 SOURCE = "chaos"
 FAILPOINTS = (
     "consumer.after_db_commit=0.004,consumer.after_offset_commit=0.004,"
-    "relay.after_publish=0.004,exchange.after_debit=0.01"
+    "relay.after_publish=0.004,publisher.after_send=0.004,exchange.after_debit=0.01"
 )
 CHAOS_ENV = {
     "JIFEN_ENV": "test",
@@ -56,6 +56,8 @@ CHAOS_ENV = {
     "JIFEN_RECOVERY_INTERVAL_S": "0.5",
     "JIFEN_PENDING_DEADLINE_S": "6",
     "JIFEN_FAILPOINTS": FAILPOINTS,
+    # what a killed publisher left behind is swept after 1s (the relay's path gets exercised)
+    "JIFEN_OUTBOX_SWEEP_AFTER_MS": "1000",
     # a killed consumer's partitions move to the survivors after 6s instead of 30s
     "JIFEN_KAFKA_SESSION_TIMEOUT_MS": "6000",
     "JIFEN_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,11 +70,17 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        # Called with the session once a transaction has committed (never after a rollback);
+        # the service publishes the outbox rows the transaction wrote from here.
+        self.after_commit: Callable[[AsyncSession], None] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session, session.begin():
-            yield session
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            if self.after_commit is not None:
+                self.after_commit(session)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:

@@ -21,6 +21,7 @@ POINTS = (
     "consumer.after_db_commit",
     "consumer.after_offset_commit",
     "relay.after_publish",
+    "publisher.after_send",
     "exchange.after_debit",
 )
 

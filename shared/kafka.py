@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -30,7 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database
 from shared.events import dlq_topic
 from shared.failpoints import failpoint
-from shared.messaging import LOCK_UNPUBLISHED, MARK_PUBLISHED, PURGE_PUBLISHED, claim_inbox
+from shared.messaging import (
+    LOCK_UNPUBLISHED,
+    MARK_PUBLISHED,
+    PURGE_PUBLISHED,
+    QueuedRow,
+    claim_inbox,
+    queued_rows,
+)
 from shared.metrics import (
     CONSUMER_BATCH_SECONDS,
     CONSUMER_RETRIES,
@@ -197,7 +206,6 @@ class ConsumerLoop:
         inbox: Table,
         group_id: str | None = None,
         after_db_commit: Callable[[], Awaitable[None]] | None = None,
-        on_applied: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
         self.settings = settings
@@ -206,7 +214,6 @@ class ConsumerLoop:
         self.inbox = inbox
         self.group_id = group_id or f"{settings.consumer_group_prefix}.{handler.name}"
         self.after_db_commit = after_db_commit  # fault-injection seam for crash tests
-        self.on_applied = on_applied
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
@@ -291,8 +298,6 @@ class ConsumerLoop:
             await self._apply_with_retry(items)
             if self.after_db_commit is not None:
                 await self.after_db_commit()
-            if self.on_applied is not None:
-                self.on_applied()
         CONSUMER_BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - start)
 
     async def _apply_once(self, items: list[Inbound]) -> int:
@@ -399,8 +404,10 @@ class ConsumerLoop:
 class OutboxRelay(PollingWorker):
     """Publishes outbox rows to Kafka in id order and marks them sent.
 
-    Replicas are safe: each claims rows with FOR UPDATE SKIP LOCKED. A crash between the
-    publish and the mark re-publishes, which downstream inboxes absorb.
+    With publishing on commit (the default) it is the sweeper: it takes only rows older than
+    `outbox_sweep_after_ms`, the ones the publisher could not send, and on shutdown all of
+    them. Replicas are safe: each claims rows with FOR UPDATE SKIP LOCKED. A crash between
+    the publish and the mark re-publishes, which downstream inboxes absorb.
     """
 
     def __init__(self, settings: JifenSettings, db: Database, producer: AIOKafkaProducer) -> None:
@@ -415,8 +422,13 @@ class OutboxRelay(PollingWorker):
         self.producer = producer
         self._last_purge = 0.0
 
+    def min_age_s(self) -> float:
+        if self._stopping.is_set() or not self.settings.outbox_publish_on_commit:
+            return 0.0
+        return self.settings.outbox_sweep_after_ms / 1000
+
     async def step(self) -> int:
-        published = await self.publish_once()
+        published = await self.publish_once(self.min_age_s())
         if time.monotonic() - self._last_purge > 600:
             self._last_purge = time.monotonic()
             async with self.db.transaction() as session:
@@ -425,10 +437,13 @@ class OutboxRelay(PollingWorker):
                 )
         return published
 
-    async def publish_once(self) -> int:
+    async def publish_once(self, min_age_s: float = 0.0) -> int:
         async with self.db.transaction() as session:
             rows = (
-                await session.execute(LOCK_UNPUBLISHED, {"limit": self.settings.relay_batch_size})
+                await session.execute(
+                    LOCK_UNPUBLISHED,
+                    {"limit": self.settings.relay_batch_size, "min_age_s": min_age_s},
+                )
             ).all()
             if not rows:
                 return 0
@@ -444,6 +459,134 @@ class OutboxRelay(PollingWorker):
             await asyncio.gather(*futures)
             failpoint("relay.after_publish")
             await session.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
-        for row in rows:
-            OUTBOX_PUBLISHED.labels(self.settings.service_name, row.topic).inc()
+        _count_published(self.settings.service_name, "relay", (row.topic for row in rows))
         return len(rows)
+
+
+def _count_published(service: str, via: str, topics: Iterable[str]) -> None:
+    for topic, n in Counter(topics).items():
+        OUTBOX_PUBLISHED.labels(service, topic, via).inc(n)
+
+
+class OutboxPublisher:
+    """Publishes the outbox rows of each transaction right after it commits, then marks them.
+
+    This takes the relay's poll and its locking read off every event's path. It is best effort
+    by design: rows it cannot send (broker away, queue full, process killed) stay unpublished
+    in the table and the relay sends them once they are `outbox_sweep_after_ms` old. A row
+    sent here whose mark is lost goes out again from the relay; downstream inboxes absorb it,
+    as they do for the relay's own crash window.
+
+    Two loops pipeline the work: the sender hands rows to the producer as they arrive, the
+    marker waits for their acks and marks everything acked so far with one UPDATE.
+    """
+
+    def __init__(self, settings: JifenSettings, db: Database, producer: AIOKafkaProducer) -> None:
+        self.settings = settings
+        self.db = db
+        self.producer = producer
+        self._queue: list[QueuedRow] = []
+        self._queued = asyncio.Event()
+        self._sent: list[tuple[list[QueuedRow], list[asyncio.Future[Any]]]] = []
+        self._have_sent = asyncio.Event()
+        self._in_flight = 0  # rows accepted and not yet marked or given up
+        self._drained = asyncio.Event()  # set while _in_flight is 0
+        self._drained.set()
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def on_commit(self, session: AsyncSession) -> None:
+        """The Database's after-commit hook: queue the rows the transaction wrote."""
+        rows = queued_rows(session)
+        if not rows or self._closing:
+            return
+        if len(self._queue) + len(rows) > self.settings.outbox_publish_queue:
+            return  # the broker is not keeping up: these wait for the relay
+        self._queue.extend(rows)
+        self._in_flight += len(rows)
+        self._drained.clear()
+        self._queued.set()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="outbox-publisher-send"),
+            asyncio.create_task(self._mark_loop(), name="outbox-publisher-mark"),
+        ]
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Stop taking rows and finish the ones taken; what is left is the relay's."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            rows, self._queue = self._queue, []
+            futures: list[asyncio.Future[Any]] = []
+            try:
+                for row in rows:
+                    futures.append(
+                        await self.producer.send(
+                            row.topic,
+                            row.payload.encode("utf-8"),
+                            key=row.key.encode("utf-8") if row.key else None,
+                        )
+                    )
+            except Exception as exc:  # the relay sends whatever did not get handed over
+                log.warning("publish on commit failed, left to the relay: %s", exc)
+                self._settled(len(rows) - len(futures))
+                rows = rows[: len(futures)]
+            if rows:
+                self._sent.append((rows, futures))
+                self._have_sent.set()
+
+    async def _mark_loop(self) -> None:
+        while True:
+            await self._have_sent.wait()
+            self._have_sent.clear()
+            groups, self._sent = self._sent, []
+            acked: list[QueuedRow] = []
+            taken = 0
+            for rows, futures in groups:
+                taken += len(rows)
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                acked.extend(
+                    row
+                    for row, result in zip(rows, results, strict=True)
+                    if not isinstance(result, BaseException)
+                )
+            try:
+                if acked:
+                    failpoint("publisher.after_send")
+                    await self._mark([row.id for row in acked])
+                    _count_published(
+                        self.settings.service_name, "commit", (row.topic for row in acked)
+                    )
+            finally:
+                self._settled(taken)
+
+    def _settled(self, n: int) -> None:
+        self._in_flight -= n
+        if not self._in_flight:
+            self._drained.set()
+
+    async def _mark(self, ids: list[int]) -> None:
+        backoff = Backoff(cap=1.0)
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    await session.execute(MARK_PUBLISHED, {"ids": ids})
+                return
+            except Exception as exc:
+                if not is_transient(exc) or backoff.attempt >= 5:
+                    # Unmarked rows are swept and sent again: a duplicate, never a loss.
+                    log.warning(
+                        "could not mark %d published rows, the relay resends: %s", len(ids), exc
+                    )
+                    return
+                await backoff.wait()

@@ -69,6 +69,25 @@ class OutgoingEvent:
     payload: dict[str, Any] | str  # a dict, or JSON text already (model_dump_json is faster)
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedRow:
+    """An outbox row a transaction wrote, kept so that it can be published once that commits."""
+
+    id: int
+    topic: str
+    key: str | None
+    payload: str
+
+
+# session.info key under which add_to_outbox lists the rows the transaction wrote
+QUEUED_ROWS = "jifen.outbox.queued"
+
+
+def queued_rows(session: AsyncSession) -> list[QueuedRow]:
+    rows: list[QueuedRow] = session.info.get(QUEUED_ROWS, [])
+    return rows
+
+
 def payload_text(event: OutgoingEvent) -> str:
     return event.payload if isinstance(event.payload, str) else json.dumps(event.payload)
 
@@ -97,7 +116,11 @@ async def claim_inbox(
 async def add_to_outbox(
     session: AsyncSession, outbox: Table, events: Iterable[OutgoingEvent]
 ) -> int:
-    """Queue events for the relay, in order, with one set-based statement."""
+    """Queue events for publishing, in order, with one set-based statement.
+
+    The rows are also listed in the session (see `queued_rows`) so that the service can publish
+    them as soon as the transaction commits; the relay sweeps whatever that misses.
+    """
     topics: list[str] = []
     keys: list[str | None] = []
     payloads: list[str] = []
@@ -106,15 +129,19 @@ async def add_to_outbox(
         keys.append(e.key)
         payloads.append(payload_text(e))
     if topics:
-        await session.execute(
+        result = await session.execute(
             text(
                 f"INSERT INTO {outbox.name} (topic, key, payload) "
                 "SELECT t, k, CAST(p AS jsonb) FROM unnest("
                 "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
-                ") WITH ORDINALITY AS x(t, k, p, n) ORDER BY n"
+                ") WITH ORDINALITY AS x(t, k, p, n) ORDER BY n RETURNING id"
             ),
             {"topics": topics, "keys": keys, "payloads": payloads},
         )
+        # Identity values are drawn row by row in insertion order, so ascending ids line up
+        # with the events as given.
+        ids = sorted(result.scalars())
+        session.info.setdefault(QUEUED_ROWS, []).extend(map(QueuedRow, ids, topics, keys, payloads))
     return len(topics)
 
 
@@ -126,11 +153,15 @@ async def outbox_backlog(session: AsyncSession, outbox: Table) -> int:
 
 
 # payload::text hands the relay the JSON exactly as stored, with no decode and re-encode.
+# Rows younger than :min_age_s are left to the publisher that runs after their commit.
 LOCK_UNPUBLISHED = text(
     "SELECT id, topic, key, payload::text AS payload FROM outbox WHERE published_at IS NULL "
+    "AND created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
-MARK_PUBLISHED = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+MARK_PUBLISHED = text(
+    "UPDATE outbox SET published_at = now() WHERE id = ANY(:ids) AND published_at IS NULL"
+)
 PURGE_PUBLISHED = text(
     "DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :hours)"
 )

@@ -31,7 +31,9 @@ DEAD_LETTERS = Counter(
     "jifen_dead_letters_total", "Messages sent to a dead-letter topic", ["service", "topic"]
 )
 OUTBOX_PUBLISHED = Counter(
-    "jifen_outbox_published_total", "Outbox rows published to Kafka", ["service", "topic"]
+    "jifen_outbox_published_total",
+    "Outbox rows published to Kafka, via the publisher on commit or the relay's sweep",
+    ["service", "topic", "via"],
 )
 OUTBOX_BACKLOG = Gauge(
     "jifen_outbox_backlog", "Unpublished outbox rows seen by the relay", ["service"]

@@ -25,13 +25,14 @@ from shared.events import dlq_topic
 from shared.kafka import (
     BatchHandler,
     ConsumerLoop,
+    OutboxPublisher,
     OutboxRelay,
     ensure_topics,
     make_producer,
     start_with_retry,
 )
 from shared.logs import configure_logging
-from shared.messaging import MessagingTables
+from shared.messaging import MessagingTables, queued_rows
 from shared.metrics import install_metrics
 from shared.migrate import upgrade
 from shared.settings import JifenSettings
@@ -66,7 +67,6 @@ class Runtime:
             db=self.db,
             producer=self.producer,
             inbox=self.messaging.inbox,
-            on_applied=self.relay.wake,
             **kwargs,
         )
 
@@ -133,6 +133,12 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
             settings.kafka_replication_factor,
         )
         relay = OutboxRelay(settings, db, producer)
+        publisher = OutboxPublisher(settings, db, producer)
+        if settings.outbox_publish_on_commit:
+            db.after_commit = publisher.on_commit
+            publisher.start()
+        else:
+            db.after_commit = lambda session: relay.wake() if queued_rows(session) else None
         runtime = Runtime(
             settings=settings, db=db, producer=producer, messaging=spec.messaging, relay=relay
         )
@@ -151,14 +157,15 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
         try:
             yield
         finally:
-            # Stop consumers first (they finish and commit their batch), then let the relay
-            # drain what they wrote, then close the producer and the pool.
+            # Stop consumers first (they finish and commit their batch), then let the publisher
+            # and the relay drain what they wrote, then close the producer and the pool.
             for worker in runtime.workers:
                 if worker is not relay:
                     worker.stop()
             others = [t for t, w in zip(tasks, runtime.workers, strict=True) if w is not relay]
             if others:
                 await asyncio.wait(others, timeout=20)
+            await publisher.close()
             relay.stop()
             if tasks:
                 await asyncio.wait(tasks, timeout=20)

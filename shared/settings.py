@@ -62,7 +62,26 @@ class JifenSettings(BaseSettings):
         description="after a long batch, wait up to this long for records that arrived meanwhile",
     )
     relay_batch_size: int = Field(500, ge=1, le=10_000)
-    relay_poll_ms: int = Field(100, ge=5, le=60_000)
+    relay_poll_ms: int = Field(
+        1000, ge=5, le=60_000, description="how often the relay sweeps the outbox for rows to send"
+    )
+    outbox_publish_on_commit: bool = Field(
+        True,
+        description="publish a transaction's outbox rows as soon as it commits; when off, the "
+        "relay alone publishes (woken by each commit in the process)",
+    )
+    outbox_sweep_after_ms: int = Field(
+        5000,
+        ge=0,
+        le=3_600_000,
+        description="the relay leaves younger rows to the publisher that runs after their commit",
+    )
+    outbox_publish_queue: int = Field(
+        20_000,
+        ge=1,
+        description="rows waiting to be published on commit, past which the relay "
+        "is left to send them (bounds memory while the broker is away)",
+    )
     worker_linger_ms: int = Field(
         5, ge=0, le=1_000, description="relay/processor: gather a burst this long after a wake-up"
     )

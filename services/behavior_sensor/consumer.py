@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,9 +72,7 @@ def farming_limits(settings: Settings) -> FarmingLimits:
 class BehaviorProcessor(PollingWorker):
     """Turns received behaviors into published (or diverted) ones. Replica-safe (SKIP LOCKED)."""
 
-    def __init__(
-        self, settings: Settings, db: Database, enricher: Enricher, on_written: Callable[[], None]
-    ) -> None:
+    def __init__(self, settings: Settings, db: Database, enricher: Enricher) -> None:
         super().__init__(
             poll_s=settings.processor_poll_ms / 1000,
             full_batch=settings.processor_batch_size,
@@ -84,17 +82,13 @@ class BehaviorProcessor(PollingWorker):
         self.settings = settings
         self.db = db
         self.enricher = enricher
-        self.on_written = on_written
         self.limits = farming_limits(settings)
 
     async def step(self) -> int:
         async with self.db.transaction() as session:
-            processed = await service.process_pending(
+            return await service.process_pending(
                 session, self.enricher, self.limits, self.settings.processor_batch_size
             )
-        if processed:
-            self.on_written()
-        return processed
 
     async def on_exit(self) -> None:
         await self.enricher.aclose()

@@ -17,7 +17,7 @@ def build_workers(rt: Runtime) -> list[Worker]:
     enricher = make_enricher(
         settings.enricher_url, settings.enricher_timeout_s, settings.enricher_retries
     )
-    processor = BehaviorProcessor(settings, rt.db, enricher, on_written=rt.relay.wake)
+    processor = BehaviorProcessor(settings, rt.db, enricher)
     rt.extras["processor"] = processor
     upstream = UpstreamHandler(enricher, processor.limits)
     return [rt.consumer(upstream), processor]

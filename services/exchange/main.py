@@ -18,7 +18,7 @@ async def on_start(rt: Runtime) -> None:
     ledger = LedgerClient(
         settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
     )
-    rt.extras["exchange"] = Exchange(settings, rt.db, ledger, wake=rt.relay.wake)
+    rt.extras["exchange"] = Exchange(settings, rt.db, ledger)
 
 
 async def on_stop(rt: Runtime) -> None:

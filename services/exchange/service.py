@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,13 +161,10 @@ async def update_item(
 class Exchange:
     """Redemption saga, cancellation and the recovery loop's step."""
 
-    def __init__(
-        self, settings: Settings, db: Database, ledger: LedgerClient, wake: Callable[[], None]
-    ) -> None:
+    def __init__(self, settings: Settings, db: Database, ledger: LedgerClient) -> None:
         self.settings = settings
         self.db = db
         self.ledger = ledger
-        self.wake = wake  # nudges the outbox relay after a commit that wrote events
         # A request's own ledger call must finish before the recovery loop may touch it.
         self.lease = timedelta(seconds=settings.ledger_timeout_s * 2 + settings.recovery_interval_s)
 
@@ -187,11 +184,8 @@ class Exchange:
             row, replayed = await self._reserve(
                 session, user_id, item_id, quantity, key, shipping_address, now
             )
-        if not replayed:
-            if row.status == "pending":
-                row = await self._settle_debit(row)
-            else:
-                self.wake()  # a refusal wrote its redemption.failed event
+        if not replayed and row.status == "pending":
+            row = await self._settle_debit(row)
         return self._answer(row, replayed)
 
     async def _reserve(
@@ -352,7 +346,6 @@ class Exchange:
             row = await repo.update_redemption(session, redemption_id, values)
             await _emit(session, row, event_type)
         REDEMPTIONS.labels(outcome).inc()
-        self.wake()
         return row
 
     async def _complete(self, redemption_id: str, debit: dict[str, Any]) -> Any:
@@ -524,7 +517,6 @@ class Exchange:
                 values.update(carrier=carrier, tracking_number=tracking_number)
             row = await repo.update_redemption(session, redemption_id, values)
             await _emit(session, row, f"redemption.{target}")
-        self.wake()
         return redemption_view(row)
 
     # -- recovery ---------------------------------------------------------------------

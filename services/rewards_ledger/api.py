@@ -64,7 +64,6 @@ async def debit(
         result, created = await service.debit(
             session, user_id, body.points, body.idempotency_key, body.reason, body.reference
         )
-    rt.relay.wake()
     if not created:
         response.status_code = 200
     return result
@@ -87,7 +86,6 @@ async def refund(
         result, created = await service.refund(
             session, user_id, body.debit_idempotency_key, body.reason, body.reference
         )
-    rt.relay.wake()
     if not created:
         response.status_code = 200
     return result
@@ -115,7 +113,6 @@ async def credit(
             expires_at,
             body.reference,
         )
-    rt.relay.wake()
     if not created:
         response.status_code = 200
     return entry

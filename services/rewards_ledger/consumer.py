@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
@@ -40,7 +40,7 @@ class GrantHandler:
 class ExpirySweeper(PollingWorker):
     """Expires past-due lots in batches; safe to run in every replica (SKIP LOCKED)."""
 
-    def __init__(self, settings: Settings, db: Database, on_written: Callable[[], None]) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         super().__init__(
             poll_s=settings.expiry_sweep_interval_s,
             full_batch=sys.maxsize,  # sweep_once already loops until nothing is due
@@ -48,7 +48,6 @@ class ExpirySweeper(PollingWorker):
         )
         self.settings = settings
         self.db = db
-        self.on_written = on_written
 
     async def step(self) -> int:
         return await self.sweep_once()
@@ -64,4 +63,3 @@ class ExpirySweeper(PollingWorker):
             if expired == 0:
                 return expired_total
             expired_total += expired
-            self.on_written()

@@ -14,7 +14,7 @@ def build_workers(rt: Runtime) -> list[Worker]:
     settings: Settings = rt.settings  # type: ignore[assignment]
     return [
         rt.consumer(GrantHandler(settings)),
-        ExpirySweeper(settings, rt.db, on_written=rt.relay.wake),
+        ExpirySweeper(settings, rt.db),
     ]
 
 

@@ -68,7 +68,7 @@ async def test_sweeps_in_several_replicas_run_twice_expire_each_lot_once(ledger_
         await _give(ledger_db, user, 10 + i, T0 + timedelta(days=1))  # due
         await _give(ledger_db, user, 5, T0 + timedelta(days=30))  # not yet
     settings = Settings(expiry_sweep_batch=7)  # many small batches, so replicas interleave
-    replicas = [ExpirySweeper(settings, ledger_db, on_written=lambda: None) for _ in range(3)]
+    replicas = [ExpirySweeper(settings, ledger_db) for _ in range(3)]
     now = T0 + timedelta(days=2)
 
     first = await asyncio.gather(*(r.sweep_once(now) for r in replicas))

@@ -1,0 +1,142 @@
+"""The outbox's two senders: the publisher right after each commit, and the relay's sweep."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import MetaData, text
+
+from shared.db import Database, create_engine, database_url, ensure_database
+from shared.kafka import OutboxPublisher, OutboxRelay, ensure_topics, make_producer
+from shared.messaging import OutgoingEvent, add_messaging_tables, add_to_outbox
+from shared.settings import JifenSettings
+from tests.conftest import eventually, unique
+
+pytestmark = pytest.mark.integration
+
+metadata = MetaData()
+tables = add_messaging_tables(metadata)
+
+
+class Abort(Exception):
+    pass
+
+
+@pytest.fixture
+async def db(infra) -> AsyncIterator[Database]:
+    name = "jifen_outbox_test"
+    await ensure_database(infra.database_url, name)
+    database = Database(create_engine(database_url(infra.database_url, name), pool_size=2))
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield database
+    await database.dispose()
+
+
+def _settings(infra, **overrides: Any) -> JifenSettings:
+    return JifenSettings(
+        service_name="outbox-test", kafka_bootstrap=infra.kafka_bootstrap, **overrides
+    )
+
+
+async def _write(db: Database, topic: str, numbers: range) -> None:
+    async with db.transaction() as session:
+        await add_to_outbox(
+            session, tables.outbox, [OutgoingEvent(topic, f"k{n}", {"n": n}) for n in numbers]
+        )
+
+
+async def _unpublished(db: Database) -> int:
+    async with db.transaction() as session:
+        return int(
+            (
+                await session.execute(
+                    text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                )
+            ).scalar_one()
+        )
+
+
+async def _read(infra, topic: str, expected: int) -> list[int]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: list[int] = []
+    try:
+
+        async def check() -> None:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                seen.extend(json.loads(r.value)["n"] for r in records)
+            assert len(seen) >= expected, seen
+
+        await eventually(check, timeout=20)
+        for records in (await consumer.getmany(timeout_ms=500)).values():  # anything extra?
+            seen.extend(json.loads(r.value)["n"] for r in records)
+    finally:
+        await consumer.stop()
+    return sorted(seen)
+
+
+async def test_a_commit_publishes_its_events_at_once_and_a_rollback_publishes_nothing(
+    infra, db
+) -> None:
+    settings = _settings(infra)
+    topic = unique("test.outbox")
+    await ensure_topics(infra.kafka_bootstrap, [topic], partitions=2)
+    producer = make_producer(settings)
+    await producer.start()
+    publisher = OutboxPublisher(settings, db, producer)
+    db.after_commit = publisher.on_commit
+    publisher.start()
+    try:
+        await _write(db, topic, range(3))
+        with pytest.raises(Abort):
+            async with db.transaction() as session:
+                await add_to_outbox(session, tables.outbox, [OutgoingEvent(topic, "k", {"n": 99})])
+                raise Abort
+        # No relay runs here: only the publisher can have sent these.
+        assert await _read(infra, topic, 3) == [0, 1, 2]
+
+        async def all_marked() -> None:
+            assert await _unpublished(db) == 0
+
+        await eventually(all_marked, timeout=10)
+    finally:
+        await publisher.close()
+        db.after_commit = None
+        await producer.stop()
+
+
+async def test_rows_no_publisher_sent_are_swept_by_the_relay_once_old_enough(infra, db) -> None:
+    """A process killed right after its commit leaves its rows; the relay sends them later."""
+    settings = _settings(infra, outbox_sweep_after_ms=1500)
+    topic = unique("test.outbox")
+    await ensure_topics(infra.kafka_bootstrap, [topic], partitions=2)
+    producer = make_producer(settings)
+    await producer.start()
+    relay = OutboxRelay(settings, db, producer)
+    try:
+        await relay.publish_once()  # rows other tests' aborted publishers may have left
+        await _write(db, topic, range(10, 14))
+        assert await relay.publish_once(relay.min_age_s()) == 0  # young: the publisher's
+
+        async def swept() -> None:
+            assert await relay.publish_once(relay.min_age_s()) == 4
+
+        await eventually(swept, timeout=10)
+        assert await _read(infra, topic, 4) == [10, 11, 12, 13]
+        assert await _unpublished(db) == 0
+
+        await _write(db, topic, range(20, 22))
+        relay.stop()  # on shutdown the relay sends everything, however young
+        assert await relay.publish_once(relay.min_age_s()) == 2
+    finally:
+        await producer.stop()
