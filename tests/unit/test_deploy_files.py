@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
+from prometheus_client import REGISTRY
 
 from shared.devstack import SERVICES
 
@@ -51,9 +53,21 @@ def test_kubernetes_manifests_cover_every_service_with_probes() -> None:
             assert f"services.{service}.main:app" in container["command"]
 
 
-def test_alert_rules_parse() -> None:
+def test_alert_rules_parse_and_watch_metrics_the_services_export() -> None:
+    import services.behavior_sensor.enrichment  # noqa: F401  (registers its metrics)
+    import shared.metrics  # noqa: F401
+
+    exported = {sample.name for family in REGISTRY.collect() for sample in family.samples} | {
+        family.name for family in REGISTRY.collect()
+    }
     rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
-    assert all(r["expr"] for g in rules["groups"] for r in g["rules"])
+    for rule in (r for g in rules["groups"] for r in g["rules"]):
+        names = re.findall(r"\bjifen_[a-z_]+", rule["expr"])
+        assert names, rule["alert"]
+        for name in names:
+            # a labelled family shows no samples until first used: match it by its base name
+            base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+            assert name in exported or base in exported, (rule["alert"], name)
 
 
 def test_exchange_reaches_the_ledger_by_its_service_name_everywhere() -> None:
