@@ -447,20 +447,29 @@ class OutboxRelay(PollingWorker):
             ).all()
             if not rows:
                 return 0
-            futures = []
-            for row in rows:
-                futures.append(
-                    await self.producer.send(
-                        row.topic,
-                        row.payload.encode("utf-8"),
-                        key=row.key.encode("utf-8") if row.key else None,
-                    )
-                )
+            futures = [await send_row(self.producer, row) for row in rows]
             await asyncio.gather(*futures)
             failpoint("relay.after_publish")
             await session.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
         _count_published(self.settings.service_name, "relay", (row.topic for row in rows))
         return len(rows)
+
+
+class _OutboxRow(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def payload(self) -> str: ...  # the JSON text as stored
+
+
+async def send_row(producer: AIOKafkaProducer, row: _OutboxRow) -> asyncio.Future[Any]:
+    """Hand one outbox row to the producer; the returned future resolves on the broker's ack."""
+    future: asyncio.Future[Any] = await producer.send(
+        row.topic, row.payload.encode("utf-8"), key=row.key.encode("utf-8") if row.key else None
+    )
+    return future
 
 
 def _count_published(service: str, via: str, topics: Iterable[str]) -> None:
@@ -530,13 +539,7 @@ class OutboxPublisher:
             futures: list[asyncio.Future[Any]] = []
             try:
                 for row in rows:
-                    futures.append(
-                        await self.producer.send(
-                            row.topic,
-                            row.payload.encode("utf-8"),
-                            key=row.key.encode("utf-8") if row.key else None,
-                        )
-                    )
+                    futures.append(await send_row(self.producer, row))
             except Exception as exc:  # the relay sends whatever did not get handed over
                 log.warning("publish on commit failed, left to the relay: %s", exc)
                 self._settled(len(rows) - len(futures))
