@@ -33,6 +33,7 @@ from shared.db import Database
 from shared.events import dlq_topic
 from shared.failpoints import failpoint
 from shared.messaging import (
+    COUNT_OVERDUE,
     LOCK_UNPUBLISHED,
     MARK_PUBLISHED,
     PURGE_PUBLISHED,
@@ -45,6 +46,7 @@ from shared.metrics import (
     CONSUMER_RETRIES,
     DEAD_LETTERS,
     MESSAGES_CONSUMED,
+    OUTBOX_BACKLOG,
     OUTBOX_PUBLISHED,
 )
 from shared.settings import JifenSettings
@@ -428,7 +430,11 @@ class OutboxRelay(PollingWorker):
         return self.settings.outbox_sweep_after_ms / 1000
 
     async def step(self) -> int:
-        published = await self.publish_once(self.min_age_s())
+        min_age_s = self.min_age_s()
+        async with self.db.transaction() as session:
+            overdue = (await session.execute(COUNT_OVERDUE, {"min_age_s": min_age_s})).scalar_one()
+        OUTBOX_BACKLOG.labels(self.settings.service_name).set(overdue)
+        published = await self.publish_once(min_age_s)
         if time.monotonic() - self._last_purge > 600:
             self._last_purge = time.monotonic()
             async with self.db.transaction() as session:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -145,19 +144,17 @@ async def add_to_outbox(
     return len(topics)
 
 
-async def outbox_backlog(session: AsyncSession, outbox: Table) -> int:
-    result = await session.execute(
-        select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-    )
-    return int(result.scalar_one())
-
-
 # payload::text hands the relay the JSON exactly as stored, with no decode and re-encode.
 # Rows younger than :min_age_s are left to the publisher that runs after their commit.
 LOCK_UNPUBLISHED = text(
     "SELECT id, topic, key, payload::text AS payload FROM outbox WHERE published_at IS NULL "
     "AND created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+# What the publisher has not sent and the relay is due to (the backlog gauge and its alert).
+COUNT_OVERDUE = text(
+    "SELECT count(*) FROM outbox WHERE published_at IS NULL "
+    "AND created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision))"
 )
 MARK_PUBLISHED = text(
     "UPDATE outbox SET published_at = now() WHERE id = ANY(:ids) AND published_at IS NULL"

@@ -36,7 +36,9 @@ OUTBOX_PUBLISHED = Counter(
     ["service", "topic", "via"],
 )
 OUTBOX_BACKLOG = Gauge(
-    "jifen_outbox_backlog", "Unpublished outbox rows seen by the relay", ["service"]
+    "jifen_outbox_backlog",
+    "Unpublished outbox rows old enough for the relay's sweep (at its last sweep)",
+    ["service"],
 )
 EVENTS_INGESTED = Counter(
     "jifen_behavior_events_total", "Behavior events by outcome", ["source", "outcome"]
