@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
 from tests.conftest import ADMIN, INGEST, eventually
 
@@ -125,3 +128,36 @@ async def exchange_reconciliation(exchange: httpx.AsyncClient) -> dict[str, Any]
     response = await exchange.get("/v1/reconciliation", headers=ADMIN)
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    at_least: int,
+    keep: Callable[[dict[str, Any]], bool] = lambda message: True,
+    then_wait_ms: int = 0,
+) -> list[dict[str, Any]]:
+    """Read `topic` from the beginning until `at_least` kept messages arrived (30 s at most);
+    `then_wait_ms` reads on a little longer, so that a test can see anything extra."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+
+    async def take(timeout_ms: int) -> None:
+        for records in (await consumer.getmany(timeout_ms=timeout_ms)).values():
+            found.extend(m for m in (json.loads(r.value) for r in records) if keep(m))
+
+    try:
+
+        async def enough() -> None:
+            await take(300)
+            assert len(found) >= at_least, found
+
+        await eventually(enough, 30)
+        if then_wait_ms:
+            await take(then_wait_ms)
+    finally:
+        await consumer.stop()
+    return found

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from shared.auth import issue_user_token
 from shared.settings import DEV_JWT_SECRET
@@ -19,6 +17,7 @@ from tests.integration.helpers import (
     entries,
     exchange_reconciliation,
     get_item,
+    read_topic,
     reconciliation,
     redeem,
     redemption,
@@ -123,35 +122,11 @@ async def test_a_coupon_redemption_debits_once_and_replays_the_same_answer(http,
     listed = await exchange.get(f"/v1/users/{user}/redemptions", headers=as_user(user))
     assert [r["id"] for r in listed.json()["items"]] == [done["id"]]
 
-    events = await _exchange_events(infra, done["id"], 1)
+    events = await read_topic(
+        infra.kafka_bootstrap, "exchange.events", 1, lambda e: e["redemption_id"] == done["id"]
+    )
     assert events[0]["type"] == "redemption.completed"
     assert events[0]["reward"]["codes"] == [code]
-
-
-async def _exchange_events(infra, redemption_id: str, count: int) -> list[dict]:
-    consumer = AIOKafkaConsumer(
-        "exchange.events",
-        bootstrap_servers=infra.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    found: list[dict] = []
-    try:
-
-        async def check() -> list[dict]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    event = json.loads(record.value)
-                    if event["redemption_id"] == redemption_id:
-                        found.append(event)
-            assert len(found) >= count, found
-            return found
-
-        return await eventually(check, 30)
-    finally:
-        await consumer.stop()
 
 
 async def test_vip_days_extend_an_active_membership(http) -> None:

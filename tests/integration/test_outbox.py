@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, text
 
@@ -16,6 +14,7 @@ from shared.kafka import OutboxPublisher, OutboxRelay, ensure_topics, make_produ
 from shared.messaging import OutgoingEvent, add_messaging_tables, add_to_outbox
 from shared.settings import JifenSettings
 from tests.conftest import eventually, unique
+from tests.integration.helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -63,27 +62,9 @@ async def _unpublished(db: Database) -> int:
 
 
 async def _read(infra, topic: str, expected: int) -> list[int]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=infra.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    seen: list[int] = []
-    try:
-
-        async def check() -> None:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                seen.extend(json.loads(r.value)["n"] for r in records)
-            assert len(seen) >= expected, seen
-
-        await eventually(check, timeout=20)
-        for records in (await consumer.getmany(timeout_ms=500)).values():  # anything extra?
-            seen.extend(json.loads(r.value)["n"] for r in records)
-    finally:
-        await consumer.stop()
-    return sorted(seen)
+    """The numbers published to `topic`, with anything beyond `expected` that shows up."""
+    messages = await read_topic(infra.kafka_bootstrap, topic, expected, then_wait_ms=500)
+    return sorted(m["n"] for m in messages)
 
 
 async def test_a_commit_publishes_its_events_at_once_and_a_rollback_publishes_nothing(
