@@ -40,6 +40,14 @@ class Bulk:
             for c, t in self.columns.items()
         )
 
+    def assign(self, keys: Sequence[str]) -> str:
+        """`col = v.col, ...` for every column but `keys`: the SET list of an update."""
+        return ", ".join(
+            f"{c} = {value}"
+            for c, value in zip(self.columns, self.values().split(", "), strict=True)
+            if c not in keys
+        )
+
     def insert(self, suffix: str = "") -> TextClause:
         """INSERT of every row, in input order; `suffix` adds ON CONFLICT / RETURNING."""
         return text(
@@ -47,10 +55,11 @@ class Bulk:
             f"SELECT {self.values()} FROM {self.source()} ORDER BY v.n {suffix}"
         )
 
-    def update(self, keys: Sequence[str], sets: str) -> TextClause:
-        """UPDATE table rows matched on `keys` from the batch; `sets` may use v.<column>."""
+    def update(self, keys: Sequence[str], sets: str, suffix: str = "") -> TextClause:
+        """UPDATE table rows matched on `keys` from the batch; `sets` may use v.<column>;
+        `suffix` adds RETURNING."""
         match = " AND ".join(f"{self.table}.{k} = v.{k}" for k in keys)
-        return text(f"UPDATE {self.table} SET {sets} FROM {self.source()} WHERE {match}")
+        return text(f"UPDATE {self.table} SET {sets} FROM {self.source()} WHERE {match} {suffix}")
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
         rows = list(rows)

@@ -93,6 +93,35 @@ class LedgerClient:
             {"points": points, "idempotency_key": key, "reason": reason, "reference": reference},
         )
 
+    async def debit_many(self, debits: list[dict[str, Any]]) -> list[Outcome]:
+        """Many debits in one call (`POST /v1/debits/batch`): one outcome per debit, in order.
+        Each item has user_id, points, idempotency_key, reason and reference."""
+        outcome = await self._call("POST", "/v1/debits/batch", {"debits": debits})
+        if isinstance(outcome, Refused):
+            # A refusal of the whole call says nothing definite about any one debit: leave
+            # them unconfirmed, and the recovery loop asks for each again.
+            outcome = Unreachable(f"ledger refused the batch: {outcome.code} {outcome.message}")
+        if isinstance(outcome, Unreachable):
+            return [outcome] * len(debits)
+        results = outcome.body.get("results")
+        if not isinstance(results, list) or len(results) != len(debits):
+            return [Unreachable("ledger answered the batch without one result per debit")] * len(
+                debits
+            )
+        outcomes: list[Outcome] = []
+        for r in results:
+            status = r.get("status", 500)
+            if 200 <= status < 300 and isinstance(r.get("debit"), dict):
+                outcomes.append(Done(r["debit"]))
+            elif 400 <= status < 500 and status != 429:
+                details = r.get("details") or {}
+                outcomes.append(
+                    Refused(str(r.get("error", "ledger_error")), str(r.get("message", "")), details)
+                )
+            else:
+                outcomes.append(Unreachable(f"ledger answered {status} for one debit of a batch"))
+        return outcomes
+
     async def refund(self, user_id: str, debit_key: str, reason: str, reference: str) -> Outcome:
         return await self._call(
             "POST",

@@ -22,7 +22,9 @@ async def on_start(rt: Runtime) -> None:
 
 
 async def on_stop(rt: Runtime) -> None:
-    await rt.extras["exchange"].ledger.close()
+    exchange: Exchange = rt.extras["exchange"]
+    await exchange.batcher.drain()  # redemptions under way finish before the client closes
+    await exchange.ledger.close()
 
 
 def build_workers(rt: Runtime) -> list[Worker]:

@@ -6,12 +6,85 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, true, update
+from sqlalchemy import and_, func, insert, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange.models import coupons, items, memberships, purchase_counters, redemptions
+from shared.bulk import Bulk
 from shared.db import violations
+
+# Batch statements (fixed text, see shared/bulk.py). Rows come back typed as the table's.
+_ITEM_COLUMNS = ", ".join(f"items.{c.name}" for c in items.c)
+_REDEMPTION_COLUMNS = ", ".join(f"redemptions.{c.name}" for c in redemptions.c)
+_ITEMS_BY_IDS = text(
+    f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ANY(CAST(:ids AS text[]))"
+).columns(*items.c)
+_REDEMPTIONS_BY_KEYS = text(
+    f"SELECT {_REDEMPTION_COLUMNS} FROM redemptions "
+    "JOIN unnest(CAST(:users AS text[]), CAST(:keys AS text[])) AS k(user_id, key) "
+    "ON redemptions.user_id = k.user_id AND redemptions.idempotency_key = k.key"
+).columns(*redemptions.c)
+_LOCK_REDEMPTIONS = text(
+    f"SELECT {_REDEMPTION_COLUMNS} FROM redemptions WHERE id = ANY(CAST(:ids AS text[])) "
+    "ORDER BY id FOR UPDATE"
+).columns(*redemptions.c)
+NEW_REDEMPTIONS = Bulk(
+    "redemptions",
+    {
+        "id": "text",
+        "user_id": "text",
+        "idempotency_key": "text",
+        "item_id": "text",
+        "item_type": "text",
+        "item_name": "text",
+        "quantity": "integer",
+        "points": "bigint",
+        "status": "text",
+        "holds_stock": "boolean",
+        "limit_period_key": "text",
+        "shipping_address": "text",
+        "next_attempt_at": "timestamptz",
+    },
+)
+_INSERT_REDEMPTIONS = NEW_REDEMPTIONS.insert(
+    f"ON CONFLICT ON CONSTRAINT uq_redemptions_user_key DO NOTHING RETURNING {_REDEMPTION_COLUMNS}"
+).columns(*redemptions.c)
+# What finishing (or refusing) a redemption may change; the rest of a row never moves here.
+REDEMPTION_OUTCOMES = Bulk(
+    "redemptions",
+    {
+        "id": "text",
+        "status": "text",
+        "holds_stock": "boolean",
+        "failure_code": "text",
+        "failure_message": "text",
+        "compensated": "boolean",
+        "ledger_entry_id": "bigint",
+        "balance_after": "bigint",
+        "reward": "jsonb",
+        "fulfilment_status": "text",
+        "refund_entry_id": "bigint",
+        "next_attempt_at": "timestamptz",
+    },
+)
+_UPDATE_REDEMPTIONS = REDEMPTION_OUTCOMES.update(
+    ["id"],
+    REDEMPTION_OUTCOMES.assign(["id"]) + ", updated_at = now()",
+    f"RETURNING {_REDEMPTION_COLUMNS}",
+).columns(*redemptions.c)
+COUPONS = Bulk(
+    "coupons",
+    {
+        "code": "text",
+        "redemption_id": "text",
+        "user_id": "text",
+        "item_id": "text",
+        "value_cents": "bigint",
+        "expires_at": "timestamptz",
+    },
+)
+_INSERT_COUPONS = COUPONS.insert()
 
 
 def _available(now: datetime) -> Any:
@@ -30,10 +103,20 @@ async def insert_item(session: AsyncSession, row: dict[str, Any]) -> dict[str, A
     return dict(result.one()._mapping)
 
 
+async def get_items(session: AsyncSession, item_ids: Sequence[str]) -> dict[str, Any]:
+    if not item_ids:
+        return {}
+    rows = await session.execute(_ITEMS_BY_IDS, {"ids": sorted(set(item_ids))})
+    return {r.id: r for r in rows}
+
+
 async def get_item(session: AsyncSession, item_id: str, *, lock: bool = False) -> Any:
     stmt = select(items).where(items.c.id == item_id)
     if lock:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE, like the stock updates: a plain FOR UPDATE would also wait for
+        # the key-share locks that inserting a redemption takes on its item (the foreign
+        # key), and deadlock with a redeemer that holds one and waits for this row.
+        stmt = stmt.with_for_update(key_share=True)
     return (await session.execute(stmt)).one_or_none()
 
 
@@ -176,24 +259,50 @@ async def used_quantities(
 # -- redemptions ------------------------------------------------------------------------
 
 
-async def insert_redemption(session: AsyncSession, row: dict[str, Any]) -> Any:
-    """Insert unless the user already used this idempotency key; the new row, or None."""
-    result = await session.execute(
-        pg_insert(redemptions)
-        .values(**row)
-        .on_conflict_do_nothing(constraint="uq_redemptions_user_key")
-        .returning(*redemptions.c)
-    )
-    return result.one_or_none()
+async def insert_redemptions(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Insert each row unless its user already used its idempotency key; returns the rows
+    inserted, by id. Rows go in (user_id, key) order, so two batches never wait on each
+    other's keys in opposite orders."""
+    if not rows:
+        return {}
+    ordered = sorted(rows, key=lambda r: (r["user_id"], r["idempotency_key"]))
+    result = await session.execute(_INSERT_REDEMPTIONS, NEW_REDEMPTIONS.params(ordered))
+    return {r.id: r for r in result}
 
 
-async def redemption_by_key(session: AsyncSession, user_id: str, key: str) -> Any:
-    result = await session.execute(
-        select(redemptions).where(
-            redemptions.c.user_id == user_id, redemptions.c.idempotency_key == key
-        )
+async def redemptions_by_keys(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Any]:
+    """Redemptions by (user_id, idempotency_key)."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        _REDEMPTIONS_BY_KEYS, {"users": [u for u, _ in keys], "keys": [k for _, k in keys]}
     )
-    return result.one_or_none()
+    return {(r.user_id, r.idempotency_key): r for r in rows}
+
+
+async def lock_redemptions(session: AsyncSession, ids: Sequence[str]) -> dict[str, Any]:
+    """Lock redemptions (in id order); returns them by id."""
+    if not ids:
+        return {}
+    rows = await session.execute(_LOCK_REDEMPTIONS, {"ids": sorted(set(ids))})
+    return {r.id: r for r in rows}
+
+
+async def update_redemptions(
+    session: AsyncSession, changes: Sequence[tuple[Any, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Apply (current row, changed values) pairs in one statement; returns the rows by id.
+    The caller holds the rows' locks, so the unchanged columns are written back as read."""
+    if not changes:
+        return {}
+    rows = [
+        {c: values[c] if c in values else row._mapping[c] for c in REDEMPTION_OUTCOMES.columns}
+        for row, values in changes
+    ]
+    result = await session.execute(_UPDATE_REDEMPTIONS, REDEMPTION_OUTCOMES.params(rows))
+    return {r.id: r for r in result}
 
 
 async def get_redemption(session: AsyncSession, redemption_id: str, *, lock: bool = False) -> Any:
@@ -201,20 +310,6 @@ async def get_redemption(session: AsyncSession, redemption_id: str, *, lock: boo
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).one_or_none()
-
-
-async def transition(
-    session: AsyncSession, redemption_id: str, from_status: str, values: dict[str, Any]
-) -> Any:
-    """Move a redemption on only if it is still in `from_status` (the request and the recovery
-    loop may race to finish the same one; exactly one of them wins)."""
-    result = await session.execute(
-        update(redemptions)
-        .where(redemptions.c.id == redemption_id, redemptions.c.status == from_status)
-        .values(**values, updated_at=func.now())
-        .returning(*redemptions.c)
-    )
-    return result.one_or_none()
 
 
 async def update_redemption(
@@ -274,7 +369,7 @@ async def user_redemptions(
 
 async def insert_coupons(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(coupons), rows)
+        await session.execute(_INSERT_COUPONS, COUPONS.params(rows))
 
 
 async def revoke_coupons(session: AsyncSession, redemption_id: str) -> None:

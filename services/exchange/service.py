@@ -18,6 +18,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from services.exchange.ledger_client import Done, LedgerClient, Outcome, Refused
 from services.exchange.models import messaging
 from services.exchange.settings import Settings
 from shared.auth import Principal
+from shared.batching import GroupCommit
 from shared.db import Database
 from shared.errors import DomainError, NotFound
 from shared.events import EXCHANGE_EVENTS, ExchangeEvent
@@ -37,6 +39,35 @@ from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 
 log = logging.getLogger(__name__)
+
+LEDGER_BATCH = 500  # debits per call to the ledger (its limit is 1000)
+
+
+@dataclass(frozen=True)
+class RedeemRequest:
+    user_id: str
+    item_id: str
+    quantity: int
+    key: str
+    shipping_address: str | None
+
+
+# (redemption view, HTTP status), or the error to raise for that caller.
+RedeemAnswer = tuple[dict[str, Any], int] | DomainError
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Move one redemption out of `expected`: write `values`, emit `event_type`, count it
+    under `outcome`; `release` gives back what it holds, `reward` issues the reward."""
+
+    redemption_id: str
+    expected: str
+    event_type: str
+    outcome: str
+    values: dict[str, Any]
+    release: bool = False
+    reward: bool = False
 
 
 def debit_key(redemption_id: str) -> str:
@@ -96,28 +127,30 @@ def redemption_view(row: Any) -> dict[str, Any]:
     }
 
 
-async def _emit(session: AsyncSession, row: Any, event_type: str) -> None:
-    r = row._mapping
-    event = ExchangeEvent(
-        type=event_type,  # type: ignore[arg-type]
-        redemption_id=r["id"],
-        user_id=r["user_id"],
-        item_id=r["item_id"],
-        item_type=r["item_type"],
-        quantity=r["quantity"],
-        points=r["points"],
-        status=r["status"],
-        failure_code=r["failure_code"],
-        compensated=r["compensated"],
-        fulfilment_status=r["fulfilment_status"],
-        reward=r["reward"],
-        occurred_at=datetime.now(UTC),
-    )
-    await add_to_outbox(
-        session,
-        messaging.outbox,
-        [OutgoingEvent(EXCHANGE_EVENTS, r["user_id"], event.model_dump_json())],
-    )
+async def _emit_many(session: AsyncSession, rows: list[tuple[Any, str]]) -> None:
+    """Queue one exchange.events message per (redemption row, event type)."""
+    events = []
+    now = datetime.now(UTC)
+    for row, event_type in rows:
+        r = row._mapping
+        event = ExchangeEvent(
+            type=event_type,  # type: ignore[arg-type]
+            redemption_id=r["id"],
+            user_id=r["user_id"],
+            item_id=r["item_id"],
+            item_type=r["item_type"],
+            quantity=r["quantity"],
+            points=r["points"],
+            status=r["status"],
+            failure_code=r["failure_code"],
+            compensated=r["compensated"],
+            fulfilment_status=r["fulfilment_status"],
+            reward=r["reward"],
+            occurred_at=now,
+        )
+        events.append(OutgoingEvent(EXCHANGE_EVENTS, r["user_id"], event.model_dump_json()))
+    if events:
+        await add_to_outbox(session, messaging.outbox, events)
 
 
 # -- catalog ---------------------------------------------------------------------------
@@ -167,6 +200,11 @@ class Exchange:
         self.ledger = ledger
         # A request's own ledger call must finish before the recovery loop may touch it.
         self.lease = timedelta(seconds=settings.ledger_timeout_s * 2 + settings.recovery_interval_s)
+        self.batcher: GroupCommit[RedeemRequest, tuple[dict[str, Any], int]] = GroupCommit(
+            self.redeem_many,
+            max_size=settings.redeem_batch_max,
+            in_flight=settings.redeem_batches_in_flight,
+        )
 
     # -- redeem ---------------------------------------------------------------------
 
@@ -178,88 +216,182 @@ class Exchange:
         key: str,
         shipping_address: str | None,
     ) -> tuple[dict[str, Any], int]:
-        """Returns (redemption, HTTP status); raises RedemptionRefused for a clean no."""
-        now = datetime.now(UTC)
-        async with self.db.transaction() as session:
-            row, replayed = await self._reserve(
-                session, user_id, item_id, quantity, key, shipping_address, now
-            )
-        if not replayed and row.status == "pending":
-            row = await self._settle_debit(row)
-        return self._answer(row, replayed)
+        """Returns (redemption, HTTP status); raises RedemptionRefused for a clean no.
 
-    async def _reserve(
-        self,
-        session: AsyncSession,
-        user_id: str,
-        item_id: str,
-        quantity: int,
-        key: str,
-        shipping_address: str | None,
-        now: datetime,
-    ) -> tuple[Any, bool]:
-        existing = await repo.redemption_by_key(session, user_id, key)
-        if existing is not None:
-            return self._same_request(existing, item_id, quantity), True
-        item = await repo.get_item(session, item_id)
-        if item is None:
-            raise NotFound("item", item_id)
-        redemption_id = str(uuid.uuid4())
-        period_key = (
-            domain.limit_period_key(item.limit_period, now, self.settings.tz)
-            if item.limit_period
-            else None
+        Concurrent requests are grouped (`shared/batching.py`): a lone request goes through at
+        once; under load, everything that arrived meanwhile goes together through one
+        reservation transaction, one batch debit at the ledger and one completion
+        transaction, so a hot item's row lock is taken once per batch, not once per caller.
+        """
+        return await self.batcher.submit(
+            RedeemRequest(user_id, item_id, quantity, key, shipping_address)
         )
-        # Written as holding stock up front so that taking the stock is the transaction's last
-        # statement: the item's row lock, which every redeemer of a hot item queues on, is
-        # then held only until the commit. A refusal below flips it back before the commit.
-        row = await repo.insert_redemption(
-            session,
-            {
-                "id": redemption_id,
-                "user_id": user_id,
-                "idempotency_key": key,
-                "item_id": item.id,
-                "item_type": item.type,
-                "item_name": item.name,
-                "quantity": quantity,
-                "points": item.points_price * quantity,
-                "status": "pending",
-                "holds_stock": True,
-                "limit_period_key": period_key,
-                "shipping_address": shipping_address,
-                "next_attempt_at": now + self.lease,
-            },
-        )
-        if row is None:  # a concurrent request with the same key won the insert
-            existing = await repo.redemption_by_key(session, user_id, key)
-            return self._same_request(existing, item_id, quantity), True
-        failure = self._refusal(item, quantity, now)
-        if failure is None and period_key is not None:
-            if not await repo.count_against_limit(
-                session, user_id, item.id, period_key, quantity, item.limit_quantity
-            ):
-                failure = self._limit_reached(item)
-        if failure is None and not await repo.reserve_stock(session, item.id, quantity):
-            if period_key is not None:
-                await repo.release_limit(session, user_id, item.id, period_key, quantity)
-            failure = ("out_of_stock", f"{item.name} has fewer than {quantity} left")
-        if failure is not None:
-            code, message = failure
-            row = await repo.update_redemption(
-                session,
-                redemption_id,
-                {
-                    "status": "failed",
-                    "holds_stock": False,
-                    "failure_code": code,
-                    "failure_message": message,
-                    "next_attempt_at": None,
-                },
+
+    async def redeem_many(self, requests: list[RedeemRequest]) -> list[RedeemAnswer]:
+        """The saga for a batch of requests; one answer (or error to raise) per request."""
+        now = datetime.now(UTC)
+        # The same (user, key) twice in one batch is worked once; the later copies replay it.
+        first: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(requests):
+            first.setdefault((r.user_id, r.key), i)
+        unique = [r for i, r in enumerate(requests) if first[(r.user_id, r.key)] == i]
+        async with self.db.transaction() as session:
+            reserved = await self._reserve_many(session, unique, now)
+        fresh = [
+            row
+            for row, replayed in (o for o in reserved if isinstance(o, tuple))
+            if not replayed and row.status == "pending"
+        ]
+        settled = {row.id: row for row in await self._settle_debits(fresh)}
+        final: dict[tuple[str, str], Any] = {}
+        for r, outcome in zip(unique, reserved, strict=True):
+            final[(r.user_id, r.key)] = (
+                outcome
+                if isinstance(outcome, DomainError)
+                else (settled.get(outcome[0].id, outcome[0]), outcome[1])
             )
-            await _emit(session, row, "redemption.failed")
-            REDEMPTIONS.labels(code).inc()
-        return row, False
+        answers: list[RedeemAnswer] = []
+        for i, r in enumerate(requests):
+            outcome = final[(r.user_id, r.key)]
+            if isinstance(outcome, DomainError):
+                answers.append(outcome)
+                continue
+            row, replayed = outcome
+            try:
+                if first[(r.user_id, r.key)] != i:
+                    row, replayed = self._same_request(row, r.item_id, r.quantity), True
+                answers.append(self._answer(row, replayed))
+            except DomainError as refusal:
+                answers.append(refusal)
+        return answers
+
+    async def _reserve_many(
+        self, session: AsyncSession, requests: list[RedeemRequest], now: datetime
+    ) -> list[tuple[Any, bool] | DomainError]:
+        """Step one for a batch: (redemption, replayed) or the error, per request.
+
+        New redemptions are written as holding stock, then refused ones are flipped back.
+        Taking the stock comes last (one conditional update per item, in item order), so
+        the item's row lock, which every redeemer of a hot item queues on, is held only
+        until the commit.
+        """
+        keys = [(r.user_id, r.key) for r in requests]
+        existing = await repo.redemptions_by_keys(session, keys)
+        items = await repo.get_items(session, [r.item_id for r in requests])
+        out: list[tuple[Any, bool] | DomainError | None] = [None] * len(requests)
+        new: dict[int, dict[str, Any]] = {}
+        for i, r in enumerate(requests):
+            if (done := existing.get(keys[i])) is not None:
+                out[i] = self._replay_of(done, r)
+            elif (item := items.get(r.item_id)) is None:
+                out[i] = NotFound("item", r.item_id)
+            else:
+                new[i] = self._new_redemption(r, item, now)
+        inserted = await repo.insert_redemptions(session, list(new.values()))
+        # Rows not inserted lost to a concurrent request with the same key: replay the winner.
+        lost = [i for i, row in new.items() if row["id"] not in inserted]
+        winners = await repo.redemptions_by_keys(session, [keys[i] for i in lost])
+        for i in lost:
+            out[i] = self._replay_of(winners[keys[i]], requests[i])
+        rows = [inserted[row["id"]] for row in new.values() if row["id"] in inserted]
+
+        failures: dict[str, tuple[str, str]] = {}
+        for row in rows:
+            if (refusal := self._refusal(items[row.item_id], row.quantity, now)) is not None:
+                failures[row.id] = refusal
+        # Per-user limits, in a fixed order so that concurrent batches never deadlock on them.
+        limited = sorted(
+            (row for row in rows if row.limit_period_key and row.id not in failures),
+            key=lambda row: (row.user_id, row.item_id, row.limit_period_key, row.id),
+        )
+        for row in limited:
+            item = items[row.item_id]
+            if not await repo.count_against_limit(
+                session,
+                row.user_id,
+                row.item_id,
+                row.limit_period_key,
+                row.quantity,
+                item.limit_quantity,
+            ):
+                failures[row.id] = self._limit_reached(item)
+        by_item: dict[str, list[Any]] = {}
+        for row in rows:
+            if row.id not in failures:
+                by_item.setdefault(row.item_id, []).append(row)
+        sold_out: list[Any] = []
+        for item_id in sorted(by_item):
+            wanted = by_item[item_id]
+            if await repo.reserve_stock(session, item_id, sum(r.quantity for r in wanted)):
+                continue
+            # Not enough for everyone: serve the batch in arrival order while units last.
+            left = (await repo.get_item(session, item_id, lock=True)).stock
+            served = 0
+            for row in wanted:
+                if row.quantity <= left:
+                    left -= row.quantity
+                    served += row.quantity
+                else:
+                    failures[row.id] = (
+                        "out_of_stock",
+                        f"{row.item_name} has fewer than {row.quantity} left",
+                    )
+                    sold_out.append(row)
+            if served and not await repo.reserve_stock(session, item_id, served):
+                raise RuntimeError(f"stock of {item_id} moved while locked")
+        await self._release_limits(session, sold_out)
+        refused = await repo.update_redemptions(
+            session,
+            [
+                (
+                    row,
+                    {
+                        "status": "failed",
+                        "holds_stock": False,
+                        "failure_code": failures[row.id][0],
+                        "failure_message": failures[row.id][1],
+                        "next_attempt_at": None,
+                    },
+                )
+                for row in rows
+                if row.id in failures
+            ],
+        )
+        await _emit_many(session, [(row, "redemption.failed") for row in refused.values()])
+        for row in refused.values():
+            REDEMPTIONS.labels(row.failure_code).inc()
+        by_id = {row.id: refused.get(row.id, row) for row in rows}
+        for i, row in new.items():
+            if row["id"] in by_id:
+                out[i] = (by_id[row["id"]], False)
+        return [o for o in out if o is not None]
+
+    def _new_redemption(self, r: RedeemRequest, item: Any, now: datetime) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "user_id": r.user_id,
+            "idempotency_key": r.key,
+            "item_id": item.id,
+            "item_type": item.type,
+            "item_name": item.name,
+            "quantity": r.quantity,
+            "points": item.points_price * r.quantity,
+            "status": "pending",
+            "holds_stock": True,
+            "limit_period_key": (
+                domain.limit_period_key(item.limit_period, now, self.settings.tz)
+                if item.limit_period
+                else None
+            ),
+            "shipping_address": r.shipping_address,
+            "next_attempt_at": now + self.lease,
+        }
+
+    def _replay_of(self, existing: Any, r: RedeemRequest) -> tuple[Any, bool] | DomainError:
+        try:
+            return self._same_request(existing, r.item_id, r.quantity), True
+        except DomainError as reused:
+            return reused
 
     @staticmethod
     def _same_request(existing: Any, item_id: str, quantity: int) -> Any:
@@ -296,97 +428,135 @@ class Exchange:
         status = {"pending": 202, "completed": 200 if replayed else 201}.get(row.status, 200)
         return redemption_view(row), status
 
-    async def _settle_debit(self, row: Any) -> Any:
-        outcome = await self.ledger.debit(
-            row.user_id,
-            row.points,
-            debit_key(row.id),
-            reason=f"redeemed {row.quantity} x {row.item_name}",
-            reference=f"redemption:{row.id}",
-        )
+    async def _settle_debits(self, rows: list[Any]) -> list[Any]:
+        """Step two for pending redemptions: debit each at the ledger (batched calls), then
+        complete or fail them in one transaction. A debit without a definite answer leaves
+        its redemption pending for the recovery loop. Returns the rows as they now are."""
+        if not rows:
+            return []
+        debits = [
+            {
+                "user_id": row.user_id,
+                "points": row.points,
+                "idempotency_key": debit_key(row.id),
+                "reason": f"redeemed {row.quantity} x {row.item_name}",
+                "reference": f"redemption:{row.id}",
+            }
+            for row in rows
+        ]
+        outcomes: list[Outcome] = []
+        for start in range(0, len(debits), LEDGER_BATCH):
+            outcomes += await self.ledger.debit_many(debits[start : start + LEDGER_BATCH])
         failpoint("exchange.after_debit")
-        if isinstance(outcome, Done):
-            return await self._complete(row.id, outcome.body)
-        if isinstance(outcome, Refused):
-            if outcome.code == "debit_voided":
+        finishes = []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, Done):
+                finishes.append(self._completion(row.id, outcome.body))
+            elif isinstance(outcome, Refused) and outcome.code == "debit_voided":
                 # The recovery loop compensated this redemption; it will (or did) fail it.
-                return await self._fail(row.id, "ledger_unavailable", outcome.message, True)
-            return await self._fail(row.id, outcome.code, outcome.message, False)
-        log.warning("debit of redemption %s unconfirmed: %s", row.id, outcome.reason)
-        REDEMPTIONS_UNCONFIRMED.labels("debit").inc()
-        return row
+                finishes.append(self._failure(row.id, "ledger_unavailable", outcome.message, True))
+            elif isinstance(outcome, Refused):
+                finishes.append(self._failure(row.id, outcome.code, outcome.message, False))
+            else:
+                log.warning("debit of redemption %s unconfirmed: %s", row.id, outcome.reason)
+                REDEMPTIONS_UNCONFIRMED.labels("debit").inc()
+        finished = await self._finish_many(finishes)
+        return [finished.get(row.id, row) for row in rows]
 
-    async def _finish(
-        self,
-        redemption_id: str,
-        expected: str,
-        event_type: str,
-        outcome: str,
-        values: dict[str, Any],
-        *,
-        release: bool = False,
-        reward: bool = False,
-    ) -> Any:
-        """Move a redemption out of `expected` (pending or cancelling), once.
-
-        The request and the recovery loop may both try; the row lock and the status check
-        let exactly one of them release the reservation or issue the reward.
-        """
-        async with self.db.transaction() as session:
-            row = await repo.get_redemption(session, redemption_id, lock=True)
-            if row.status != expected:
-                return row
-            values = {**values, "next_attempt_at": None}
-            if release:
-                await self._release(session, row)
-                values["holds_stock"] = False
-            if reward:
-                values["reward"] = await self._issue_reward(session, row, datetime.now(UTC))
-                values["fulfilment_status"] = "pending" if row.item_type == "physical" else None
-            row = await repo.update_redemption(session, redemption_id, values)
-            await _emit(session, row, event_type)
-        REDEMPTIONS.labels(outcome).inc()
-        return row
-
-    async def _complete(self, redemption_id: str, debit: dict[str, Any]) -> Any:
+    @staticmethod
+    def _completion(redemption_id: str, debit: dict[str, Any]) -> Finish:
         values = {
             "status": "completed",
             "ledger_entry_id": debit["entry_id"],
             "balance_after": debit["balance_after"],
         }
-        return await self._finish(
+        return Finish(
             redemption_id, "pending", "redemption.completed", "completed", values, reward=True
         )
 
-    async def _fail(self, redemption_id: str, code: str, message: str, compensated: bool) -> Any:
+    @staticmethod
+    def _failure(redemption_id: str, code: str, message: str, compensated: bool) -> Finish:
         values = {
             "status": "failed",
             "failure_code": code,
             "failure_message": message,
             "compensated": compensated,
         }
-        return await self._finish(
-            redemption_id, "pending", "redemption.failed", code, values, release=True
-        )
+        return Finish(redemption_id, "pending", "redemption.failed", code, values, release=True)
+
+    async def _finish_many(self, finishes: list[Finish]) -> dict[str, Any]:
+        """Move redemptions out of their `expected` state (pending or cancelling), once each,
+        in one transaction; returns every named redemption as it now is, by id.
+
+        The request and the recovery loop may both try; the row locks and the status check
+        let exactly one of them release the reservation or issue the reward.
+        """
+        if not finishes:
+            return {}
+        async with self.db.transaction() as session:
+            current = await repo.lock_redemptions(session, [f.redemption_id for f in finishes])
+            due = [
+                (f, current[f.redemption_id])
+                for f in finishes
+                if current[f.redemption_id].status == f.expected
+            ]
+            await self._release_many(session, [row for f, row in due if f.release])
+            rewards = await self._issue_rewards(
+                session, [row for f, row in due if f.reward], datetime.now(UTC)
+            )
+            changes = []
+            for f, row in due:
+                values = {**f.values, "next_attempt_at": None}
+                if f.release:
+                    values["holds_stock"] = False
+                if f.reward:
+                    values["reward"] = rewards[row.id]
+                    values["fulfilment_status"] = "pending" if row.item_type == "physical" else None
+                changes.append((row, values))
+            written = await repo.update_redemptions(session, changes)
+            await _emit_many(session, [(written[row.id], f.event_type) for f, row in due])
+        for f, _ in due:
+            REDEMPTIONS.labels(f.outcome).inc()
+        return {**current, **written}
+
+    async def _finish(self, finish: Finish) -> Any:
+        return (await self._finish_many([finish]))[finish.redemption_id]
+
+    async def _release_many(self, session: AsyncSession, rows: list[Any]) -> None:
+        """Give back the units (and per-user limit counts) these redemptions hold: counters
+        first, then items, each in a fixed order, as reserving takes them."""
+        holding = [row for row in rows if row.holds_stock]
+        await self._release_limits(session, holding)
+        units: dict[str, int] = {}
+        for row in holding:
+            units[row.item_id] = units.get(row.item_id, 0) + row.quantity
+        for item_id in sorted(units):
+            await repo.release_stock(session, item_id, units[item_id])
 
     @staticmethod
-    async def _release(session: AsyncSession, row: Any) -> None:
-        if not row.holds_stock:
-            return
-        await repo.release_stock(session, row.item_id, row.quantity)
-        if row.limit_period_key is not None:
+    async def _release_limits(session: AsyncSession, rows: list[Any]) -> None:
+        for row in sorted(
+            (r for r in rows if r.limit_period_key is not None),
+            key=lambda r: (r.user_id, r.item_id, r.limit_period_key, r.id),
+        ):
             await repo.release_limit(
                 session, row.user_id, row.item_id, row.limit_period_key, row.quantity
             )
 
-    async def _issue_reward(self, session: AsyncSession, row: Any, now: datetime) -> dict[str, Any]:
-        item = await repo.get_item(session, row.item_id)
-        if row.item_type == "coupon":
-            expires_at = now + timedelta(days=self.settings.coupon_validity_days)
-            codes = [domain.new_coupon_code() for _ in range(row.quantity)]
-            await repo.insert_coupons(
-                session,
-                [
+    async def _issue_rewards(
+        self, session: AsyncSession, rows: list[Any], now: datetime
+    ) -> dict[str, dict[str, Any]]:
+        """The reward of each completed redemption, by redemption id (memberships are locked
+        in user order; coupons are written in one statement)."""
+        items = await repo.get_items(session, [row.item_id for row in rows])
+        rewards: dict[str, dict[str, Any]] = {}
+        coupons: list[dict[str, Any]] = []
+        expires_at = now + timedelta(days=self.settings.coupon_validity_days)
+        for row in sorted(rows, key=lambda r: (r.user_id, r.id)):
+            item = items[row.item_id]
+            if row.item_type == "coupon":
+                codes = [domain.new_coupon_code() for _ in range(row.quantity)]
+                coupons += [
                     {
                         "code": code,
                         "redemption_id": row.id,
@@ -396,23 +566,29 @@ class Exchange:
                         "expires_at": expires_at,
                     }
                     for code in codes
-                ],
-            )
-            return {
-                "type": "coupon",
-                "codes": codes,
-                "value_cents": item.coupon_value_cents,
-                "expires_at": expires_at.isoformat(),
-            }
-        if row.item_type == "vip":
-            days = (item.vip_days or 0) * row.quantity
-            current = await repo.lock_membership(session, row.user_id)
-            until = domain.extended_vip(current, now, days)
-            await repo.set_membership(session, row.user_id, until)
-            return {"type": "vip", "days_added": days, "vip_until": until.isoformat()}
-        if row.item_type == "physical":
-            return {"type": "physical", "shipping_address": row.shipping_address}
-        return {"type": "virtual"}
+                ]
+                rewards[row.id] = {
+                    "type": "coupon",
+                    "codes": codes,
+                    "value_cents": item.coupon_value_cents,
+                    "expires_at": expires_at.isoformat(),
+                }
+            elif row.item_type == "vip":
+                days = (item.vip_days or 0) * row.quantity
+                current = await repo.lock_membership(session, row.user_id)
+                until = domain.extended_vip(current, now, days)
+                await repo.set_membership(session, row.user_id, until)
+                rewards[row.id] = {
+                    "type": "vip",
+                    "days_added": days,
+                    "vip_until": until.isoformat(),
+                }
+            elif row.item_type == "physical":
+                rewards[row.id] = {"type": "physical", "shipping_address": row.shipping_address}
+            else:
+                rewards[row.id] = {"type": "virtual"}
+        await repo.insert_coupons(session, coupons)
+        return rewards
 
     # -- cancel -----------------------------------------------------------------------
 
@@ -486,7 +662,14 @@ class Exchange:
     async def _finish_cancel(self, redemption_id: str, refund_entry_id: int | None) -> Any:
         values = {"status": "cancelled", "refund_entry_id": refund_entry_id}
         return await self._finish(
-            redemption_id, "cancelling", "redemption.cancelled", "cancelled", values, release=True
+            Finish(
+                redemption_id,
+                "cancelling",
+                "redemption.cancelled",
+                "cancelled",
+                values,
+                release=True,
+            )
         )
 
     # -- fulfilment -------------------------------------------------------------------
@@ -516,7 +699,7 @@ class Exchange:
             if action == "ship":
                 values.update(carrier=carrier, tracking_number=tracking_number)
             row = await repo.update_redemption(session, redemption_id, values)
-            await _emit(session, row, f"redemption.{target}")
+            await _emit_many(session, [(row, f"redemption.{target}")])
         return redemption_view(row)
 
     # -- recovery ---------------------------------------------------------------------
@@ -536,12 +719,13 @@ class Exchange:
             async with gate:
                 if row.status == "cancelling":
                     await self._settle_refund(row)
-                elif (now - row.created_at).total_seconds() >= self.settings.pending_deadline_s:
-                    await self._compensate(row)
                 else:
-                    await self._settle_debit(row)
+                    await self._compensate(row)
 
-        await asyncio.gather(*(settle(row) for row in rows))
+        overdue = (now - timedelta(seconds=self.settings.pending_deadline_s)).timestamp()
+        retry = [r for r in rows if r.status == "pending" and r.created_at.timestamp() > overdue]
+        others = [r for r in rows if r.status != "pending" or r.created_at.timestamp() <= overdue]
+        await asyncio.gather(self._settle_debits(retry), *(settle(row) for row in others))
         return len(rows)
 
     async def _compensate(self, row: Any) -> Any:
@@ -555,11 +739,13 @@ class Exchange:
         )
         if isinstance(outcome, Done):
             log.warning("compensated redemption %s (%s)", row.id, outcome.body.get("status"))
-            return await self._fail(
-                row.id,
-                "ledger_unavailable",
-                "the points service did not confirm the debit in time; nothing was charged",
-                True,
+            return await self._finish(
+                self._failure(
+                    row.id,
+                    "ledger_unavailable",
+                    "the points service did not confirm the debit in time; nothing was charged",
+                    True,
+                )
             )
         if isinstance(outcome, Unreachable):
             log.warning("cannot compensate redemption %s yet: %s", row.id, outcome.reason)

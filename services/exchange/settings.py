@@ -22,5 +22,15 @@ class Settings(JifenSettings):
         description="A redemption whose debit is still unconfirmed after this long is "
         "compensated (debit voided or refunded, stock released) instead of completed",
     )
+    redeem_batch_max: int = Field(
+        200,
+        ge=1,
+        le=1000,
+        description="Most redemption requests handled together (those that arrived while "
+        "earlier ones were being handled); 1 turns batching off",
+    )
+    redeem_batches_in_flight: int = Field(
+        2, ge=1, le=16, description="Redemption batches in progress at once"
+    )
     coupon_validity_days: int = Field(30, ge=1, le=3650)
     quick_options_warning_days: int = Field(7, ge=1, le=365)

@@ -11,6 +11,8 @@ from services.rewards_ledger import service
 from services.rewards_ledger.schemas import (
     AccountOut,
     CreditRequest,
+    DebitBatchOut,
+    DebitBatchRequest,
     DebitOut,
     DebitRequest,
     EntriesPage,
@@ -21,6 +23,7 @@ from services.rewards_ledger.schemas import (
 )
 from services.rewards_ledger.settings import Settings
 from shared.auth import Principal, principal
+from shared.errors import DomainError
 from shared.service import runtime_of
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -67,6 +70,39 @@ async def debit(
     if not created:
         response.status_code = 200
     return result
+
+
+@router.post("/debits/batch", response_model=DebitBatchOut)
+async def debit_batch(body: DebitBatchRequest, request: Request, caller: Caller) -> dict:
+    """Many debits in one unit of work (the exchange sends concurrent redemptions this way).
+
+    Each debit is judged exactly as `POST /v1/accounts/{user_id}/debits` would judge it, and
+    its result says so with that call's status: 201 debited, 200 replayed (same key, same
+    result), or a 4xx refusal with `error` and `message`. A refusal changes nothing and does
+    not affect the other debits. A 5xx means none of them was applied.
+    """
+    caller.require_admin()
+    commands = [
+        service.DebitCommand(d.user_id, d.points, d.idempotency_key, d.reason, d.reference)
+        for d in body.debits
+    ]
+    async with runtime_of(request).db.transaction() as session:
+        outcomes = await service.debit_many(session, commands)
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, DomainError):
+            results.append(
+                {
+                    "status": outcome.status,
+                    "error": outcome.code,
+                    "message": outcome.message,
+                    "details": outcome.details,
+                }
+            )
+        else:
+            result, created = outcome
+            results.append({"status": 201 if created else 200, "debit": result})
+    return {"results": results}
 
 
 @router.post("/accounts/{user_id}/refunds", response_model=RefundOut, status_code=201)

@@ -55,15 +55,36 @@ _LOCK_ACCOUNTS = text(
 _SET_BALANCES = BALANCES.update(["user_id"], "balance = v.balance, updated_at = now()")
 _INSERT_LOTS = LOTS.insert()
 _INSERT_ENTRIES = ENTRIES.insert("RETURNING id, idempotency_key, created_at")
+TAKEN = Bulk("lots", {"id": "text", "taken": "bigint"})
+_TAKE_FROM_LOTS = TAKEN.update(["id"], "remaining = lots.remaining - v.taken")
+ALLOCATIONS = Bulk(
+    "allocations", {"journal_entry_id": "bigint", "lot_id": "text", "points": "bigint"}
+)
+_INSERT_ALLOCATIONS = ALLOCATIONS.insert()
+_SPENDABLE_LOTS = text(
+    "SELECT id, user_id, remaining, expires_at, created_at FROM lots "
+    "WHERE user_id = ANY(CAST(:users AS text[])) AND status = 'active' AND remaining > 0 "
+    "AND (expires_at IS NULL OR expires_at > :now) ORDER BY id FOR UPDATE"
+)
+_VOIDED_KEYS = text(
+    "SELECT idempotency_key FROM debit_voids WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
+)
+_ENTRIES_BY_KEYS = text(
+    "SELECT * FROM journal_entries WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
+).columns(*journal_entries.c)
 
 
-async def lock_accounts(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
-    """Create missing accounts and lock all of them (in user_id order); returns their balances."""
+async def lock_accounts(
+    session: AsyncSession, user_ids: Iterable[str], *, create: bool = True
+) -> dict[str, int]:
+    """Lock the accounts (in user_id order), creating missing ones unless `create` is False
+    (then a user without an account is simply absent); returns their balances."""
     ids = sorted(set(user_ids))
     if not ids:
         return {}
     params = {"b_user_id": ids}
-    await session.execute(_CREATE_ACCOUNTS, params)
+    if create:
+        await session.execute(_CREATE_ACCOUNTS, params)
     rows = await session.execute(_LOCK_ACCOUNTS, params)
     return {r.user_id: r.balance for r in rows}
 
@@ -120,10 +141,14 @@ async def entry_by_key(session: AsyncSession, key: str) -> Any:
 async def entries_by_keys(session: AsyncSession, keys: Sequence[str]) -> list[Any]:
     if not keys:
         return []
-    result = await session.execute(
-        select(journal_entries).where(journal_entries.c.idempotency_key.in_(list(keys)))
-    )
-    return list(result)
+    return list(await session.execute(_ENTRIES_BY_KEYS, {"keys": list(keys)}))
+
+
+async def voided_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    rows = await session.execute(_VOIDED_KEYS, {"keys": list(keys)})
+    return {r.idempotency_key for r in rows}
 
 
 async def void_of(session: AsyncSession, key: str) -> Any:
@@ -162,41 +187,35 @@ async def give_back_to_lots(session: AsyncSession, given: Sequence[tuple[str, in
         )
 
 
-async def spendable_lots(session: AsyncSession, user_id: str, now: datetime) -> list[SpendableLot]:
-    rows = await session.execute(
-        select(lots.c.id, lots.c.remaining, lots.c.expires_at, lots.c.created_at)
-        .where(
-            lots.c.user_id == user_id,
-            lots.c.status == "active",
-            lots.c.remaining > 0,
-            (lots.c.expires_at.is_(None)) | (lots.c.expires_at > now),
-        )
-        .with_for_update()
-    )
-    return [SpendableLot(r.id, r.remaining, r.expires_at, r.created_at) for r in rows]
+async def spendable_lots(
+    session: AsyncSession, user_ids: Sequence[str], now: datetime
+) -> dict[str, list[SpendableLot]]:
+    """The lots each user can spend now, locked (the caller holds their accounts' locks)."""
+    out: dict[str, list[SpendableLot]] = {u: [] for u in user_ids}
+    if not user_ids:
+        return out
+    rows = await session.execute(_SPENDABLE_LOTS, {"users": list(user_ids), "now": now})
+    for r in rows:
+        out[r.user_id].append(SpendableLot(r.id, r.remaining, r.expires_at, r.created_at))
+    return out
 
 
 async def take_from_lots(session: AsyncSession, taken: Sequence[tuple[str, int]]) -> None:
-    if not taken:
-        return
-    await session.execute(
-        update(lots)
-        .where(lots.c.id == bindparam("lot_id"))
-        .values(remaining=lots.c.remaining - bindparam("taken")),
-        [{"lot_id": lot_id, "taken": pts} for lot_id, pts in taken],
-    )
-
-
-async def insert_allocations(
-    session: AsyncSession, entry_id: int, taken: Sequence[tuple[str, int]]
-) -> None:
+    """Take points off lots; each lot at most once per call."""
     if taken:
         await session.execute(
-            insert(allocations),
-            [
-                {"journal_entry_id": entry_id, "lot_id": lot_id, "points": pts}
-                for lot_id, pts in taken
-            ],
+            _TAKE_FROM_LOTS, TAKEN.params({"id": lot, "taken": pts} for lot, pts in taken)
+        )
+
+
+async def insert_allocations(session: AsyncSession, rows: Sequence[tuple[int, str, int]]) -> None:
+    """(journal_entry_id, lot_id, points) rows."""
+    if rows:
+        await session.execute(
+            _INSERT_ALLOCATIONS,
+            ALLOCATIONS.params(
+                {"journal_entry_id": e, "lot_id": lot, "points": pts} for e, lot, pts in rows
+            ),
         )
 
 

@@ -17,6 +17,16 @@ class DebitRequest(BaseModel):
     reference: str | None = Field(None, max_length=255)
 
 
+class BatchDebit(DebitRequest):
+    user_id: str = Field(min_length=1, max_length=64)
+
+
+class DebitBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    debits: list[BatchDebit] = Field(min_length=1, max_length=1000)
+
+
 class CreditRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +67,21 @@ class DebitOut(BaseModel):
     reference: str | None
     created_at: datetime
     allocations: list[Allocation]
+
+
+class DebitBatchResult(BaseModel):
+    """One debit of a batch: `status` is what the single debit call would have answered
+    (201 debited, 200 replayed, 4xx refused); `debit` on success, `error`/`message` otherwise."""
+
+    status: int
+    debit: DebitOut | None = None
+    error: str | None = None
+    message: str | None = None
+    details: dict = {}
+
+
+class DebitBatchOut(BaseModel):
+    results: list[DebitBatchResult]
 
 
 class RefundAllocation(Allocation):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,30 +150,154 @@ async def sweep_expired(session: AsyncSession, now: datetime, max_accounts: int)
     return len(await expire_due_lots(session, balances, now))
 
 
-async def _debit_result(session: AsyncSession, entry: Any) -> dict[str, Any]:
-    allocs = await repo.allocations_of(session, [entry.id])
+@dataclass(frozen=True)
+class DebitCommand:
+    user_id: str
+    points: int
+    idempotency_key: str  # the caller's key; the journal stores it as "debit:<key>"
+    reason: str = ""
+    reference: str | None = None
+
+    @property
+    def journal_key(self) -> str:
+        return f"debit:{self.idempotency_key}"
+
+
+def _allocation_view(
+    taken: list[tuple[str, int]], expiry: dict[str, datetime | None]
+) -> list[dict[str, Any]]:
+    """A debit's allocations as the API shows them: earliest expiry first, never-expiring last."""
+    rows = [{"lot_id": lot, "points": pts, "expires_at": expiry[lot]} for lot, pts in taken]
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(
+        rows, key=lambda a: (a["expires_at"] is None, a["expires_at"] or far, a["lot_id"])
+    )
+
+
+def _debit_view(entry: Any, allocations: list[dict[str, Any]]) -> dict[str, Any]:
+    e = entry if isinstance(entry, dict) else entry._mapping
     return {
-        "entry_id": entry.id,
-        "user_id": entry.user_id,
-        "points": -entry.amount,
-        "balance_after": entry.balance_after,
-        "idempotency_key": entry.idempotency_key,
-        "reference": entry.reference,
-        "created_at": entry.created_at,
-        "allocations": allocs.get(entry.id, []),
+        "entry_id": e["id"],
+        "user_id": e["user_id"],
+        "points": -e["amount"],
+        "balance_after": e["balance_after"],
+        "idempotency_key": e["idempotency_key"],
+        "reference": e["reference"],
+        "created_at": e["created_at"],
+        "allocations": allocations,
     }
 
 
-async def _replay(session: AsyncSession, key: str, user_id: str, points: int, kind: str) -> Any:
-    existing = await repo.entry_by_key(session, key)
-    if existing is None:
-        return None
-    if existing.user_id != user_id or existing.kind != kind or abs(existing.amount) != points:
-        raise DomainError(
-            "idempotency_key_reused",
-            f"idempotency key {key!r} was already used for a different {existing.kind}",
+DebitOutcome = tuple[dict[str, Any], bool] | DomainError
+
+
+async def debit_many(
+    session: AsyncSession, commands: list[DebitCommand], now: datetime | None = None
+) -> list[DebitOutcome]:
+    """Spend points for many debits in one unit of work, earliest-expiring lots first.
+
+    Each command gets its own outcome, in order: (result, created), or the DomainError that a
+    single debit would have raised (a refusal changes nothing, and does not stop the others).
+    The work is set-based: one lock of all the accounts (in user_id order), one lookup of the
+    keys already used or voided, one read of the lots, then one write per table.
+    """
+    now = now or datetime.now(UTC)
+    balances = await repo.lock_accounts(session, (c.user_id for c in commands), create=False)
+    keys = [c.journal_key for c in commands]
+    # Under the account locks: a concurrent request with the same key has either committed
+    # (and is a replay here) or has not started its debit.
+    existing = {e.idempotency_key: e for e in await repo.entries_by_keys(session, keys)}
+    voided = await repo.voided_keys(session, [k for k in keys if k not in existing])
+    spenders = sorted({c.user_id for c in commands if c.journal_key not in existing})
+    spending = {u: balances[u] for u in spenders if u in balances}
+    if spending:
+        await expire_due_lots(session, spending, now)
+    lots = await repo.spendable_lots(session, list(spending), now)
+    expiry = {lot.id: lot.expires_at for user_lots in lots.values() for lot in user_lots}
+
+    outcomes: list[DebitOutcome | None] = [None] * len(commands)
+    first_of: dict[str, int] = {}  # journal key -> index of the command that debits it
+    new: list[tuple[int, dict[str, Any], list[tuple[str, int]]]] = []
+    for i, c in enumerate(commands):
+        key = c.journal_key
+        done = existing.get(key)
+        if done is not None or key in first_of:
+            user, points = (
+                (done.user_id, -done.amount)
+                if done is not None
+                else (commands[first_of[key]].user_id, commands[first_of[key]].points)
+            )
+            if (user, points) != (c.user_id, c.points) or (
+                done is not None and done.kind != "debit"
+            ):
+                outcomes[i] = DomainError(
+                    "idempotency_key_reused",
+                    f"idempotency key {key!r} was already used for a different "
+                    f"{done.kind if done is not None else 'debit'}",
+                )
+            continue  # a replay: answered below, once the original's result is known
+        if key in voided:
+            outcomes[i] = DomainError(
+                "debit_voided",
+                f"debit {c.idempotency_key!r} was cancelled before it arrived; use a new key",
+            )
+            continue
+        balance = spending.get(c.user_id, 0)
+        if balance < c.points:
+            outcomes[i] = InsufficientPoints(balance, c.points)
+            continue
+        user_lots = lots.get(c.user_id, [])
+        taken = allocate(user_lots, c.points)
+        left = dict(taken)
+        lots[c.user_id] = [
+            replace(lot, remaining=lot.remaining - left.get(lot.id, 0)) for lot in user_lots
+        ]
+        spending[c.user_id] = balance - c.points
+        first_of[key] = i
+        entry = {
+            "user_id": c.user_id,
+            "kind": "debit",
+            "amount": -c.points,
+            "balance_after": spending[c.user_id],
+            "idempotency_key": key,
+            "lot_id": None,
+            "reference": c.reference,
+            "reason": c.reason,
+        }
+        new.append((i, entry, taken))
+
+    if new:
+        per_lot: dict[str, int] = {}
+        for _, _, taken in new:
+            for lot_id, pts in taken:
+                per_lot[lot_id] = per_lot.get(lot_id, 0) + pts
+        await repo.take_from_lots(session, list(per_lot.items()))
+        written = await _append(session, [entry for _, entry, _ in new])
+        await repo.insert_allocations(
+            session,
+            [
+                (e["id"], lot, pts)
+                for e, (_, _, taken) in zip(written, new, strict=True)
+                for lot, pts in taken
+            ],
         )
-    return existing
+        await repo.set_balances(session, {e["user_id"]: spending[e["user_id"]] for e in written})
+        for e, (i, _, taken) in zip(written, new, strict=True):
+            outcomes[i] = (_debit_view(e, _allocation_view(taken, expiry)), True)
+    allocs: dict[int, list[dict[str, Any]]] = {}
+    if existing:
+        allocs = await repo.allocations_of(session, [e.id for e in existing.values()])
+    for i, c in enumerate(commands):
+        if outcomes[i] is not None:
+            continue
+        done = existing.get(c.journal_key)
+        if done is not None:
+            outcomes[i] = (_debit_view(done, allocs.get(done.id, [])), False)
+        else:  # the same key twice in this batch: the later one replays the earlier
+            original = outcomes[first_of[c.journal_key]]
+            assert isinstance(original, tuple)
+            outcomes[i] = (original[0], False)
+    return [o for o in outcomes if o is not None]
 
 
 async def debit(
@@ -186,44 +310,23 @@ async def debit(
     now: datetime | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Spend points, earliest-expiring lots first. Returns (result, created)."""
-    now = now or datetime.now(UTC)
-    key = f"debit:{idempotency_key}"
-    if (done := await _replay(session, key, user_id, points, "debit")) is not None:
-        return await _debit_result(session, done), False
-    balances = await repo.lock_accounts(session, [user_id])
-    # Re-check under the account lock: a concurrent request with the same key may have won.
-    if (done := await _replay(session, key, user_id, points, "debit")) is not None:
-        return await _debit_result(session, done), False
-    if await repo.void_of(session, key) is not None:
+    command = DebitCommand(user_id, points, idempotency_key, reason, reference)
+    [outcome] = await debit_many(session, [command], now)
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
+
+
+async def _replay(session: AsyncSession, key: str, user_id: str, points: int, kind: str) -> Any:
+    existing = await repo.entry_by_key(session, key)
+    if existing is None:
+        return None
+    if existing.user_id != user_id or existing.kind != kind or abs(existing.amount) != points:
         raise DomainError(
-            "debit_voided",
-            f"debit {idempotency_key!r} was cancelled before it arrived; use a new key",
+            "idempotency_key_reused",
+            f"idempotency key {key!r} was already used for a different {existing.kind}",
         )
-    await expire_due_lots(session, balances, now)
-    if balances[user_id] < points:
-        raise InsufficientPoints(balances[user_id], points)
-    taken = allocate(await repo.spendable_lots(session, user_id, now), points)
-    await repo.take_from_lots(session, taken)
-    balances[user_id] -= points
-    [entry] = await _append(
-        session,
-        [
-            {
-                "user_id": user_id,
-                "kind": "debit",
-                "amount": -points,
-                "balance_after": balances[user_id],
-                "idempotency_key": key,
-                "lot_id": None,
-                "reference": reference,
-                "reason": reason,
-            }
-        ],
-    )
-    await repo.insert_allocations(session, entry["id"], taken)
-    await repo.set_balances(session, {user_id: balances[user_id]})
-    stored = await repo.entry_by_key(session, key)
-    return await _debit_result(session, stored), True
+    return existing
 
 
 def _void_result(void: Any, balance: int, debit_key: str) -> dict[str, Any]:
@@ -334,7 +437,7 @@ async def refund(
                 }
             )
     written = await _append(session, rows)
-    await repo.insert_allocations(session, written[0]["id"], taken)
+    await repo.insert_allocations(session, [(written[0]["id"], lot, pts) for lot, pts in taken])
     await repo.set_balances(session, {user_id: balances[user_id]})
     stored = await repo.entry_by_key(session, rkey)
     return await _refund_result(session, stored, debit_key, balances[user_id]), True
