@@ -30,7 +30,11 @@ class Settings(JifenSettings):
         "earlier ones were being handled); 1 turns batching off",
     )
     redeem_batches_in_flight: int = Field(
-        2, ge=1, le=16, description="Redemption batches in progress at once"
+        1,
+        ge=1,
+        le=16,
+        description="Redemption batches in progress at once; 1 makes the largest batches, "
+        "which cost the least CPU per redemption (docs/BENCHMARKS.md, hot item)",
     )
     coupon_validity_days: int = Field(30, ge=1, le=3650)
     quick_options_warning_days: int = Field(7, ge=1, le=365)

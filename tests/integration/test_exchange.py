@@ -246,6 +246,49 @@ async def test_20_concurrent_redemptions_by_a_user_who_can_afford_5_give_5(http)
     assert refusal["error"] == "insufficient_points" and refusal["message"]
 
 
+async def test_one_key_sent_many_times_at_once_redeems_once(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("impatient")
+    await credit(ledger, user, 100)
+    item = await create_item(exchange, type="coupon", points_price=10, stock=10)
+    key = unique("tap")
+    others = [redeem(exchange, unique("bystander"), item["id"]) for _ in range(10)]
+    taps = [redeem(exchange, user, item["id"], key=key) for _ in range(10)]
+    responses = await asyncio.gather(*taps, *others)
+
+    mine, bystanders = responses[:10], responses[10:]
+    assert {r.json()["error"] for r in bystanders} == {"insufficient_points"}  # no points
+    assert {r.status_code for r in mine} <= {200, 201, 202}
+    assert sum(r.status_code == 201 for r in mine) <= 1
+    assert len({r.json()["id"] for r in mine}) == 1
+    # Another item under the same key is a different request: refused, nothing moves.
+    reused = await redeem(exchange, user, (await create_item(exchange))["id"], key=key)
+    assert reused.status_code == 409 and reused.json()["error"] == "idempotency_key_reused"
+    assert await balance(ledger, user) == 90
+    assert [e["kind"] for e in await entries(ledger, user)].count("debit") == 1
+    assert (await get_item(exchange, item["id"]))["stock"] == 9
+    assert (await exchange_reconciliation(exchange))["ok"]
+
+
+async def test_concurrent_redemptions_never_pass_the_per_user_limit(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    users = [unique("rush") for _ in range(3)]
+    await asyncio.gather(*(credit(ledger, u, 1000) for u in users))
+    item = await create_item(
+        exchange, points_price=10, stock=100, per_user_limit={"period": "day", "quantity": 2}
+    )
+    responses = await asyncio.gather(
+        *(redeem(exchange, u, item["id"]) for u in users for _ in range(6))
+    )
+    final = await _final_states(exchange, responses)
+
+    assert sum(f["status"] == "completed" for f in final) == 6  # two each
+    assert {f["failure"]["code"] for f in final if f["status"] == "failed"} == {"limit_reached"}
+    assert sorted(await asyncio.gather(*(balance(ledger, u) for u in users))) == [980] * 3
+    assert (await get_item(exchange, item["id"]))["stock"] == 94
+    assert (await exchange_reconciliation(exchange))["ok"]
+
+
 async def test_a_user_over_the_per_user_limit_gets_limit_reached(http) -> None:
     exchange, ledger = http("exchange"), http("rewards_ledger")
     user = unique("limited")

@@ -165,3 +165,91 @@ async def test_the_running_ledger_expires_due_points_on_its_own(http) -> None:
     kinds = [e["kind"] for e in await entries(ledger, user)]
     assert kinds.count("expire") == 1 and await balance(ledger, user) == 40
     assert (await reconciliation(ledger))["ok"]
+
+
+async def test_a_batch_of_debits_judges_each_one_as_if_it_came_alone(ledger_db) -> None:
+    rich, poor, nobody = unique("rich"), unique("poor"), unique("nobody")
+    await _give(ledger_db, rich, 30, T0 + timedelta(days=10))
+    await _give(ledger_db, rich, 50, T0 + timedelta(days=100))
+    await _give(ledger_db, poor, 5, T0 + timedelta(days=100))
+    earlier = unique("earlier")
+    async with ledger_db.transaction() as session:
+        before, _ = await service.debit(session, rich, 10, earlier, "", None, now=T0)
+    async with ledger_db.transaction() as session:
+        await service.refund(session, poor, "gone", "timeout", now=T0)  # voids the key "gone"
+    twice = unique("twice")
+    commands = [
+        service.DebitCommand(rich, 25, twice, "first", "ref-1"),  # spans both lots
+        service.DebitCommand(poor, 10, unique("big")),  # more than poor has
+        service.DebitCommand(rich, 25, twice, "first", "ref-1"),  # same key again: a replay
+        service.DebitCommand(rich, 10, earlier),  # a key used before this batch: a replay
+        service.DebitCommand(rich, 11, earlier),  # that key for another amount: refused
+        service.DebitCommand(poor, 1, "gone"),  # a voided key: refused
+        service.DebitCommand(nobody, 1, unique("ghost")),  # no account at all
+        service.DebitCommand(rich, 45, unique("rest")),  # all that is left after the first
+        service.DebitCommand(rich, 1, unique("over")),  # now rich has nothing left
+    ]
+    async with ledger_db.transaction() as session:
+        outcomes = await service.debit_many(session, commands, now=T0)
+
+    errors = [o.code if isinstance(o, service.DomainError) else None for o in outcomes]
+    assert errors == [
+        None,
+        "insufficient_points",
+        None,
+        None,
+        "idempotency_key_reused",
+        "debit_voided",
+        "insufficient_points",
+        None,
+        "insufficient_points",
+    ]
+    first, created = outcomes[0]
+    assert created and first["balance_after"] == 45 and first["reference"] == "ref-1"
+    # Earliest expiry first: the 20 left of the 30-point lot, then 5 of the 50-point lot.
+    assert [a["points"] for a in first["allocations"]] == [20, 5]
+    assert outcomes[2] == (first, False)
+    assert outcomes[3] == (before, False)
+    assert outcomes[7][0]["balance_after"] == 0 and outcomes[7][1] is True
+    async with ledger_db.transaction() as session:
+        assert (await service.account_view(session, rich, T0, 30))["balance"] == 0
+        assert (await service.account_view(session, poor, T0, 30))["balance"] == 5
+        # Each stored debit reads back exactly as the batch answered it.
+        alone, created_alone = await service.debit(session, rich, 25, twice, "", None, now=T0)
+    assert (alone, created_alone) == (first, False)
+    await _reconciled(ledger_db)
+
+
+async def test_the_batch_debit_endpoint_answers_per_debit(http) -> None:
+    ledger = http("rewards_ledger")
+    user = unique("batch")
+    await credit(ledger, user, 30)
+    key = unique("k")
+    body = {
+        "debits": [
+            {"user_id": user, "points": 20, "idempotency_key": key, "reference": "r:1"},
+            {"user_id": user, "points": 20, "idempotency_key": unique("k")},
+            {"user_id": user, "points": 20, "idempotency_key": key, "reference": "r:1"},
+        ]
+    }
+    response = await ledger.post("/v1/debits/batch", json=body, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 409, 200]
+    assert results[0]["debit"]["balance_after"] == 10
+    assert results[2]["debit"] == results[0]["debit"]
+    assert results[1]["error"] == "insufficient_points" and results[1]["details"] == {
+        "balance": 10,
+        "requested": 20,
+    }
+    assert await balance(ledger, user) == 10
+
+    # Not for users, and a malformed batch is refused whole with nothing applied.
+    assert (await ledger.post("/v1/debits/batch", json=body)).status_code == 401
+    bad = {"debits": [{"user_id": user, "points": 1, "idempotency_key": unique("k")}, {}]}
+    refused = await ledger.post("/v1/debits/batch", json=bad, headers=ADMIN)
+    assert refused.status_code == 422 and refused.json()["error"] == "validation_error"
+    empty = await ledger.post("/v1/debits/batch", json={"debits": []}, headers=ADMIN)
+    assert empty.status_code == 422
+    assert await balance(ledger, user) == 10
+    assert (await reconciliation(ledger))["ok"]
