@@ -184,14 +184,16 @@ class BatchHandler(Protocol):
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
-    """Let a rebalance wait until the batch in flight has committed, so hand-overs are clean."""
+    """Let a rebalance wait until the batch in flight has committed, and hand over the offsets
+    of what this member has applied, so hand-overs are clean."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self.lock = lock
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self.loop = loop
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.lock:
-            pass
+        async with self.loop._batch_lock:
+            if self.loop.consumer is not None:
+                await self.loop._flush_offsets(self.loop.consumer)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -221,6 +223,9 @@ class ConsumerLoop:
         self.consumer: AIOKafkaConsumer | None = None
         self.healthy = False
         self._last_take = 0.0
+        # Offsets of batches already committed to the database, not yet to the broker.
+        self._applied: dict[TopicPartition, int] = {}
+        self._offsets_committed_at = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -241,7 +246,7 @@ class ConsumerLoop:
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
         )
-        consumer.subscribe(list(self.handler.topics), listener=_WaitForBatch(self._batch_lock))
+        consumer.subscribe(list(self.handler.topics), listener=_WaitForBatch(self))
         self.consumer = consumer
         await start_with_retry(consumer, f"consumer {self.handler.name}")
         self.healthy = True
@@ -253,16 +258,27 @@ class ConsumerLoop:
                 )
                 records = [r for recs in batches.values() for r in recs]
                 if not records:
+                    if self._applied:  # idle: nothing to batch the commit with
+                        async with self._batch_lock:
+                            await self._flush_offsets(consumer)
                     continue
                 records = await self._top_up(consumer, records)
                 async with self._batch_lock:
                     await self._process(records)
                     failpoint("consumer.after_db_commit")
-                    await self._commit_offsets(consumer, records)
-                    failpoint("consumer.after_offset_commit")
+                    for r in records:
+                        tp = TopicPartition(r.topic, r.partition)
+                        self._applied[tp] = max(self._applied.get(tp, 0), r.offset + 1)
+                    interval = self.settings.consumer_commit_interval_ms / 1000
+                    if time.monotonic() - self._offsets_committed_at >= interval:
+                        await self._flush_offsets(consumer)
         finally:
             self.healthy = False
-            await consumer.stop()
+            try:
+                if self._applied:
+                    await self._flush_offsets(consumer)
+            finally:
+                await consumer.stop()
 
     async def _top_up(
         self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
@@ -388,19 +404,20 @@ class ConsumerLoop:
             },
         )
 
-    async def _commit_offsets(
-        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
-    ) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    async def _flush_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the offsets of every batch applied so far (their database work has committed)."""
+        if not self._applied:
+            return
+        offsets, self._applied = self._applied, {}
+        self._offsets_committed_at = time.monotonic()
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:
             # Typically a rebalance took the partition away; whoever owns it now re-reads from
             # the last committed offset and the inbox turns the re-read into no-ops.
             log.warning("offset commit failed (will be re-read idempotently): %s", exc)
+            return
+        failpoint("consumer.after_offset_commit")
 
 
 class OutboxRelay(PollingWorker):

@@ -61,6 +61,13 @@ class JifenSettings(BaseSettings):
         le=1_000,
         description="after a long batch, wait up to this long for records that arrived meanwhile",
     )
+    consumer_commit_interval_ms: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="commit consumed offsets at most this often (always after the database "
+        "commit, and on a rebalance or stop); 0 commits after every batch",
+    )
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     relay_poll_ms: int = Field(
         1000, ge=5, le=60_000, description="how often the relay sweeps the outbox for rows to send"

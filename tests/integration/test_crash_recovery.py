@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import TopicPartition
 
 from services.rewards_ledger.consumer import GrantHandler
 from services.rewards_ledger.models import messaging
@@ -97,3 +98,76 @@ async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_onc
         await db.dispose()
     report = await reconciliation(ledger)
     assert report["ok"], report["violations"]
+
+
+async def test_offsets_committed_on_an_interval_still_all_reach_the_broker(
+    http, infra, producer
+) -> None:
+    """With a long commit interval the offsets wait, but idling and stopping hand them over,
+    so a consumer that takes over later starts after everything already applied."""
+    ledger = http("rewards_ledger")
+    topic, user = unique("test.grants"), unique("u")
+    settings = Settings(
+        database_url=infra.database_url,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        consumer_poll_ms=100,
+        consumer_commit_interval_ms=10_000,
+    )
+    await ensure_topics(infra.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+
+    async def send(numbers: range) -> None:
+        for n in numbers:
+            grant = GrantCommand(
+                grant_id=stable_id(topic, n),
+                user_id=user,
+                points=n,
+                task_id="t",
+                period_key="lifetime",
+                completion=n,
+                causation_event_id=f"e{n}",
+                occurred_at=datetime.now(UTC),
+            )
+            await producer.send_and_wait(topic, grant.model_dump_json().encode(), key=user.encode())
+
+    await send(range(1, 6))
+    db = Database(
+        create_engine(database_url(infra.database_url, settings.database_name), pool_size=2)
+    )
+    kafka_producer = make_producer(settings)
+    await kafka_producer.start()
+    group = unique("interval-group")
+    loop = ConsumerLoop(
+        GrantHandler(settings, topics=[topic]),
+        settings=settings,
+        db=db,
+        producer=kafka_producer,
+        inbox=messaging.inbox,
+        group_id=group,
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+
+        async def credited(points: int) -> None:
+            assert await balance(ledger, user) == points
+
+        await eventually(lambda: credited(15), timeout=30)  # its first commit goes at once
+        await send(range(6, 11))  # these are applied well within the interval
+        await eventually(lambda: credited(55), timeout=30)
+        assert loop.consumer is not None
+        partitions = [TopicPartition(topic, p) for p in (0, 1)]
+
+        async def committed_to_the_end() -> None:
+            assert loop.consumer is not None
+            ends = await loop.consumer.end_offsets(partitions)
+            for tp in partitions:
+                assert await loop.consumer.committed(tp) == (ends[tp] or None)
+
+        # Idle, the loop commits what it has applied without waiting out the interval.
+        await eventually(committed_to_the_end, timeout=10)
+    finally:
+        loop.stop()
+        await task
+        await OutboxRelay(settings, db, kafka_producer).publish_once()
+        await kafka_producer.stop()
+        await db.dispose()
+    assert len(await entries(ledger, user)) == 10
