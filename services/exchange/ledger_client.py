@@ -84,22 +84,13 @@ class LedgerClient:
             str(body.get("error", "ledger_error")), str(body.get("message", "")), details
         )
 
-    async def debit(
-        self, user_id: str, points: int, key: str, reason: str, reference: str
-    ) -> Outcome:
-        return await self._call(
-            "POST",
-            f"/v1/accounts/{quote(user_id, safe='')}/debits",
-            {"points": points, "idempotency_key": key, "reason": reason, "reference": reference},
-        )
-
     async def debit_many(self, debits: list[dict[str, Any]]) -> list[Outcome]:
         """Many debits in one call (`POST /v1/debits/batch`): one outcome per debit, in order.
         Each item has user_id, points, idempotency_key, reason and reference."""
         outcome = await self._call("POST", "/v1/debits/batch", {"debits": debits})
         if isinstance(outcome, Refused):
             # A refusal of the whole call says nothing definite about any one debit: leave
-            # them unconfirmed, and the recovery loop asks for each again.
+            # them unconfirmed: recovery asks again and, past the deadline, compensates.
             outcome = Unreachable(f"ledger refused the batch: {outcome.code} {outcome.message}")
         if isinstance(outcome, Unreachable):
             return [outcome] * len(debits)
@@ -110,7 +101,12 @@ class LedgerClient:
             )
         outcomes: list[Outcome] = []
         for r in results:
-            status = r.get("status", 500)
+            if not isinstance(r, dict) or not isinstance(r.get("status"), int):
+                outcomes.append(
+                    Unreachable("ledger answered one debit of a batch without a status")
+                )
+                continue
+            status = r["status"]
             if 200 <= status < 300 and isinstance(r.get("debit"), dict):
                 outcomes.append(Done(r["debit"]))
             elif 400 <= status < 500 and status != 429:

@@ -24,6 +24,36 @@ class Killed(BaseException):
     """Stands for the process dying: nothing after the DB commit runs."""
 
 
+async def send_grants(producer, topic: str, user: str, numbers: range) -> None:
+    """Grant n points for each n, as task_progress would."""
+    for n in numbers:
+        grant = GrantCommand(
+            grant_id=stable_id(topic, n),
+            user_id=user,
+            points=n,
+            task_id="t",
+            period_key="lifetime",
+            completion=n,
+            causation_event_id=f"e{n}",
+            occurred_at=datetime.now(UTC),
+        )
+        await producer.send_and_wait(topic, grant.model_dump_json().encode(), key=user.encode())
+
+
+def grant_loop(
+    settings: Settings, topic: str, db: Database, producer, group: str, **kw
+) -> ConsumerLoop:
+    return ConsumerLoop(
+        GrantHandler(settings, topics=[topic]),
+        settings=settings,
+        db=db,
+        producer=producer,
+        inbox=messaging.inbox,
+        group_id=group,
+        **kw,
+    )
+
+
 async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_once(
     http, infra, producer
 ) -> None:
@@ -33,19 +63,7 @@ async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_onc
         database_url=infra.database_url, kafka_bootstrap=infra.kafka_bootstrap, consumer_poll_ms=100
     )
     await ensure_topics(infra.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
-    now = datetime.now(UTC)
-    for n in range(1, 11):
-        grant = GrantCommand(
-            grant_id=stable_id(topic, n),
-            user_id=user,
-            points=n,
-            task_id="t",
-            period_key="lifetime",
-            completion=n,
-            causation_event_id=f"e{n}",
-            occurred_at=now,
-        )
-        await producer.send_and_wait(topic, grant.model_dump_json().encode(), key=user.encode())
+    await send_grants(producer, topic, user, range(1, 11))
 
     db = Database(
         create_engine(database_url(infra.database_url, settings.database_name), pool_size=2)
@@ -58,14 +76,8 @@ async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_onc
         async def die_after_commit() -> None:
             raise Killed
 
-        first = ConsumerLoop(
-            GrantHandler(settings, topics=[topic]),
-            settings=settings,
-            db=db,
-            producer=kafka_producer,
-            inbox=messaging.inbox,
-            group_id=group,
-            after_db_commit=die_after_commit,
+        first = grant_loop(
+            settings, topic, db, kafka_producer, group, after_db_commit=die_after_commit
         )
         with pytest.raises(Killed):
             await first.run()
@@ -73,14 +85,7 @@ async def test_a_consumer_killed_between_db_commit_and_offset_commit_credits_onc
         assert credited_before_restart > 0  # the first batch did reach the database
 
         # A new consumer in the same group re-reads from the last committed offset (none yet).
-        second = ConsumerLoop(
-            GrantHandler(settings, topics=[topic]),
-            settings=settings,
-            db=db,
-            producer=kafka_producer,
-            inbox=messaging.inbox,
-            group_id=group,
-        )
+        second = grant_loop(settings, topic, db, kafka_producer, group)
         task = asyncio.create_task(second.run())
 
         async def all_credited() -> None:
@@ -115,35 +120,14 @@ async def test_offsets_committed_on_an_interval_still_all_reach_the_broker(
     )
     await ensure_topics(infra.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
 
-    async def send(numbers: range) -> None:
-        for n in numbers:
-            grant = GrantCommand(
-                grant_id=stable_id(topic, n),
-                user_id=user,
-                points=n,
-                task_id="t",
-                period_key="lifetime",
-                completion=n,
-                causation_event_id=f"e{n}",
-                occurred_at=datetime.now(UTC),
-            )
-            await producer.send_and_wait(topic, grant.model_dump_json().encode(), key=user.encode())
-
-    await send(range(1, 6))
+    await send_grants(producer, topic, user, range(1, 6))
     db = Database(
         create_engine(database_url(infra.database_url, settings.database_name), pool_size=2)
     )
     kafka_producer = make_producer(settings)
     await kafka_producer.start()
     group = unique("interval-group")
-    loop = ConsumerLoop(
-        GrantHandler(settings, topics=[topic]),
-        settings=settings,
-        db=db,
-        producer=kafka_producer,
-        inbox=messaging.inbox,
-        group_id=group,
-    )
+    loop = grant_loop(settings, topic, db, kafka_producer, group)
     task = asyncio.create_task(loop.run())
     try:
 
@@ -151,7 +135,9 @@ async def test_offsets_committed_on_an_interval_still_all_reach_the_broker(
             assert await balance(ledger, user) == points
 
         await eventually(lambda: credited(15), timeout=30)  # its first commit goes at once
-        await send(range(6, 11))  # these are applied well within the interval
+        await send_grants(
+            producer, topic, user, range(6, 11)
+        )  # these are applied well within the interval
         await eventually(lambda: credited(55), timeout=30)
         assert loop.consumer is not None
         partitions = [TopicPartition(topic, p) for p in (0, 1)]
