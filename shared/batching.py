@@ -1,4 +1,4 @@
-"""Group commit: concurrent callers' requests handled as batches, with no added wait.
+"""Group commit: concurrent callers' requests handled as batches.
 
 A caller submits one request and awaits its own answer. Requests that arrive while earlier
 batches are being handled queue up; as soon as a slot frees, everything queued (up to
@@ -6,7 +6,15 @@ batches are being handled queue up; as soon as a slot frees, everything queued (
 and under load the batch grows by itself to what arrived during one handling, so the
 per-batch costs (transactions, round trips, commits) are paid once for many requests.
 
-    batcher = GroupCommit(handle_many, max_size=200, in_flight=2)
+Under load, one thing spoils that: when a batch of N is answered, its N callers come back
+one after the other, and the first of them would start a batch of its own while the rest
+are still arriving, so batches alternate between 1 and N - 1 and each costs a full
+handling (and once split, two halves keep alternating). With `linger` (seconds) set, when
+a batch of N finishes with Q requests queued, the next batch waits until N + Q are queued
+(its N callers coming back), or until `linger` has passed, whichever comes first. After a
+lone request with nothing queued nothing waits, so a quiet service adds no delay.
+
+    batcher = GroupCommit(handle_many, max_size=200, in_flight=1, linger=0.02)
     answer = await batcher.submit(request)
 
 `handle_many(batch)` returns one outcome per request, in order: a value, or an exception
@@ -33,12 +41,16 @@ class GroupCommit(Generic[T, R]):
         *,
         max_size: int,
         in_flight: int,
+        linger: float = 0.0,
     ) -> None:
-        if max_size < 1 or in_flight < 1:
-            raise ValueError("max_size and in_flight must be at least 1")
+        if max_size < 1 or in_flight < 1 or linger < 0:
+            raise ValueError("max_size and in_flight must be at least 1, linger not negative")
         self._handle_many = handle_many
         self._max_size = max_size
         self._free = in_flight
+        self._linger = linger
+        self._expect = 1  # how many queued requests the next batch waits for (see linger)
+        self._waiting: asyncio.TimerHandle | None = None
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running: set[asyncio.Task[None]] = set()
 
@@ -49,7 +61,22 @@ class GroupCommit(Generic[T, R]):
         # A caller that goes away (cancelled) cancels only its own future; its batch runs on.
         return await future
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, waited: bool = False) -> None:
+        if self._waiting is not None:
+            if not waited and len(self._queue) < self._expect:
+                return  # still gathering the next batch
+            self._waiting.cancel()
+            self._waiting = None
+        elif (
+            not waited
+            and self._linger > 0
+            and self._free > 0
+            and 0 < len(self._queue) < self._expect
+        ):
+            self._waiting = asyncio.get_running_loop().call_later(
+                self._linger, lambda: self._dispatch(waited=True)
+            )
+            return
         while self._queue and self._free > 0:
             batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
             self._free -= 1
@@ -79,6 +106,8 @@ class GroupCommit(Generic[T, R]):
                 else:
                     future.set_result(outcome)
         finally:
+            # Whoever is queued now plus this batch's callers, who will likely be back.
+            self._expect = min(len(self._queue) + len(batch), self._max_size)
             self._free += 1
             self._dispatch()
 
@@ -88,5 +117,5 @@ class GroupCommit(Generic[T, R]):
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
             else:
-                self._dispatch()
+                self._dispatch(waited=True)  # nothing more is coming: no reason to wait
                 await asyncio.sleep(0)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import BindParameter, literal, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,6 +18,17 @@ from sqlalchemy.ext.asyncio import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def inline(value: Any) -> BindParameter[Any]:
+    """A constant written into the SQL text instead of being sent as a parameter.
+
+    Use it where a partial index's condition names the constant (`status = 'received'`,
+    `remaining > 0`). PostgreSQL matches a query to a partial index only when it can see that
+    constant; a prepared statement that has switched to its generic plan (after five runs)
+    cannot, and scans the whole table instead, for the life of the connection.
+    """
+    return literal(value, literal_execute=True)
 
 
 def database_url(server_url: str, database: str) -> URL:

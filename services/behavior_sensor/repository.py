@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.behavior_sensor.models import received_events
 from shared.bulk import Bulk
+from shared.db import inline
 from shared.events import BehaviorEnvelope
 
 RECEIVED = Bulk(
@@ -76,7 +77,7 @@ async def record_received(
 async def claim_pending(session: AsyncSession, limit: int) -> list[Any]:
     rows = await session.execute(
         select(received_events)
-        .where(received_events.c.status == "received")
+        .where(received_events.c.status == inline("received"))
         .order_by(received_events.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -118,7 +119,7 @@ async def mark_processed(session: AsyncSession, outcomes: list[dict[str, Any]]) 
 
 
 async def diverted(session: AsyncSession, user_id: str | None, limit: int) -> list[Any]:
-    query = select(received_events).where(received_events.c.status == "diverted")
+    query = select(received_events).where(received_events.c.status == inline("diverted"))
     if user_id is not None:
         query = query.where(received_events.c.user_id == user_id)
     return list(await session.execute(query.order_by(received_events.c.id.desc()).limit(limit)))
@@ -128,6 +129,6 @@ async def pending_count(session: AsyncSession) -> int:
     result = await session.execute(
         select(func.count())
         .select_from(received_events)
-        .where(received_events.c.status == "received")
+        .where(received_events.c.status == inline("received"))
     )
     return int(result.scalar_one())

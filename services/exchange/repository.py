@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange.models import coupons, items, memberships, purchase_counters, redemptions
 from shared.bulk import Bulk
-from shared.db import violations
+from shared.db import inline, violations
 
 # Batch statements (fixed text, see shared/bulk.py). Rows come back typed as the table's.
 _ITEM_COLUMNS = ", ".join(f"items.{c.name}" for c in items.c)
@@ -331,7 +331,7 @@ async def claim_unfinished(
     due = (
         select(redemptions.c.id)
         .where(
-            redemptions.c.status.in_(("pending", "cancelling")),
+            redemptions.c.status.in_([inline("pending"), inline("cancelling")]),
             redemptions.c.next_attempt_at <= now,
         )
         .order_by(redemptions.c.next_attempt_at)
@@ -446,7 +446,7 @@ async def run_reconciliation(
             await session.execute(
                 select(redemptions.c.id, redemptions.c.status, redemptions.c.created_at)
                 .where(
-                    redemptions.c.status.in_(("pending", "cancelling")),
+                    redemptions.c.status.in_([inline("pending"), inline("cancelling")]),
                     redemptions.c.updated_at < stuck_before,
                 )
                 .limit(100)

@@ -204,6 +204,7 @@ class Exchange:
             self.redeem_many,
             max_size=settings.redeem_batch_max,
             in_flight=settings.redeem_batches_in_flight,
+            linger=settings.redeem_batch_linger_ms / 1000,
         )
 
     # -- redeem ---------------------------------------------------------------------

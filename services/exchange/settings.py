@@ -36,5 +36,12 @@ class Settings(JifenSettings):
         description="Redemption batches in progress at once; 1 makes the largest batches, "
         "which cost the least CPU per redemption (docs/BENCHMARKS.md, hot item)",
     )
+    redeem_batch_linger_ms: float = Field(
+        30.0,
+        ge=0,
+        le=1000,
+        description="After a batch of several redemptions, how long the next batch may wait "
+        "for their callers to come back (it goes as soon as they have); 0 never waits",
+    )
     coupon_validity_days: int = Field(30, ge=1, le=3650)
     quick_options_warning_days: int = Field(7, ge=1, le=365)

@@ -18,7 +18,7 @@ from services.rewards_ledger.models import (
     lots,
 )
 from shared.bulk import Bulk
-from shared.db import violations
+from shared.db import inline, violations
 
 ACCOUNT_IDS = Bulk("accounts", {"user_id": "text"})
 BALANCES = Bulk("accounts", {"user_id": "text", "balance": "bigint"})
@@ -249,8 +249,8 @@ async def due_lots(session: AsyncSession, user_ids: Sequence[str], now: datetime
         select(lots.c.id, lots.c.user_id, lots.c.remaining, lots.c.expires_at)
         .where(
             lots.c.user_id.in_(list(user_ids)),
-            lots.c.status == "active",
-            lots.c.remaining > 0,
+            lots.c.status == inline("active"),
+            lots.c.remaining > inline(0),
             lots.c.expires_at <= now,
         )
         .order_by(lots.c.user_id, lots.c.expires_at, lots.c.id)
@@ -262,7 +262,11 @@ async def due_lots(session: AsyncSession, user_ids: Sequence[str], now: datetime
 async def users_with_due_lots(session: AsyncSession, now: datetime, limit: int) -> list[str]:
     rows = await session.execute(
         select(lots.c.user_id)
-        .where(lots.c.status == "active", lots.c.remaining > 0, lots.c.expires_at <= now)
+        .where(
+            lots.c.status == inline("active"),
+            lots.c.remaining > inline(0),
+            lots.c.expires_at <= now,
+        )
         .group_by(lots.c.user_id)
         .order_by(func.min(lots.c.expires_at))
         .limit(limit)
@@ -301,8 +305,8 @@ async def upcoming_expiries(
         )
         .where(
             lots.c.user_id == user_id,
-            lots.c.status == "active",
-            lots.c.remaining > 0,
+            lots.c.status == inline("active"),
+            lots.c.remaining > inline(0),
             lots.c.expires_at > now,
             lots.c.expires_at <= until,
         )

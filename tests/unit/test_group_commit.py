@@ -121,3 +121,82 @@ async def test_a_caller_that_goes_away_does_not_stop_its_batch() -> None:
     assert leaving.cancelled()
     await batcher.drain()
     assert recorder.batches == [[0], [1, 2]]  # the leaver's request was handled all the same
+
+
+class SlowRecorder(Recorder):
+    """Each batch takes a while, as a database round trip does."""
+
+    async def handle(self, batch: list[int]) -> list[int | BaseException]:
+        await asyncio.sleep(0.01)
+        return await super().handle(batch)
+
+
+async def callers(batcher: GroupCommit[int, int], ids: list[int], rounds: int) -> None:
+    """Closed-loop callers: each sends its next request as soon as it has its answer, after
+    a little work of its own (staggered, as real clients come back one after the other)."""
+
+    async def one(n: int) -> None:
+        for r in range(rounds):
+            await asyncio.sleep(0.001 * (n % 4))
+            assert await batcher.submit(n * 100 + r) == (n * 100 + r) * 10
+
+    await asyncio.gather(*(one(n) for n in ids))
+
+
+async def test_with_linger_returning_callers_make_one_batch_instead_of_a_lone_one() -> None:
+    recorder = SlowRecorder()
+    batcher = GroupCommit(recorder.handle, max_size=100, in_flight=1, linger=0.2)
+    await asyncio.wait_for(callers(batcher, list(range(8)), rounds=5), timeout=5)
+    # The first arrival goes alone at once; from then on all eight ride together (the first
+    # caller finishes its rounds one batch early, so the last batch is short of it).
+    assert [len(b) for b in recorder.batches] == [1, 8, 8, 8, 8, 7]
+
+
+async def test_without_linger_the_same_callers_split_into_smaller_batches() -> None:
+    """The behaviour linger exists to fix (and the reason the test above can fail)."""
+    recorder = SlowRecorder()
+    batcher = GroupCommit(recorder.handle, max_size=100, in_flight=1)
+    await asyncio.wait_for(callers(batcher, list(range(8)), rounds=5), timeout=5)
+    assert max(len(b) for b in recorder.batches[1:]) < 8
+
+
+async def test_linger_gives_up_on_callers_that_do_not_come_back() -> None:
+    recorder = Recorder()
+    batcher = GroupCommit(recorder.handle, max_size=100, in_flight=1, linger=0.05)
+    recorder.gate.clear()
+    first = asyncio.create_task(batcher.submit(0))
+    await settle()
+    group = [asyncio.create_task(batcher.submit(n)) for n in (1, 2, 3)]
+    await settle()
+    recorder.gate.set()
+    await asyncio.gather(first, *group)
+    # Three callers were answered; only one of them comes back. It waits for the others
+    # until the linger runs out, then goes alone.
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert await asyncio.wait_for(batcher.submit(4), timeout=1) == 40
+    assert loop.time() - t0 >= 0.04
+    assert recorder.batches == [[0], [1, 2, 3], [4]]
+    # A lone batch sets no expectation: the next request goes at once.
+    t0 = loop.time()
+    assert await batcher.submit(5) == 50
+    assert loop.time() - t0 < 0.04
+
+
+async def test_linger_merges_the_queue_with_the_callers_of_the_batch_that_just_finished() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = GroupCommit(recorder.handle, max_size=100, in_flight=1, linger=1.0)
+    first = asyncio.create_task(batcher.submit(1))
+    await settle()
+    queued = asyncio.create_task(batcher.submit(2))  # arrives while [1] runs
+    await settle()
+    recorder.gate.set()
+    assert await first == 10
+    # [1] is done with [2] queued: [2] waits for [1]'s caller instead of going alone, so the
+    # two halves merge rather than alternating for ever.
+    await settle()
+    assert recorder.batches == [[1]]
+    assert await asyncio.wait_for(batcher.submit(3), timeout=1) == 30
+    assert await queued == 20
+    assert recorder.batches == [[1], [2, 3]]
