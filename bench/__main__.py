@@ -399,13 +399,16 @@ async def hot_item(
         http_floor = len(pings) / (time.perf_counter() - t0)
 
         stop_at = time.monotonic() + seconds
+        batches_before = await redemption_batches(exchange)
         cpu_before = cpu()
         t0 = time.perf_counter()
         await asyncio.gather(*(caller(u) for u in users))
         elapsed = time.perf_counter() - t0
         cpu_after = cpu()
+        batches_after = await redemption_batches(exchange)
     async with httpx.AsyncClient(headers=ADMIN, timeout=30) as client:
         after = (await client.get(f"{exchange}/v1/items/{item['id']}")).json()
+    batches = batches_after[0] - batches_before[0]
     completed = outcomes.get(201, 0)
     return {
         "callers": callers,
@@ -419,7 +422,21 @@ async def hot_item(
         + abs(after["stock"] + len(ids) - stock),
         "double_debits": await ledger.double_debits([f"redemption:{i}" for i in ids]),
         "cpu_ms_per_redemption": cpu_ms_per_event(cpu_before, cpu_after, sum(outcomes.values())),
+        "mean_batch": (batches_after[1] - batches_before[1]) / batches if batches else 0.0,
     }
+
+
+async def redemption_batches(exchange: str) -> tuple[float, float]:
+    """(batches, requests in them) so far, from the exchange's batch-size histogram."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        body = (await client.get(f"{exchange}/metrics")).text
+    found = {"count": 0.0, "sum": 0.0}
+    for line in body.splitlines():
+        name, _, value = line.partition(" ")
+        for part in found:
+            if name == f"jifen_redemption_batch_size_{part}":
+                found[part] = float(value)
+    return found["count"], found["sum"]
 
 
 def _stat(pid: int) -> list[str]:
@@ -699,7 +716,8 @@ def table(results: dict[str, Any]) -> str:
                 f"hot item, {hot['callers']} callers",
                 f"{hot['redemptions_per_s']:,.0f} redemptions/s",
                 f"p99 {hot['p99_ms']:,.0f} ms; oversold {hot['oversold']}; "
-                f"double debits {hot['double_debits']}; {hot['statuses']}",
+                f"double debits {hot['double_debits']}; mean batch {hot['mean_batch']:.1f}; "
+                f"{hot['statuses']}",
             )
         )
         rows.append(

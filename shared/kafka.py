@@ -43,6 +43,7 @@ from shared.messaging import (
 )
 from shared.metrics import (
     CONSUMER_BATCH_SECONDS,
+    CONSUMER_RESTARTS,
     CONSUMER_RETRIES,
     DEAD_LETTERS,
     MESSAGES_CONSUMED,
@@ -183,6 +184,44 @@ class BatchHandler(Protocol):
         ...
 
 
+class StallWatch:
+    """Notices a consumer group that has stopped without anyone being told.
+
+    Seen with the embedded broker after a member was killed during a broker pause: the
+    surviving member ends up in the group with no partitions, its heartbeats keep succeeding,
+    and nothing ever triggers another rebalance, so the group's partitions go unread for good.
+    A member with no partitions is normal (more members than partitions), so the sign is a
+    conjunction, checked on two looks `after_s` apart: this member had no partitions the whole
+    time, and some partition had records waiting past a committed offset that did not move.
+    With an owner alive, its commits move the offset. The member then leaves and joins
+    again, which makes the broker rebalance.
+    """
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.empty_since: float | None = None
+        self._looked_at = 0.0
+        self._seen: dict[TopicPartition, int] | None = None
+
+    def due(self, now: float) -> bool:
+        """Time for a look at the group's offsets (the first comes as soon as the member is
+        found with no partitions; the next `after_s` later)."""
+        if self.empty_since is None:
+            self.empty_since = now
+            return True
+        return now - self._looked_at >= self.after_s
+
+    def observe(self, now: float, waiting: dict[TopicPartition, int]) -> bool:
+        """Record a look; True when the group is stalled."""
+        previous, self._seen, self._looked_at = self._seen, waiting, now
+        if previous is None:
+            return False
+        return any(previous.get(tp) == offset for tp, offset in waiting.items())
+
+
 class _WaitForBatch(ConsumerRebalanceListener):
     """Let a rebalance wait until the batch in flight has committed, and hand over the offsets
     of what this member has applied, so hand-overs are clean."""
@@ -235,6 +274,12 @@ class ConsumerLoop:
         return self.settings.service_name, self.handler.name
 
     async def run(self) -> None:
+        while not self._stopping.is_set():
+            await self._run_one_consumer()
+
+    async def _run_one_consumer(self) -> None:
+        """Consume until stopped, or until the group is found stalled (then return, and `run`
+        joins again as a new member)."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,
@@ -250,6 +295,7 @@ class ConsumerLoop:
         self.consumer = consumer
         await start_with_retry(consumer, f"consumer {self.handler.name}")
         self.healthy = True
+        watch = StallWatch(self.settings.consumer_stall_restart_s)
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(
@@ -261,6 +307,9 @@ class ConsumerLoop:
                     if self._applied:  # idle: nothing to batch the commit with
                         async with self._batch_lock:
                             await self._flush_offsets(consumer)
+                    if await self._stalled(consumer, watch):
+                        CONSUMER_RESTARTS.labels(*self._labels).inc()
+                        return
                     continue
                 records = await self._top_up(consumer, records)
                 async with self._batch_lock:
@@ -279,6 +328,50 @@ class ConsumerLoop:
                     await self._flush_offsets(consumer)
             finally:
                 await consumer.stop()
+
+    async def _stalled(self, consumer: AIOKafkaConsumer, watch: StallWatch) -> bool:
+        """True when this member has had no partitions for a while and the group's committed
+        offsets have not moved while records wait (see StallWatch)."""
+        now = time.monotonic()
+        if consumer.assignment():
+            watch.reset()
+            return False
+        if not watch.due(now):
+            return False
+        try:
+            waiting = await self._waiting_offsets(consumer)
+        except KafkaError as exc:  # the broker is away: not a verdict on the group
+            log.debug("stall check skipped: %s", exc)
+            return False
+        if not watch.observe(now, waiting):
+            return False
+        log.warning(
+            "consumer %s: no partitions for %.0fs while the group's committed offsets stood "
+            "still with records waiting on %s; leaving and joining the group again",
+            self.handler.name,
+            now - (watch.empty_since or now),
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in waiting),
+        )
+        return True
+
+    async def _waiting_offsets(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        """The group's committed offset of every partition with records past it."""
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self.handler.topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return {}
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        waiting = {}
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            position = committed if committed is not None else starts.get(tp, 0)
+            if ends.get(tp, 0) > position:
+                waiting[tp] = position
+        return waiting
 
     async def _top_up(
         self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]

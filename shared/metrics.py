@@ -22,6 +22,11 @@ MESSAGES_CONSUMED = Counter(
 CONSUMER_BATCH_SECONDS = Histogram(
     "jifen_consumer_batch_seconds", "Time to apply one consumed batch", ["service", "consumer"]
 )
+CONSUMER_RESTARTS = Counter(
+    "jifen_consumer_rejoins_total",
+    "Consumers that found their group stalled and left and joined it again",
+    ["service", "consumer"],
+)
 CONSUMER_RETRIES = Counter(
     "jifen_consumer_retries_total",
     "Transient failures retried by a consumer",
@@ -54,6 +59,11 @@ REDEMPTIONS = Counter(
     "jifen_redemptions_total",
     "Redemptions finished, by outcome (completed, cancelled, or the failure code)",
     ["outcome"],
+)
+REDEMPTION_BATCH_SIZE = Histogram(
+    "jifen_redemption_batch_size",
+    "Redemption requests handled together as one batch (shared/batching.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
 )
 REDEMPTIONS_UNCONFIRMED = Counter(
     "jifen_redemption_ledger_unconfirmed_total",

@@ -68,6 +68,13 @@ class JifenSettings(BaseSettings):
         description="commit consumed offsets at most this often (always after the database "
         "commit, and on a rebalance or stop); 0 commits after every batch",
     )
+    consumer_stall_restart_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="a consumer with no partitions that sees records waiting behind group "
+        "offsets that have not moved for this long leaves and rejoins its group",
+    )
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     relay_poll_ms: int = Field(
         1000, ge=5, le=60_000, description="how often the relay sweeps the outbox for rows to send"

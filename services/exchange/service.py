@@ -36,7 +36,7 @@ from shared.errors import DomainError, NotFound
 from shared.events import EXCHANGE_EVENTS, ExchangeEvent
 from shared.failpoints import failpoint
 from shared.messaging import OutgoingEvent, add_to_outbox
-from shared.metrics import REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
+from shared.metrics import REDEMPTION_BATCH_SIZE, REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,7 @@ class Exchange:
 
     async def redeem_many(self, requests: list[RedeemRequest]) -> list[RedeemAnswer]:
         """The saga for a batch of requests; one answer (or error to raise) per request."""
+        REDEMPTION_BATCH_SIZE.observe(len(requests))
         now = datetime.now(UTC)
         # The same (user, key) twice in one batch is worked once; the later copies replay it.
         first: dict[tuple[str, str], int] = {}

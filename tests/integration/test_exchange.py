@@ -204,13 +204,33 @@ async def _final_states(exchange, responses) -> list[dict]:
     return out
 
 
+async def _batch_metrics(exchange) -> tuple[float, float]:
+    """(batches, requests in them) from the exchange's jifen_redemption_batch_size histogram."""
+    text = (await exchange.get("/metrics")).text
+    values = dict(
+        line.split(" ", 1)
+        for line in text.splitlines()
+        if line.startswith("jifen_redemption_batch_size_")
+    )
+    return (
+        float(values.get("jifen_redemption_batch_size_count", 0)),
+        float(values.get("jifen_redemption_batch_size_sum", 0)),
+    )
+
+
 async def test_200_concurrent_redemptions_of_50_units_sell_exactly_50(http) -> None:
     exchange, ledger = http("exchange"), http("rewards_ledger")
     item = await create_item(exchange, type="coupon", points_price=10, stock=50)
     users = [unique("crowd") for _ in range(200)]
     await asyncio.gather(*(credit(ledger, u, 25) for u in users))
 
+    batches_before = await _batch_metrics(exchange)
     responses = await asyncio.gather(*(redeem(exchange, u, item["id"]) for u in users))
+    after = await _batch_metrics(exchange)
+    batches, requests = after[0] - batches_before[0], after[1] - batches_before[1]
+    # Every request went through a batch, and they were grouped (far fewer batches).
+    assert requests == 200
+    assert batches < 100
     final = await _final_states(exchange, responses)
 
     completed = [r for r in final if r["status"] == "completed"]

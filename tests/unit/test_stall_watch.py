@@ -1,0 +1,42 @@
+"""StallWatch: when a consumer with no partitions should leave and rejoin its group."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from shared.kafka import StallWatch
+
+P0, P1 = TopicPartition("grants", 0), TopicPartition("grants", 1)
+
+
+def look(watch: StallWatch, now: float, waiting: dict[TopicPartition, int]) -> bool | None:
+    """One pass of the consumer's idle loop: None when no look was due."""
+    return watch.observe(now, waiting) if watch.due(now) else None
+
+
+def test_records_waiting_behind_an_offset_that_stood_still_mean_a_stalled_group() -> None:
+    watch = StallWatch(after_s=60)
+    assert look(watch, 0, {P0: 10}) is False  # the first look, as soon as partitions are gone
+    assert look(watch, 30, {P0: 10}) is None  # not due yet
+    assert look(watch, 60, {P0: 10, P1: 3}) is True
+
+
+def test_an_owner_that_keeps_committing_is_left_alone() -> None:
+    watch = StallWatch(after_s=60)
+    assert look(watch, 0, {P0: 10}) is False
+    assert look(watch, 60, {P0: 250}) is False  # someone else is reading P0
+    assert look(watch, 120, {}) is False  # and has caught up
+
+
+def test_a_caught_up_group_is_not_stalled_however_long_it_is_quiet() -> None:
+    watch = StallWatch(after_s=60)
+    for now in range(0, 600, 60):
+        assert look(watch, now, {}) is False
+
+
+def test_getting_partitions_in_between_starts_the_watch_over() -> None:
+    watch = StallWatch(after_s=60)
+    assert look(watch, 0, {P0: 10}) is False
+    watch.reset()  # the member was given partitions
+    assert look(watch, 60, {P0: 10}) is False  # a first look again, not a second
+    assert look(watch, 120, {P0: 10}) is True
