@@ -343,6 +343,9 @@ class ConsumerLoop:
         except KafkaError as exc:  # the broker is away: not a verdict on the group
             log.debug("stall check skipped: %s", exc)
             return False
+        except Exception:  # a watchdog must never be what stops the consumer
+            log.warning("stall check failed", exc_info=True)
+            return False
         if not watch.observe(now, waiting):
             return False
         log.warning(
