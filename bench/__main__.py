@@ -50,6 +50,7 @@ from shared.devstack import (
     stop_embedded_postgres,
 )
 from shared.events import BehaviorEvent
+from shared.metrics import histogram_totals
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -430,13 +431,7 @@ async def redemption_batches(exchange: str) -> tuple[float, float]:
     """(batches, requests in them) so far, from the exchange's batch-size histogram."""
     async with httpx.AsyncClient(timeout=30) as client:
         body = (await client.get(f"{exchange}/metrics")).text
-    found = {"count": 0.0, "sum": 0.0}
-    for line in body.splitlines():
-        name, _, value = line.partition(" ")
-        for part in found:
-            if name == f"jifen_redemption_batch_size_{part}":
-                found[part] = float(value)
-    return found["count"], found["sum"]
+    return histogram_totals(body, "jifen_redemption_batch_size")
 
 
 def _stat(pid: int) -> list[str]:

@@ -6,6 +6,7 @@ import time
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Histogram(
@@ -111,3 +112,15 @@ def install_metrics(app: FastAPI, service: str) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def _metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def histogram_totals(exposition: str, name: str) -> tuple[float, float]:
+    """(count, sum) of an unlabelled histogram in a /metrics page; zeros if absent."""
+    totals = {"_count": 0.0, "_sum": 0.0}
+    for family in text_string_to_metric_families(exposition):
+        if family.name == name:
+            for sample in family.samples:
+                suffix = sample.name[len(name) :]
+                if suffix in totals:
+                    totals[suffix] = sample.value
+    return totals["_count"], totals["_sum"]

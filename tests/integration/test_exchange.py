@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.auth import issue_user_token
+from shared.metrics import histogram_totals
 from shared.settings import DEV_JWT_SECRET
 from tests.conftest import ADMIN, eventually, unique
 from tests.integration.helpers import (
@@ -206,16 +207,7 @@ async def _final_states(exchange, responses) -> list[dict]:
 
 async def _batch_metrics(exchange) -> tuple[float, float]:
     """(batches, requests in them) from the exchange's jifen_redemption_batch_size histogram."""
-    text = (await exchange.get("/metrics")).text
-    values = dict(
-        line.split(" ", 1)
-        for line in text.splitlines()
-        if line.startswith("jifen_redemption_batch_size_")
-    )
-    return (
-        float(values.get("jifen_redemption_batch_size_count", 0)),
-        float(values.get("jifen_redemption_batch_size_sum", 0)),
-    )
+    return histogram_totals((await exchange.get("/metrics")).text, "jifen_redemption_batch_size")
 
 
 async def test_200_concurrent_redemptions_of_50_units_sell_exactly_50(http) -> None:
