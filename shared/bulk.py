@@ -48,11 +48,15 @@ class Bulk:
             if c not in keys
         )
 
-    def insert(self, suffix: str = "") -> TextClause:
-        """INSERT of every row, in input order; `suffix` adds ON CONFLICT / RETURNING."""
+    def insert(self, suffix: str = "", constants: Mapping[str, str] | None = None) -> TextClause:
+        """INSERT of every row, in input order; `suffix` adds ON CONFLICT / RETURNING;
+        `constants` sets more columns to the same SQL expression in every row."""
+        constants = constants or {}
+        columns = ", ".join([*self.columns, *constants])
+        values = ", ".join([self.values(), *constants.values()])
         return text(
-            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
-            f"SELECT {self.values()} FROM {self.source()} ORDER BY v.n {suffix}"
+            f"INSERT INTO {self.table} ({columns}) "
+            f"SELECT {values} FROM {self.source()} ORDER BY v.n {suffix}"
         )
 
     def update(self, keys: Sequence[str], sets: str, suffix: str = "") -> TextClause:

@@ -7,6 +7,7 @@ workers it runs); `create_app` wires the rest the same way for everyone.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import MetaData
 
 from shared.auth import Authenticator
@@ -103,6 +105,27 @@ async def _supervise(worker: Worker, name: str) -> None:
             delay = min(delay * 2, 30)
 
 
+# FastAPI's own OpenTelemetry hooks look up the global providers on every request.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def tune_gc(young_threshold: int) -> None:
+    """Make the cyclic garbage collector cheap for a long-running service.
+
+    With Python's default of a young collection every 700 net allocations, a service under
+    load spent about a sixth of its CPU in the collector (docs/BENCHMARKS.md, sixth round),
+    mostly re-walking the modules, routes and compiled statements loaded at start. Those are
+    frozen out of collection, and young collections run far less often. Reference counting
+    still frees everything that is not in a cycle at once.
+    """
+    if young_threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
+
+
 async def prepare_database(spec: ServiceSpec, settings: JifenSettings) -> None:
     await ensure_database(settings.database_url, settings.database_name)
     url = database_url(settings.database_url, settings.database_name)
@@ -153,6 +176,7 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
             for worker in runtime.workers:
                 name = type(worker).__name__
                 tasks.append(asyncio.create_task(_supervise(worker, name), name=name))
+        tune_gc(settings.gc_young_threshold)
         log.info("service started", extra={"role": settings.role})
         try:
             yield
@@ -183,6 +207,7 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
         description=spec.description,
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)

@@ -109,6 +109,20 @@ class JifenSettings(BaseSettings):
         description='API key -> sources it may publish for ("*" = any), e.g. {"k1": ["app"]}',
     )
 
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        le=10_000_000,
+        description="allocations between young-generation garbage collections (Python's "
+        "default is 700); the objects that exist once the service has started are frozen out "
+        "of collection. 0 leaves the interpreter's defaults alone",
+    )
+    opentelemetry: bool = Field(
+        False,
+        description="let FastAPI's built-in OpenTelemetry instrumentation trace requests "
+        "(needs a configured OpenTelemetry SDK); off, a request pays nothing for it",
+    )
+
     business_timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
     log_json: bool = True

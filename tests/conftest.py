@@ -62,12 +62,12 @@ def _free_base_port() -> int:
     raise RuntimeError("no free port range")
 
 
-# Settings the suite runs with in tests: a tight anti-farming limit on one action so the
+# Settings the suite runs with in tests: a tight anti-farming limit on two actions so the
 # limit can be observed, and a fast expiry sweep.
 TEST_ENV = {
     "JIFEN_ENV": "test",
     "JIFEN_SEED_DEMO": "false",
-    "JIFEN_FARMING_ACTION_LIMITS": json.dumps({"farm_test": 5}),
+    "JIFEN_FARMING_ACTION_LIMITS": json.dumps({"farm_test_http": 5, "farm_test_kafka": 5}),
     "JIFEN_EXPIRY_SWEEP_INTERVAL_S": "1",
     "JIFEN_KAFKA_TOPIC_PARTITIONS": "4",
     "JIFEN_LOG_JSON": "true",

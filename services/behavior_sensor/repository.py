@@ -37,8 +37,15 @@ OUTCOMES = Bulk(
     "received_events",
     {"id": "bigint", "status": "text", "status_reason": "text", "enrichment": "jsonb"},
 )
-# Returns the new rows, typed like a SELECT of the table, so they can be processed at once.
+# Both return the new rows, typed like a SELECT of the table. The first leaves them for the
+# processor; the second is for a caller that processes them in the same transaction, and
+# writes them as published, which is what nearly all of them become: only what processing
+# changes from that (a diversion, an enrichment) is written again.
 _RECORD = RECEIVED.insert("ON CONFLICT DO NOTHING RETURNING *").columns(*received_events.c)
+_RECORD_PUBLISHED = RECEIVED.insert(
+    "ON CONFLICT DO NOTHING RETURNING *",
+    {"status": "'published'", "enrichment": "'{}'::jsonb", "processed_at": "now()"},
+).columns(*received_events.c)
 _CREATE_COUNTERS = COUNTER_KEYS.insert("ON CONFLICT DO NOTHING")
 _LOCK_COUNTERS = text(
     "SELECT f.user_id, f.action, f.window_start, f.count AS n FROM farming_counters f "
@@ -54,9 +61,17 @@ _MARK_PROCESSED = OUTCOMES.update(
 
 
 async def record_received(
-    session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str
+    session: AsyncSession,
+    envelopes: list[BehaviorEnvelope],
+    channel: str,
+    *,
+    as_published: bool = False,
 ) -> list[Any]:
-    """Insert behaviors not seen before (by source and event_id); returns the new rows."""
+    """Insert behaviors not seen before (by source and event_id); returns the new rows.
+
+    They are inserted `received` for the processor, or with `as_published` already
+    `published` (no enrichment) for a caller that processes them before it commits.
+    """
     if not envelopes:
         return []
     rows = [
@@ -71,7 +86,8 @@ async def record_received(
         }
         for e in envelopes
     ]
-    return list(await session.execute(_RECORD, RECEIVED.params(rows)))
+    statement = _RECORD_PUBLISHED if as_published else _RECORD
+    return list(await session.execute(statement, RECEIVED.params(rows)))
 
 
 async def claim_pending(session: AsyncSession, limit: int) -> list[Any]:

@@ -40,7 +40,7 @@ async def intake_and_process(
     limits: FarmingLimits,
 ) -> int:
     """Record new behaviors and process them in the same transaction; returns how many were new."""
-    rows = await repo.record_received(session, envelopes, channel)
+    rows = await repo.record_received(session, envelopes, channel, as_published=True)
     _count_intake(envelopes, len(rows))
     return await process_rows(session, rows, enricher, limits)
 
@@ -64,7 +64,11 @@ async def process_pending(
 async def process_rows(
     session: AsyncSession, rows: list[Any], enricher: Enricher, limits: FarmingLimits
 ) -> int:
-    """Enrich, screen and publish these received (and locked or just inserted) behaviors."""
+    """Enrich, screen and publish these received (and locked or just inserted) behaviors.
+
+    A row's outcome is written only where it differs from the row as it stands, so rows
+    inserted as published (Kafka intake) are written again only when diverted or enriched.
+    """
     if not rows:
         return 0
     enrichments = await enricher.enrich(
@@ -101,14 +105,15 @@ async def process_rows(
             received_at=row.received_at or now,
         )
         if limits.admit(counts, row.user_id, row.action, row.occurred_at):
-            outcomes.append(
-                {
-                    "id": row.id,
-                    "status": "published",
-                    "status_reason": None,
-                    "enrichment": enrichment,
-                }
-            )
+            if row.status != "published" or row.enrichment != enrichment:
+                outcomes.append(
+                    {
+                        "id": row.id,
+                        "status": "published",
+                        "status_reason": None,
+                        "enrichment": enrichment,
+                    }
+                )
             outgoing.append(OutgoingEvent(BEHAVIOR_EVENTS, row.user_id, event.model_dump_json()))
         else:
             reason = (

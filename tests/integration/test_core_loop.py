@@ -209,23 +209,31 @@ async def _expect_letters(infra, topic: str, marker: str, count: int) -> list[di
     return letters
 
 
-async def test_anti_farming_diverts_the_excess_instead_of_dropping_it(http) -> None:
+@pytest.mark.parametrize("door", ["http", "kafka"])
+async def test_anti_farming_diverts_the_excess_instead_of_dropping_it(http, producer, door) -> None:
+    """HTTP intake leaves behaviors to the processor; Kafka intake records them as published
+    and processes them in the same transaction. Either way the excess is diverted."""
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
-    user = unique("u")
-    await create_task(
-        tasks, action="farm_test", reward_points=1, period="lifetime"
-    )  # limit 5/hour in tests
+    user, action = unique("u"), f"farm_test_{door}"  # limited to 5 an hour in tests
+    await create_task(tasks, action=action, reward_points=1, period="lifetime")
     start = local_day() + timedelta(hours=3)
-    await send(
-        sensor,
-        [envelope(user, "farm_test", (start + timedelta(seconds=i)).isoformat()) for i in range(8)],
-    )
+    events = [envelope(user, action, (start + timedelta(seconds=i)).isoformat()) for i in range(8)]
+    if door == "http":
+        await send(sensor, events)
+    else:
+        for event in events:
+            await producer.send("upstream.events", json.dumps(event).encode(), key=user.encode())
+        await producer.flush()
 
     await wait_for_balance(ledger, user, 5)
     response = await sensor.get("/v1/diverted", params={"user_id": user}, headers=ADMIN)
     assert response.status_code == 200
-    assert len(response.json()["items"]) == 3
-    assert "limit of 5" in response.json()["items"][0]["reason"]
+    diverted = response.json()["items"]
+    assert len(diverted) == 3
+    assert all("limit of 5" in item["reason"] for item in diverted)
+    assert {item["event_id"] for item in diverted} == {e["event_id"] for e in events[5:]}
+    await asyncio.sleep(1)  # a wrongly published excess would be credited by now
+    assert await balance(ledger, user) == 5
 
 
 async def test_concurrent_debits_never_overdraw(http) -> None:
