@@ -543,11 +543,7 @@ class OutboxRelay(PollingWorker):
         return self.settings.outbox_sweep_after_ms / 1000
 
     async def step(self) -> int:
-        min_age_s = self.min_age_s()
-        async with self.db.transaction() as session:
-            overdue = (await session.execute(COUNT_OVERDUE, {"min_age_s": min_age_s})).scalar_one()
-        OUTBOX_BACKLOG.labels(self.settings.service_name).set(overdue)
-        published = await self.publish_once(min_age_s)
+        published = await self.publish_once(self.min_age_s(), report_backlog=True)
         if time.monotonic() - self._last_purge > 600:
             self._last_purge = time.monotonic()
             async with self.db.transaction() as session:
@@ -556,8 +552,15 @@ class OutboxRelay(PollingWorker):
                 )
         return published
 
-    async def publish_once(self, min_age_s: float = 0.0) -> int:
+    async def publish_once(self, min_age_s: float = 0.0, *, report_backlog: bool = False) -> int:
         async with self.db.transaction() as session:
+            if report_backlog:
+                # In the transaction that takes the rows, so both see the same now(): no row
+                # comes of age between the count and the take and goes out uncounted.
+                overdue = (
+                    await session.execute(COUNT_OVERDUE, {"min_age_s": min_age_s})
+                ).scalar_one()
+                OUTBOX_BACKLOG.labels(self.settings.service_name).set(overdue)
             rows = (
                 await session.execute(
                     LOCK_UNPUBLISHED,
