@@ -61,6 +61,9 @@ CHAOS_ENV = {
     # a killed consumer's partitions move to the survivors after 6s instead of 30s
     "JIFEN_KAFKA_SESSION_TIMEOUT_MS": "6000",
     "JIFEN_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    # a member whose join never completes, or left with no partitions while its group stands
+    # still, joins again after 20s: within the 60s a cycle gives the suite to get ready
+    "JIFEN_CONSUMER_STALL_RESTART_S": "20",
 }
 GROUP_OF = {  # consumer service -> its consumer group
     "behavior_sensor": "jifen.behavior_sensor.upstream",

@@ -222,6 +222,26 @@ class StallWatch:
         return any(previous.get(tp) == offset for tp, offset in waiting.items())
 
 
+async def join_group(consumer: Any, what: str, within_s: float) -> bool:
+    """Start a group consumer; False (the consumer stopped, so it has left the group) when
+    it has no assignment within `within_s`.
+
+    aiokafka's `start()` returns only once the group has given this member its partitions
+    (none is an answer too). Seen with the embedded broker in a 100-cycle chaos run (seed
+    550042): after a member died while others joined, a restarted member's join never
+    completed, so it sat unready for good and StallWatch, which looks only after the join,
+    never ran. Joining again as a new member gets the group going; a join that is merely
+    slow (the group waits for a member busy with a long batch) only starts over.
+    """
+    try:
+        await asyncio.wait_for(start_with_retry(consumer, what), within_s)
+        return True
+    except TimeoutError:
+        log.warning("%s: no assignment %.0fs after joining; joining again", what, within_s)
+        await consumer.stop()
+        return False
+
+
 class _WaitForBatch(ConsumerRebalanceListener):
     """Let a rebalance wait until the batch in flight has committed, and hand over the offsets
     of what this member has applied, so hand-overs are clean."""
@@ -293,7 +313,10 @@ class ConsumerLoop:
         )
         consumer.subscribe(list(self.handler.topics), listener=_WaitForBatch(self))
         self.consumer = consumer
-        await start_with_retry(consumer, f"consumer {self.handler.name}")
+        what = f"consumer {self.handler.name}"
+        if not await join_group(consumer, what, self.settings.consumer_stall_restart_s):
+            CONSUMER_RESTARTS.labels(*self._labels).inc()
+            return
         self.healthy = True
         watch = StallWatch(self.settings.consumer_stall_restart_s)
         try:

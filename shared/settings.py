@@ -72,8 +72,9 @@ class JifenSettings(BaseSettings):
         60.0,
         ge=5,
         le=3600,
-        description="a consumer with no partitions that sees records waiting behind group "
-        "offsets that have not moved for this long leaves and rejoins its group",
+        description="a consumer whose join has brought no assignment after this long, or "
+        "with no partitions that sees records waiting behind group offsets that have not "
+        "moved for this long, leaves and rejoins its group",
     )
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     relay_poll_ms: int = Field(

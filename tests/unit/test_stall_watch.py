@@ -1,10 +1,12 @@
-"""StallWatch: when a consumer with no partitions should leave and rejoin its group."""
+"""StallWatch and join_group: when a consumer should leave and rejoin its group."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import TopicPartition
 
-from shared.kafka import StallWatch
+from shared.kafka import StallWatch, join_group
 
 P0, P1 = TopicPartition("grants", 0), TopicPartition("grants", 1)
 
@@ -40,3 +42,32 @@ def test_getting_partitions_in_between_starts_the_watch_over() -> None:
     watch.reset()  # the member was given partitions
     assert look(watch, 60, {P0: 10}) is False  # a first look again, not a second
     assert look(watch, 120, {P0: 10}) is True
+
+
+class FakeMember:
+    """A consumer whose start (the join) takes `join_s`, or never ends when None."""
+
+    def __init__(self, join_s: float | None) -> None:
+        self.join_s = join_s
+        self.stopped = False
+
+    async def start(self) -> None:
+        if self.join_s is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(self.join_s)
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_join_that_never_completes_is_abandoned_and_the_member_leaves() -> None:
+    member = FakeMember(join_s=None)
+    assert await join_group(member, "consumer test", within_s=0.05) is False
+    assert member.stopped  # stopping leaves the group, so the next join is a new member
+
+
+async def test_a_join_that_completes_in_time_keeps_the_member() -> None:
+    member = FakeMember(join_s=0.01)
+    assert await join_group(member, "consumer test", within_s=5) is True
+    assert not member.stopped
