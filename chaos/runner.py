@@ -598,8 +598,10 @@ async def _reset_once(bootstrap: str, group: str, topics: tuple[str, ...]) -> No
         session_timeout_ms=6_000,
         heartbeat_interval_ms=1_000,
     )
-    await consumer.start()
     try:
+        # Inside the try: a join cut short by the timeout must still leave the group, or the
+        # broker waits for this abandoned member and every later attempt's join hangs too.
+        await consumer.start()
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=200)
         assigned = list(consumer.assignment())
