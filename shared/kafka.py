@@ -232,6 +232,10 @@ async def join_group(consumer: Any, what: str, within_s: float) -> bool:
     completed, so it sat unready for good and StallWatch, which looks only after the join,
     never ran. Joining again as a new member gets the group going; a join that is merely
     slow (the group waits for a member busy with a long batch) only starts over.
+
+    However the join ends early (timeout, shutdown cancelling it, the broker unreachable),
+    the consumer is stopped: a member abandoned mid-join that never leaves keeps the group
+    waiting for it, up to the rebalance timeout, and every other member's join with it.
     """
     try:
         await asyncio.wait_for(start_with_retry(consumer, what), within_s)
@@ -240,6 +244,9 @@ async def join_group(consumer: Any, what: str, within_s: float) -> bool:
         log.warning("%s: no assignment %.0fs after joining; joining again", what, within_s)
         await consumer.stop()
         return False
+    except BaseException:
+        await consumer.stop()
+        raise
 
 
 class _WaitForBatch(ConsumerRebalanceListener):

@@ -25,7 +25,8 @@ CONSUMER_BATCH_SECONDS = Histogram(
 )
 CONSUMER_RESTARTS = Counter(
     "jifen_consumer_rejoins_total",
-    "Consumers that found their group stalled and left and joined it again",
+    "Consumers that left their group and joined it again: a join that brought no "
+    "assignment in time, or a group found stalled",
     ["service", "consumer"],
 )
 CONSUMER_RETRIES = Counter(

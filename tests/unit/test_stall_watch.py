@@ -71,3 +71,15 @@ async def test_a_join_that_completes_in_time_keeps_the_member() -> None:
     member = FakeMember(join_s=0.01)
     assert await join_group(member, "consumer test", within_s=5) is True
     assert not member.stopped
+
+
+async def test_a_join_cancelled_by_shutdown_still_leaves_the_group() -> None:
+    member = FakeMember(join_s=None)
+    joining = asyncio.create_task(join_group(member, "consumer test", within_s=60))
+    await asyncio.sleep(0.01)
+    joining.cancel()
+    try:
+        await joining
+    except asyncio.CancelledError:
+        pass
+    assert member.stopped
