@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text, true, update
+from sqlalchemy import Boolean, and_, column, func, insert, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,10 +24,6 @@ _REDEMPTIONS_BY_KEYS = text(
     f"SELECT {_REDEMPTION_COLUMNS} FROM redemptions "
     "JOIN unnest(CAST(:users AS text[]), CAST(:keys AS text[])) AS k(user_id, key) "
     "ON redemptions.user_id = k.user_id AND redemptions.idempotency_key = k.key"
-).columns(*redemptions.c)
-_LOCK_REDEMPTIONS = text(
-    f"SELECT {_REDEMPTION_COLUMNS} FROM redemptions WHERE id = ANY(CAST(:ids AS text[])) "
-    "ORDER BY id FOR UPDATE"
 ).columns(*redemptions.c)
 NEW_REDEMPTIONS = Bulk(
     "redemptions",
@@ -72,6 +68,57 @@ _UPDATE_REDEMPTIONS = REDEMPTION_OUTCOMES.update(
     ["id"],
     REDEMPTION_OUTCOMES.assign(["id"]) + ", updated_at = now()",
     f"RETURNING {_REDEMPTION_COLUMNS}",
+).columns(*redemptions.c)
+# Finishing redemptions: each moves out of the state its finisher expects, or not at all.
+# Only the outcome columns a finish sets are given; a NULL keeps what the row holds.
+FINISHES = Bulk(
+    "redemptions",
+    {
+        "id": "text",
+        "expected": "text",
+        "status": "text",
+        "release": "boolean",
+        "failure_code": "text",
+        "failure_message": "text",
+        "compensated": "boolean",
+        "ledger_entry_id": "bigint",
+        "balance_after": "bigint",
+        "reward": "jsonb",
+        "fulfilment_status": "text",
+        "refund_entry_id": "bigint",
+    },
+)
+_KEPT_UNLESS_GIVEN = (
+    "failure_code",
+    "failure_message",
+    "compensated",
+    "ledger_entry_id",
+    "balance_after",
+    "fulfilment_status",
+    "refund_entry_id",
+)
+# One statement takes the row locks (in id order, as every finisher takes them, so two
+# finishers never deadlock), re-checks each row's state under its lock and writes the outcome.
+_FINISH_REDEMPTIONS = text(
+    f"WITH v AS MATERIALIZED (SELECT * FROM {FINISHES.source()}), "
+    "due AS MATERIALIZED (SELECT r.id, r.holds_stock FROM redemptions r "
+    "JOIN v ON v.id = r.id AND r.status = v.expected ORDER BY r.id FOR UPDATE OF r) "
+    "UPDATE redemptions SET status = v.status, "
+    "holds_stock = redemptions.holds_stock AND NOT v.release, "
+    + "".join(f"{c} = coalesce(v.{c}, redemptions.{c}), " for c in _KEPT_UNLESS_GIVEN)
+    + "reward = coalesce(CAST(v.reward AS jsonb), redemptions.reward), "
+    "next_attempt_at = NULL, updated_at = now() "
+    "FROM v JOIN due ON due.id = v.id WHERE redemptions.id = due.id "
+    f"RETURNING {_REDEMPTION_COLUMNS}, due.holds_stock AS held_stock"
+).columns(*redemptions.c, column("held_stock", Boolean))
+REWARDS = Bulk("redemptions", {"id": "text", "reward": "jsonb"})
+_SET_REWARDS = REWARDS.update(
+    ["id"],
+    "reward = CAST(v.reward AS jsonb), updated_at = now()",
+    f"RETURNING {_REDEMPTION_COLUMNS}",
+).columns(*redemptions.c)
+_REDEMPTIONS_BY_IDS = text(
+    f"SELECT {_REDEMPTION_COLUMNS} FROM redemptions WHERE id = ANY(CAST(:ids AS text[]))"
 ).columns(*redemptions.c)
 COUPONS = Bulk(
     "coupons",
@@ -282,11 +329,32 @@ async def redemptions_by_keys(
     return {(r.user_id, r.idempotency_key): r for r in rows}
 
 
-async def lock_redemptions(session: AsyncSession, ids: Sequence[str]) -> dict[str, Any]:
-    """Lock redemptions (in id order); returns them by id."""
+async def finish_redemptions(
+    session: AsyncSession, finishes: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Move each redemption out of its `expected` state (see FINISHES for the keys; `release`
+    gives up the stock it holds). Returns the rows that moved, by id, each with `held_stock`:
+    whether it held stock before. A row found in another state is left alone and absent."""
+    if not finishes:
+        return {}
+    rows = [{c: f.get(c) for c in FINISHES.columns} for f in finishes]
+    result = await session.execute(_FINISH_REDEMPTIONS, FINISHES.params(rows))
+    return {r.id: r for r in result}
+
+
+async def set_rewards(session: AsyncSession, rewards: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the reward of redemptions whose locks the caller holds; returns them by id."""
+    if not rewards:
+        return {}
+    rows = [{"id": i, "reward": reward} for i, reward in rewards.items()]
+    result = await session.execute(_SET_REWARDS, REWARDS.params(rows))
+    return {r.id: r for r in result}
+
+
+async def redemptions_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Any]:
     if not ids:
         return {}
-    rows = await session.execute(_LOCK_REDEMPTIONS, {"ids": sorted(set(ids))})
+    rows = await session.execute(_REDEMPTIONS_BY_IDS, {"ids": list(ids)})
     return {r.id: r for r in rows}
 
 

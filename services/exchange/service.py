@@ -59,15 +59,21 @@ RedeemAnswer = tuple[dict[str, Any], int] | DomainError
 @dataclass(frozen=True)
 class Finish:
     """Move one redemption out of `expected`: write `values`, emit `event_type`, count it
-    under `outcome`; `release` gives back what it holds, `reward` issues the reward."""
+    under `outcome`; `release` gives back what it holds, `reward` issues the reward.
+    `row` is the redemption as its finisher last read it (for what never changes: user,
+    item, quantity, address); whether it is still `expected` is decided under its lock."""
 
-    redemption_id: str
+    row: Any
     expected: str
     event_type: str
     outcome: str
     values: dict[str, Any]
     release: bool = False
     reward: bool = False
+
+    @property
+    def redemption_id(self) -> str:
+        return str(self.row.id)
 
 
 def debit_key(redemption_id: str) -> str:
@@ -238,13 +244,13 @@ class Exchange:
             first.setdefault((r.user_id, r.key), i)
         unique = [r for i, r in enumerate(requests) if first[(r.user_id, r.key)] == i]
         async with self.db.transaction() as session:
-            reserved = await self._reserve_many(session, unique, now)
+            reserved, items = await self._reserve_many(session, unique, now)
         fresh = [
             row
             for row, replayed in (o for o in reserved if isinstance(o, tuple))
             if not replayed and row.status == "pending"
         ]
-        settled = {row.id: row for row in await self._settle_debits(fresh)}
+        settled = {row.id: row for row in await self._settle_debits(fresh, items)}
         final: dict[tuple[str, str], Any] = {}
         for r, outcome in zip(unique, reserved, strict=True):
             final[(r.user_id, r.key)] = (
@@ -269,32 +275,34 @@ class Exchange:
 
     async def _reserve_many(
         self, session: AsyncSession, requests: list[RedeemRequest], now: datetime
-    ) -> list[tuple[Any, bool] | DomainError]:
-        """Step one for a batch: (redemption, replayed) or the error, per request.
+    ) -> tuple[list[tuple[Any, bool] | DomainError], dict[str, Any]]:
+        """Step one for a batch: (redemption, replayed) or the error, per request, and the
+        items as read.
 
-        New redemptions are written as holding stock, then refused ones are flipped back.
-        Taking the stock comes last (one conditional update per item, in item order), so
-        the item's row lock, which every redeemer of a hot item queues on, is held only
-        until the commit.
+        Every request for an item that exists is inserted as a new redemption holding stock;
+        a key already used makes its insert a no-op, and that request replays the redemption
+        the key belongs to. Then refused ones are flipped back. Taking the stock comes last
+        (one conditional update per item, in item order), so the item's row lock, which every
+        redeemer of a hot item queues on, is held only until the commit.
         """
         keys = [(r.user_id, r.key) for r in requests]
-        existing = await repo.redemptions_by_keys(session, keys)
         items = await repo.get_items(session, [r.item_id for r in requests])
         out: list[tuple[Any, bool] | DomainError | None] = [None] * len(requests)
         new: dict[int, dict[str, Any]] = {}
         for i, r in enumerate(requests):
-            if (done := existing.get(keys[i])) is not None:
-                out[i] = self._replay_of(done, r)
-            elif (item := items.get(r.item_id)) is None:
-                out[i] = NotFound("item", r.item_id)
-            else:
+            if (item := items.get(r.item_id)) is not None:
                 new[i] = self._new_redemption(r, item, now)
         inserted = await repo.insert_redemptions(session, list(new.values()))
-        # Rows not inserted lost to a concurrent request with the same key: replay the winner.
-        lost = [i for i, row in new.items() if row["id"] not in inserted]
-        winners = await repo.redemptions_by_keys(session, [keys[i] for i in lost])
-        for i in lost:
-            out[i] = self._replay_of(winners[keys[i]], requests[i])
+        # The rest: keys used before (or by a concurrent request that won), or unknown items.
+        others = [i for i in range(len(requests)) if i not in new or new[i]["id"] not in inserted]
+        existing = await repo.redemptions_by_keys(session, [keys[i] for i in others])
+        for i in others:
+            if (done := existing.get(keys[i])) is not None:
+                out[i] = self._replay_of(done, requests[i])
+            elif i not in new:
+                out[i] = NotFound("item", requests[i].item_id)
+            else:
+                raise RuntimeError(f"redemption key {keys[i]} neither inserted nor found")
         rows = [inserted[row["id"]] for row in new.values() if row["id"] in inserted]
 
         failures: dict[str, tuple[str, str]] = {}
@@ -366,7 +374,7 @@ class Exchange:
         for i, row in new.items():
             if row["id"] in by_id:
                 out[i] = (by_id[row["id"]], False)
-        return [o for o in out if o is not None]
+        return [o for o in out if o is not None], items
 
     def _new_redemption(self, r: RedeemRequest, item: Any, now: datetime) -> dict[str, Any]:
         return {
@@ -430,10 +438,13 @@ class Exchange:
         status = {"pending": 202, "completed": 200 if replayed else 201}.get(row.status, 200)
         return redemption_view(row), status
 
-    async def _settle_debits(self, rows: list[Any]) -> list[Any]:
+    async def _settle_debits(
+        self, rows: list[Any], items: Mapping[str, Any] | None = None
+    ) -> list[Any]:
         """Step two for pending redemptions: debit each at the ledger (batched calls), then
         complete or fail them in one transaction. A debit without a definite answer leaves
-        its redemption pending for the recovery loop. Returns the rows as they now are."""
+        its redemption pending for the recovery loop. Returns the rows as they now are.
+        `items` may hold their items as already read (for the rewards)."""
         if not rows:
             return []
         debits = [
@@ -453,70 +464,87 @@ class Exchange:
         finishes = []
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, Done):
-                finishes.append(self._completion(row.id, outcome.body))
+                finishes.append(self._completion(row, outcome.body))
             elif isinstance(outcome, Refused) and outcome.code == "debit_voided":
                 # The recovery loop compensated this redemption; it will (or did) fail it.
-                finishes.append(self._failure(row.id, "ledger_unavailable", outcome.message, True))
+                finishes.append(self._failure(row, "ledger_unavailable", outcome.message, True))
             elif isinstance(outcome, Refused):
-                finishes.append(self._failure(row.id, outcome.code, outcome.message, False))
+                finishes.append(self._failure(row, outcome.code, outcome.message, False))
             else:
                 log.warning("debit of redemption %s unconfirmed: %s", row.id, outcome.reason)
                 REDEMPTIONS_UNCONFIRMED.labels("debit").inc()
-        finished = await self._finish_many(finishes)
+        finished = await self._finish_many(finishes, items)
         return [finished.get(row.id, row) for row in rows]
 
     @staticmethod
-    def _completion(redemption_id: str, debit: dict[str, Any]) -> Finish:
+    def _completion(row: Any, debit: dict[str, Any]) -> Finish:
         values = {
             "status": "completed",
             "ledger_entry_id": debit["entry_id"],
             "balance_after": debit["balance_after"],
         }
-        return Finish(
-            redemption_id, "pending", "redemption.completed", "completed", values, reward=True
-        )
+        return Finish(row, "pending", "redemption.completed", "completed", values, reward=True)
 
     @staticmethod
-    def _failure(redemption_id: str, code: str, message: str, compensated: bool) -> Finish:
+    def _failure(row: Any, code: str, message: str, compensated: bool) -> Finish:
         values = {
             "status": "failed",
             "failure_code": code,
             "failure_message": message,
             "compensated": compensated,
         }
-        return Finish(redemption_id, "pending", "redemption.failed", code, values, release=True)
+        return Finish(row, "pending", "redemption.failed", code, values, release=True)
 
-    async def _finish_many(self, finishes: list[Finish]) -> dict[str, Any]:
+    async def _finish_many(
+        self, finishes: list[Finish], items: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Move redemptions out of their `expected` state (pending or cancelling), once each,
         in one transaction; returns every named redemption as it now is, by id.
 
-        The request and the recovery loop may both try; the row locks and the status check
-        let exactly one of them release the reservation or issue the reward.
+        The request and the recovery loop may both try. One statement locks the rows and
+        moves only those still in the expected state, so exactly one finisher releases a
+        reservation or issues a reward. Rewards are drawn up beforehand and kept only for
+        the rows that moved (a membership is extended only then, under its own lock).
         """
         if not finishes:
             return {}
+        now = datetime.now(UTC)
+        rewarding = [f.row for f in finishes if f.reward]
+        known = dict(items or {})
         async with self.db.transaction() as session:
-            current = await repo.lock_redemptions(session, [f.redemption_id for f in finishes])
-            due = [
-                (f, current[f.redemption_id])
-                for f in finishes
-                if current[f.redemption_id].status == f.expected
-            ]
-            await self._release_many(session, [row for f, row in due if f.release])
-            rewards = await self._issue_rewards(
-                session, [row for f, row in due if f.reward], datetime.now(UTC)
+            missing = {row.item_id for row in rewarding} - known.keys()
+            known.update(await repo.get_items(session, list(missing)))
+            rewards, coupons = self._draw_rewards(rewarding, known, now)
+            moves = []
+            for f in finishes:
+                move = {**f.values, "id": f.redemption_id, "expected": f.expected}
+                move["release"] = f.release
+                if f.reward and (reward := rewards.get(f.redemption_id)) is not None:
+                    move["reward"] = reward
+                    if f.row.item_type == "physical":
+                        move["fulfilment_status"] = "pending"
+                moves.append(move)
+            written = await repo.finish_redemptions(session, moves)
+            due = [(f, written[f.redemption_id]) for f in finishes if f.redemption_id in written]
+            await self._release_many(
+                session, [row for f, row in due if f.release and row.held_stock]
             )
-            changes = []
-            for f, row in due:
-                values = {**f.values, "next_attempt_at": None}
-                if f.release:
-                    values["holds_stock"] = False
-                if f.reward:
-                    values["reward"] = rewards[row.id]
-                    values["fulfilment_status"] = "pending" if row.item_type == "physical" else None
-                changes.append((row, values))
-            written = await repo.update_redemptions(session, changes)
-            await _emit_many(session, [(written[row.id], f.event_type) for f, row in due])
+            written.update(
+                await self._extend_memberships(
+                    session,
+                    [row for f, row in due if f.reward and row.item_type == "vip"],
+                    known,
+                    now,
+                )
+            )
+            await repo.insert_coupons(
+                session, [c for f, row in due if f.reward for c in coupons.get(row.id, [])]
+            )
+            await _emit_many(session, [(written[f.redemption_id], f.event_type) for f, _ in due])
+            # The ones another finisher got to first, as they are now.
+            current = await repo.redemptions_by_ids(
+                session, [f.redemption_id for f in finishes if f.redemption_id not in written]
+            )
         for f, _ in due:
             REDEMPTIONS.labels(f.outcome).inc()
         return {**current, **written}
@@ -525,12 +553,11 @@ class Exchange:
         return (await self._finish_many([finish]))[finish.redemption_id]
 
     async def _release_many(self, session: AsyncSession, rows: list[Any]) -> None:
-        """Give back the units (and per-user limit counts) these redemptions hold: counters
+        """Give back the units (and per-user limit counts) these redemptions held: counters
         first, then items, each in a fixed order, as reserving takes them."""
-        holding = [row for row in rows if row.holds_stock]
-        await self._release_limits(session, holding)
+        await self._release_limits(session, rows)
         units: dict[str, int] = {}
-        for row in holding:
+        for row in rows:
             units[row.item_id] = units.get(row.item_id, 0) + row.quantity
         for item_id in sorted(units):
             await repo.release_stock(session, item_id, units[item_id])
@@ -545,20 +572,20 @@ class Exchange:
                 session, row.user_id, row.item_id, row.limit_period_key, row.quantity
             )
 
-    async def _issue_rewards(
-        self, session: AsyncSession, rows: list[Any], now: datetime
-    ) -> dict[str, dict[str, Any]]:
-        """The reward of each completed redemption, by redemption id (memberships are locked
-        in user order; coupons are written in one statement)."""
-        items = await repo.get_items(session, [row.item_id for row in rows])
+    def _draw_rewards(
+        self, rows: list[Any], items: Mapping[str, Any], now: datetime
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """The reward of each redemption about to complete, by redemption id, and the coupons
+        to write for it. A membership's reward depends on the membership, so it is left to
+        `_extend_memberships`."""
         rewards: dict[str, dict[str, Any]] = {}
-        coupons: list[dict[str, Any]] = []
+        coupons: dict[str, list[dict[str, Any]]] = {}
         expires_at = now + timedelta(days=self.settings.coupon_validity_days)
-        for row in sorted(rows, key=lambda r: (r.user_id, r.id)):
+        for row in rows:
             item = items[row.item_id]
             if row.item_type == "coupon":
                 codes = [domain.new_coupon_code() for _ in range(row.quantity)]
-                coupons += [
+                coupons[row.id] = [
                     {
                         "code": code,
                         "redemption_id": row.id,
@@ -575,22 +602,25 @@ class Exchange:
                     "value_cents": item.coupon_value_cents,
                     "expires_at": expires_at.isoformat(),
                 }
-            elif row.item_type == "vip":
-                days = (item.vip_days or 0) * row.quantity
-                current = await repo.lock_membership(session, row.user_id)
-                until = domain.extended_vip(current, now, days)
-                await repo.set_membership(session, row.user_id, until)
-                rewards[row.id] = {
-                    "type": "vip",
-                    "days_added": days,
-                    "vip_until": until.isoformat(),
-                }
             elif row.item_type == "physical":
                 rewards[row.id] = {"type": "physical", "shipping_address": row.shipping_address}
-            else:
+            elif row.item_type != "vip":
                 rewards[row.id] = {"type": "virtual"}
-        await repo.insert_coupons(session, coupons)
-        return rewards
+        return rewards, coupons
+
+    async def _extend_memberships(
+        self, session: AsyncSession, rows: list[Any], items: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        """Extend the memberships of completed VIP redemptions (locked in user order) and
+        write their rewards; returns those redemptions by id."""
+        rewards: dict[str, dict[str, Any]] = {}
+        for row in sorted(rows, key=lambda r: (r.user_id, r.id)):
+            days = (items[row.item_id].vip_days or 0) * row.quantity
+            current = await repo.lock_membership(session, row.user_id)
+            until = domain.extended_vip(current, now, days)
+            await repo.set_membership(session, row.user_id, until)
+            rewards[row.id] = {"type": "vip", "days_added": days, "vip_until": until.isoformat()}
+        return await repo.set_rewards(session, rewards)
 
     # -- cancel -----------------------------------------------------------------------
 
@@ -653,7 +683,7 @@ class Exchange:
             reference=f"redemption:{row.id}",
         )
         if isinstance(outcome, Done):
-            return await self._finish_cancel(row.id, outcome.body.get("entry_id"))
+            return await self._finish_cancel(row, outcome.body.get("entry_id"))
         if isinstance(outcome, Refused):
             log.error("ledger refused the refund of redemption %s: %s", row.id, outcome)
         else:
@@ -661,11 +691,11 @@ class Exchange:
             REDEMPTIONS_UNCONFIRMED.labels("refund").inc()
         return row
 
-    async def _finish_cancel(self, redemption_id: str, refund_entry_id: int | None) -> Any:
+    async def _finish_cancel(self, row: Any, refund_entry_id: int | None) -> Any:
         values = {"status": "cancelled", "refund_entry_id": refund_entry_id}
         return await self._finish(
             Finish(
-                redemption_id,
+                row,
                 "cancelling",
                 "redemption.cancelled",
                 "cancelled",
@@ -743,7 +773,7 @@ class Exchange:
             log.warning("compensated redemption %s (%s)", row.id, outcome.body.get("status"))
             return await self._finish(
                 self._failure(
-                    row.id,
+                    row,
                     "ledger_unavailable",
                     "the points service did not confirm the debit in time; nothing was charged",
                     True,
