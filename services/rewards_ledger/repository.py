@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Boolean, Text, and_, bindparam, column, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger.domain import SpendableLot
@@ -61,17 +61,24 @@ ALLOCATIONS = Bulk(
     "allocations", {"journal_entry_id": "bigint", "lot_id": "text", "points": "bigint"}
 )
 _INSERT_ALLOCATIONS = ALLOCATIONS.insert()
-_SPENDABLE_LOTS = text(
+# Every lot of these users with points left, past due or not (the caller splits them).
+_ACTIVE_LOTS = text(
     "SELECT id, user_id, remaining, expires_at, created_at FROM lots "
     "WHERE user_id = ANY(CAST(:users AS text[])) AND status = 'active' AND remaining > 0 "
-    "AND (expires_at IS NULL OR expires_at > :now) ORDER BY id FOR UPDATE"
-)
-_VOIDED_KEYS = text(
-    "SELECT idempotency_key FROM debit_voids WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
+    "ORDER BY id FOR UPDATE"
 )
 _ENTRIES_BY_KEYS = text(
     "SELECT * FROM journal_entries WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
 ).columns(*journal_entries.c)
+# For each key: the journal entry that used it, or whether it was voided (one round trip).
+_USED_KEYS = text(
+    f"SELECT {', '.join(f'e.{c.name}' for c in journal_entries.c)}, k.key AS used_key, "
+    "v.idempotency_key IS NOT NULL AS voided "
+    "FROM unnest(CAST(:keys AS text[])) AS k(key) "
+    "LEFT JOIN journal_entries e ON e.idempotency_key = k.key "
+    "LEFT JOIN debit_voids v ON v.idempotency_key = k.key "
+    "WHERE e.id IS NOT NULL OR v.idempotency_key IS NOT NULL"
+).columns(*journal_entries.c, column("used_key", Text), column("voided", Boolean))
 
 
 async def lock_accounts(
@@ -144,11 +151,19 @@ async def entries_by_keys(session: AsyncSession, keys: Sequence[str]) -> list[An
     return list(await session.execute(_ENTRIES_BY_KEYS, {"keys": list(keys)}))
 
 
-async def voided_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+async def used_keys(session: AsyncSession, keys: Sequence[str]) -> tuple[dict[str, Any], set[str]]:
+    """(journal entry by key, for the keys already used; the rest of the keys that were
+    voided)."""
     if not keys:
-        return set()
-    rows = await session.execute(_VOIDED_KEYS, {"keys": list(keys)})
-    return {r.idempotency_key for r in rows}
+        return {}, set()
+    entries: dict[str, Any] = {}
+    voided: set[str] = set()
+    for r in await session.execute(_USED_KEYS, {"keys": list(keys)}):
+        if r.id is not None:
+            entries[r.used_key] = r
+        elif r.voided:
+            voided.add(r.used_key)
+    return entries, voided
 
 
 async def void_of(session: AsyncSession, key: str) -> Any:
@@ -187,17 +202,23 @@ async def give_back_to_lots(session: AsyncSession, given: Sequence[tuple[str, in
         )
 
 
-async def spendable_lots(
+async def active_lots(
     session: AsyncSession, user_ids: Sequence[str], now: datetime
-) -> dict[str, list[SpendableLot]]:
-    """The lots each user can spend now, locked (the caller holds their accounts' locks)."""
-    out: dict[str, list[SpendableLot]] = {u: [] for u in user_ids}
+) -> tuple[dict[str, list[SpendableLot]], list[Any]]:
+    """Every lot of these users with points left, locked (the caller holds their accounts'
+    locks): the ones they can spend now, by user, and the ones past due, in the order
+    `due_lots` gives them."""
+    spendable: dict[str, list[SpendableLot]] = {u: [] for u in user_ids}
     if not user_ids:
-        return out
-    rows = await session.execute(_SPENDABLE_LOTS, {"users": list(user_ids), "now": now})
-    for r in rows:
-        out[r.user_id].append(SpendableLot(r.id, r.remaining, r.expires_at, r.created_at))
-    return out
+        return spendable, []
+    due = []
+    for r in await session.execute(_ACTIVE_LOTS, {"users": list(user_ids)}):
+        if r.expires_at is not None and r.expires_at <= now:
+            due.append(r)
+        else:
+            spendable[r.user_id].append(SpendableLot(r.id, r.remaining, r.expires_at, r.created_at))
+    due.sort(key=lambda r: (r.user_id, r.expires_at, r.id))
+    return spendable, due
 
 
 async def take_from_lots(session: AsyncSession, taken: Sequence[tuple[str, int]]) -> None:

@@ -117,7 +117,13 @@ async def expire_due_lots(
     session: AsyncSession, balances: dict[str, int], now: datetime
 ) -> list[dict[str, Any]]:
     """Expire the past-due lots of accounts the caller has locked; updates `balances` in place."""
-    due = await repo.due_lots(session, list(balances), now)
+    return await expire_lots(session, balances, await repo.due_lots(session, list(balances), now))
+
+
+async def expire_lots(
+    session: AsyncSession, balances: dict[str, int], due: list[Any]
+) -> list[dict[str, Any]]:
+    """Expire these past-due lots (locked, of accounts the caller has locked)."""
     if not due:
         return []
     entry_rows = []
@@ -206,13 +212,11 @@ async def debit_many(
     keys = [c.journal_key for c in commands]
     # Under the account locks: a concurrent request with the same key has either committed
     # (and is a replay here) or has not started its debit.
-    existing = {e.idempotency_key: e for e in await repo.entries_by_keys(session, keys)}
-    voided = await repo.voided_keys(session, [k for k in keys if k not in existing])
+    existing, voided = await repo.used_keys(session, keys)
     spenders = sorted({c.user_id for c in commands if c.journal_key not in existing})
     spending = {u: balances[u] for u in spenders if u in balances}
-    if spending:
-        await expire_due_lots(session, spending, now)
-    lots = await repo.spendable_lots(session, list(spending), now)
+    lots, due = await repo.active_lots(session, list(spending), now)
+    await expire_lots(session, spending, due)
     expiry = {lot.id: lot.expires_at for user_lots in lots.values() for lot in user_lots}
 
     outcomes: list[DebitOutcome | None] = [None] * len(commands)

@@ -47,6 +47,8 @@ CASES: list[tuple[str, str, Callable[[AsyncSession], Awaitable[Any]]]] = [
         "ix_lots_",
         lambda s: ledger_repo.upcoming_expiries(s, "someone", NOW, NOW + timedelta(days=7)),
     ),
+    # Not a poll, but every debit runs it: the lots with points left of the spenders.
+    ("jifen_rewards_ledger", "ix_lots_", lambda s: ledger_repo.active_lots(s, ["someone"], NOW)),
 ]
 
 
