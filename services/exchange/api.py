@@ -25,6 +25,7 @@ from services.exchange.schemas import (
 )
 from shared.auth import Principal, optional_principal, principal
 from shared.errors import NotFound, Unauthorized
+from shared.hotpath import json_body, json_body_schema, json_response
 from shared.service import runtime_of
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -138,10 +139,9 @@ async def retire_item(item_id: ObjectId, request: Request, caller: Caller) -> di
         202: {"description": "Accepted; the points service has not confirmed yet"},
         **REFUSALS,
     },
+    openapi_extra=json_body_schema(RedemptionRequest),
 )
-async def redeem(
-    body: RedemptionRequest, request: Request, response: Response, caller: Caller
-) -> dict:
+async def redeem(request: Request) -> Response:
     """One-click redemption: reserve stock, debit the points, issue the reward.
 
     201 with the reward when done; 202 `pending` when the points service is slow or down
@@ -149,12 +149,14 @@ async def redeem(
     409 with a stable code when refused. The same idempotency_key always returns the same
     redemption.
     """
+    # The hottest endpoint: body and answer go through pydantic directly (shared/hotpath.py).
+    caller = await principal(request)
+    body = await json_body(request, RedemptionRequest)
     caller.require_user(body.user_id)
     result, status = await exchange_of(request).redeem(
         body.user_id, body.item_id, body.quantity, body.idempotency_key, body.shipping_address
     )
-    response.status_code = status
-    return result
+    return json_response(RedemptionOut.model_validate(result), status)
 
 
 @router.get("/redemptions/{redemption_id}", response_model=RedemptionOut)
