@@ -35,12 +35,25 @@ async def json_body(request: Request, model: type[M]) -> M:
 
 
 def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` that documents `model` as the required JSON request body."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """`openapi_extra` that documents `model` as the required JSON request body (nested
+    models written out in place: a `$ref` here would point into the document's root)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": schema}},
+            "content": {"application/json": {"schema": inline(schema)}},
         }
     }
 

@@ -24,6 +24,7 @@ from services.rewards_ledger.schemas import (
 from services.rewards_ledger.settings import Settings
 from shared.auth import Principal, principal
 from shared.errors import DomainError
+from shared.hotpath import json_body, json_body_schema, json_response
 from shared.service import runtime_of
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -72,8 +73,12 @@ async def debit(
     return result
 
 
-@router.post("/debits/batch", response_model=DebitBatchOut)
-async def debit_batch(body: DebitBatchRequest, request: Request, caller: Caller) -> dict:
+@router.post(
+    "/debits/batch",
+    response_model=DebitBatchOut,
+    openapi_extra=json_body_schema(DebitBatchRequest),
+)
+async def debit_batch(request: Request) -> Response:
     """Many debits in one unit of work (the exchange sends concurrent redemptions this way).
 
     Each debit is judged exactly as `POST /v1/accounts/{user_id}/debits` would judge it, and
@@ -81,7 +86,10 @@ async def debit_batch(body: DebitBatchRequest, request: Request, caller: Caller)
     result), or a 4xx refusal with `error` and `message`. A refusal changes nothing and does
     not affect the other debits. A 5xx means none of them was applied.
     """
+    # The exchange's hot path: body and answer go through pydantic directly (shared/hotpath.py).
+    caller = await principal(request)
     caller.require_admin()
+    body = await json_body(request, DebitBatchRequest)
     commands = [
         service.DebitCommand(d.user_id, d.points, d.idempotency_key, d.reason, d.reference)
         for d in body.debits
@@ -102,7 +110,7 @@ async def debit_batch(body: DebitBatchRequest, request: Request, caller: Caller)
         else:
             result, created = outcome
             results.append({"status": 201 if created else 200, "debit": result})
-    return {"results": results}
+    return json_response(DebitBatchOut.model_validate({"results": results}), 200)
 
 
 @router.post("/accounts/{user_id}/refunds", response_model=RefundOut, status_code=201)
