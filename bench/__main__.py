@@ -553,6 +553,34 @@ SECTIONS = (
 )
 
 
+async def settle_database(server_url: str, timeout: float = 120) -> float:
+    """Wait until PostgreSQL's autovacuum workers are done (or `timeout` passes), so that a
+    section does not measure the clean-up of the one before: after the 100k-event run,
+    vacuuming its tables took a quarter of a core during the next section. Returns the wait."""
+    engine = create_engine(database_url(server_url, "postgres"), pool_size=1, max_overflow=0)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            async with engine.connect() as conn:
+                busy = (
+                    await conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE backend_type = 'autovacuum worker'"
+                        )
+                    )
+                ).scalar_one()
+            if not busy:
+                break
+            await asyncio.sleep(1)
+    finally:
+        await engine.dispose()
+    waited = time.monotonic() - started
+    if waited >= 1:
+        print(f"  waited {waited:.0f}s for autovacuum to finish", flush=True)
+    return waited
+
+
 def wanted(section: str) -> bool:
     only = os.environ.get("BENCH_ONLY", "")
     return not only or section in {s.strip() for s in only.split(",")}
@@ -591,6 +619,7 @@ async def measure(
         if wanted("fixed_rate"):
             # Before the replica test: its second consumer leaving makes the group rebalance.
             await drain(database_url_, bootstrap, timeout=600)  # start from an idle pipeline
+            await settle_database(database_url_)
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
             print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
             before = cpu_seconds(stack, broker_pid)
@@ -610,6 +639,7 @@ async def measure(
             )
         if wanted("task_progress_scaling"):
             await drain(database_url_, bootstrap, timeout=600)
+            await settle_database(database_url_)
             scale_n = env_int("BENCH_SCALE_EVENTS", 20_000)
             print(f"task_progress with 1 and 2 replicas: {scale_n} behaviors each ...", flush=True)
             results["task_progress_scaling"] = await task_progress_scaling(
@@ -624,6 +654,7 @@ async def measure(
         )
     if wanted("hot_item"):
         await drain(database_url_, bootstrap, timeout=600)
+        await settle_database(database_url_)
         print(f"hot item: {env_int('BENCH_HOT_CALLERS', 64)} concurrent redeemers ...", flush=True)
         results["hot_item"] = await hot_item(
             stack.url("exchange"),
