@@ -47,28 +47,6 @@ _INSERT_REDEMPTIONS = NEW_REDEMPTIONS.insert(
     f"ON CONFLICT ON CONSTRAINT uq_redemptions_user_key DO NOTHING RETURNING {_REDEMPTION_COLUMNS}"
 ).columns(*redemptions.c)
 # What finishing (or refusing) a redemption may change; the rest of a row never moves here.
-REDEMPTION_OUTCOMES = Bulk(
-    "redemptions",
-    {
-        "id": "text",
-        "status": "text",
-        "holds_stock": "boolean",
-        "failure_code": "text",
-        "failure_message": "text",
-        "compensated": "boolean",
-        "ledger_entry_id": "bigint",
-        "balance_after": "bigint",
-        "reward": "jsonb",
-        "fulfilment_status": "text",
-        "refund_entry_id": "bigint",
-        "next_attempt_at": "timestamptz",
-    },
-)
-_UPDATE_REDEMPTIONS = REDEMPTION_OUTCOMES.update(
-    ["id"],
-    REDEMPTION_OUTCOMES.assign(["id"]) + ", updated_at = now()",
-    f"RETURNING {_REDEMPTION_COLUMNS}",
-).columns(*redemptions.c)
 # Finishing redemptions: each moves out of the state its finisher expects, or not at all.
 # Only the outcome columns a finish sets are given; a NULL keeps what the row holds.
 FINISHES = Bulk(
@@ -356,21 +334,6 @@ async def redemptions_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[
         return {}
     rows = await session.execute(_REDEMPTIONS_BY_IDS, {"ids": list(ids)})
     return {r.id: r for r in rows}
-
-
-async def update_redemptions(
-    session: AsyncSession, changes: Sequence[tuple[Any, dict[str, Any]]]
-) -> dict[str, Any]:
-    """Apply (current row, changed values) pairs in one statement; returns the rows by id.
-    The caller holds the rows' locks, so the unchanged columns are written back as read."""
-    if not changes:
-        return {}
-    rows = [
-        {c: values[c] if c in values else row._mapping[c] for c in REDEMPTION_OUTCOMES.columns}
-        for row, values in changes
-    ]
-    result = await session.execute(_UPDATE_REDEMPTIONS, REDEMPTION_OUTCOMES.params(rows))
-    return {r.id: r for r in result}
 
 
 async def get_redemption(session: AsyncSession, redemption_id: str, *, lock: bool = False) -> Any:

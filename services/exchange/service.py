@@ -350,19 +350,18 @@ class Exchange:
             if served and not await repo.reserve_stock(session, item_id, served):
                 raise RuntimeError(f"stock of {item_id} moved while locked")
         await self._release_limits(session, sold_out)
-        refused = await repo.update_redemptions(
+        # Refused before taking any stock: flipped to failed, no longer holding anything.
+        refused = await repo.finish_redemptions(
             session,
             [
-                (
-                    row,
-                    {
-                        "status": "failed",
-                        "holds_stock": False,
-                        "failure_code": failures[row.id][0],
-                        "failure_message": failures[row.id][1],
-                        "next_attempt_at": None,
-                    },
-                )
+                {
+                    "id": row.id,
+                    "expected": "pending",
+                    "status": "failed",
+                    "release": True,
+                    "failure_code": failures[row.id][0],
+                    "failure_message": failures[row.id][1],
+                }
                 for row in rows
                 if row.id in failures
             ],
