@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from shared.db import Database, create_engine, database_url
 from tests.conftest import ADMIN, INGEST, eventually
+
+
+@asynccontextmanager
+async def open_database(
+    server_url: str, name: str, *, pool_size: int = 4, max_overflow: int = 4
+) -> AsyncIterator[Database]:
+    """A connection pool on one database of the test server, disposed afterwards."""
+    db = Database(
+        create_engine(
+            database_url(server_url, name), pool_size=pool_size, max_overflow=max_overflow
+        )
+    )
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 async def create_task(tasks: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

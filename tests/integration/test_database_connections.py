@@ -10,16 +10,16 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from shared.db import Database, asyncpg_kwargs, create_engine, database_url
+from shared.db import Database, asyncpg_kwargs, database_url
+from tests.integration.helpers import open_database
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def db(infra) -> AsyncIterator[Database]:
-    database = Database(create_engine(database_url(infra.database_url, "postgres"), pool_size=4))
-    yield database
-    await database.dispose()
+    async with open_database(infra.database_url, "postgres") as database:
+        yield database
 
 
 async def _backend_pids(db: Database, count: int) -> set[int]:

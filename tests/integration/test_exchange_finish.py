@@ -23,17 +23,21 @@ from services.exchange.ledger_client import LedgerClient
 from services.exchange.models import coupons
 from services.exchange.service import Exchange
 from services.exchange.settings import Settings
-from shared.db import Database, create_engine, database_url
-from tests.integration.helpers import create_item, exchange_reconciliation, get_item
+from shared.db import Database
+from tests.integration.helpers import (
+    create_item,
+    exchange_reconciliation,
+    get_item,
+    open_database,
+)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def exchange_db(infra) -> AsyncIterator[Database]:
-    db = Database(create_engine(database_url(infra.database_url, "jifen_exchange"), pool_size=4))
-    yield db
-    await db.dispose()
+    async with open_database(infra.database_url, "jifen_exchange") as db:
+        yield db
 
 
 async def pending_redemption(db: Database, item: dict[str, Any]) -> Any:

@@ -9,12 +9,12 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, text
 
-from shared.db import Database, create_engine, database_url, ensure_database
+from shared.db import Database, ensure_database
 from shared.kafka import OutboxPublisher, OutboxRelay, ensure_topics, make_producer
 from shared.messaging import OutgoingEvent, add_messaging_tables, add_to_outbox
 from shared.settings import JifenSettings
 from tests.conftest import eventually, unique
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import open_database, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +30,10 @@ class Abort(Exception):
 async def db(infra) -> AsyncIterator[Database]:
     name = "jifen_outbox_test"
     await ensure_database(infra.database_url, name)
-    database = Database(create_engine(database_url(infra.database_url, name), pool_size=2))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
+    async with open_database(infra.database_url, name, pool_size=2) as database:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield database
 
 
 def _settings(infra, **overrides: Any) -> JifenSettings:
