@@ -40,14 +40,17 @@ def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
-    def inline(node: Any) -> Any:
+    def inline(node: Any, within: tuple[str, ...] = ()) -> Any:
         if isinstance(node, dict):
             ref = node.get("$ref", "")
             if ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
+                name = ref.removeprefix("#/$defs/")
+                if name in within:
+                    raise ValueError(f"{model.__name__}: {name} refers to itself")
+                return inline(defs[name], (*within, name))
+            return {k: inline(v, within) for k, v in node.items()}
         if isinstance(node, list):
-            return [inline(v) for v in node]
+            return [inline(v, within) for v in node]
         return node
 
     return {

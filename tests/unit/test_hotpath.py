@@ -79,3 +79,12 @@ def test_the_documented_body_is_the_models_schema_with_nothing_left_to_resolve()
     body = documented["content"]["application/json"]["schema"]
     assert "$ref" not in json.dumps(body)
     assert body["properties"]["lines"]["items"]["properties"]["sku"]["minLength"] == 1
+
+
+class Node(BaseModel):
+    children: list[Node] = []
+
+
+def test_a_model_that_refers_to_itself_cannot_be_written_out_in_place() -> None:
+    with pytest.raises(ValueError, match="refers to itself"):
+        json_body_schema(Node)
