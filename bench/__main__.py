@@ -9,7 +9,8 @@ Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100
 BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10),
 BENCH_HOT_CALLERS (64), BENCH_SCALE_EVENTS (20000). BENCH_ONLY=end_to_end,hot_item runs only
 those sections (see SECTIONS); BENCH_PROFILE=1 samples every service with py-spy meanwhile
-and prints where their CPU went.
+and prints where their CPU went; BENCH_STATEMENTS=1 prints, per section, the SQL statements
+that took PostgreSQL the most time (pg_stat_statements, on the bench's own server).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 ACTION = "bench_tick"
 SOURCE = "bench"
+STATEMENTS = bool(os.environ.get("BENCH_STATEMENTS"))
 
 
 def env_int(name: str, default: int) -> int:
@@ -115,16 +117,73 @@ def committed_at(fallback_column: str) -> str:
     return f"extract(epoch FROM {fallback_column})"
 
 
-async def enable_commit_timestamps(server_url: str, scratch_server: bool) -> bool:
-    """Turn on track_commit_timestamp (a restart) on the bench's own server; report if on."""
+async def enable_commit_timestamps(server_url: str, scratch_server: bool) -> tuple[bool, bool]:
+    """Turn on track_commit_timestamp (a restart) on the bench's own server, and with
+    BENCH_STATEMENTS pg_stat_statements too; report whether each is on (or not wanted)."""
     conn = await asyncpg.connect(**asyncpg_kwargs(database_url(server_url, "postgres")))
     try:
         on = await conn.fetchval("SHOW track_commit_timestamp") == "on"
+        preload = await conn.fetchval("SHOW shared_preload_libraries")
+        statements = not STATEMENTS or "pg_stat_statements" in preload
         if not on and scratch_server:
             await conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+        if not statements and scratch_server:
+            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
     finally:
         await conn.close()
-    return bool(on)
+    return bool(on), statements
+
+
+class Statements:
+    """With BENCH_STATEMENTS: PostgreSQL's time by statement, over all the services'
+    databases, from a reset at a section's start to its end."""
+
+    def __init__(self, server_url: str) -> None:
+        self.url = database_url(server_url, "postgres")
+
+    async def _run(self, sql: str) -> list[Any]:
+        conn = await asyncpg.connect(**asyncpg_kwargs(self.url))
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    async def reset(self) -> None:
+        if STATEMENTS:
+            await self._run("SELECT pg_stat_statements_reset()")
+
+    async def report(self, section: str, results: dict[str, Any], top: int = 15) -> None:
+        if not STATEMENTS:
+            return
+        rows = await self._run(
+            "SELECT d.datname AS db, s.calls, s.rows, s.total_exec_time AS ms, s.query, "
+            "s.shared_blks_hit + s.shared_blks_read AS blocks "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "ORDER BY s.total_exec_time DESC"
+        )
+        total = sum(r["ms"] for r in rows) or 1.0
+        kept = [
+            {
+                "db": r["db"].removeprefix("jifen_"),
+                "calls": r["calls"],
+                "rows": r["rows"],
+                "total_ms": round(r["ms"], 1),
+                "share": round(r["ms"] / total, 3),
+                "blocks_per_call": round(r["blocks"] / max(r["calls"], 1)),
+                "query": " ".join(r["query"].split())[:300],
+            }
+            for r in rows[:top]
+        ]
+        results.setdefault("statements", {})[section] = {"total_ms": total, "top": kept}
+        print(f"  PostgreSQL statement time in {section}: {total:,.0f} ms", flush=True)
+        for k in kept:
+            print(
+                f"    {k['share']:6.1%} {k['total_ms']:9,.0f} ms {k['calls']:7} calls "
+                f"{k['rows']:8} rows {k['blocks_per_call']:6} blk/call  {k['db']:15} "
+                f"{k['query'][:100]}",
+                flush=True,
+            )
 
 
 class Ledger:
@@ -286,22 +345,10 @@ async def stage_latencies(
     )
     reached["task_progress committed"] = {r.message_id: float(r.a) for r in applied}
     reached["ledger committed"] = credited
-    out = {
+    return {
         stage: p50_p99([at[b] - t for b, t in sent_at.items() if b in at])
         for stage, at in reached.items()
     }
-    # How long rows written in this window waited, from their transaction's start until marked
-    # published (after the broker's ack; by the publisher on commit or by the relay's sweep).
-    for service in ("behavior_sensor", "task_progress"):
-        waits = await fetch_rows(
-            server_url,
-            service,
-            "SELECT extract(epoch FROM published_at - created_at) AS w FROM outbox "
-            "WHERE created_at >= to_timestamp(:since) AND published_at IS NOT NULL",
-            {"since": min(sent_at.values())},
-        )
-        out[f"{service} outbox wait"] = p50_p99([float(r.w) for r in waits])
-    return out
 
 
 async def http_ingest(sensor: str, users: ZipfUsers, total: int) -> dict[str, Any]:
@@ -605,11 +652,13 @@ async def measure(
             database_url_, [users.draw() for _ in range(n)]
         )
     ledger = Ledger(database_url_)
+    statements = Statements(database_url_)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         if wanted("end_to_end"):
             print(f"end to end: {n} events (10% duplicates, Zipf users) ...", flush=True)
+            await statements.reset()
             before = cpu_seconds(stack, broker_pid)
             results["end_to_end"] = await produce_and_wait(
                 producer, ledger, envelopes(n, users, 0.10), None, timeout=max(300, n / 200)
@@ -617,12 +666,14 @@ async def measure(
             results["end_to_end"]["cpu_ms_per_event"] = cpu_ms_per_event(
                 before, cpu_seconds(stack, broker_pid), results["end_to_end"]["credited"]
             )
+            await statements.report("end_to_end", results)
         if wanted("fixed_rate"):
             # Before the replica test: its second consumer leaving makes the group rebalance.
             await drain(database_url_, bootstrap, timeout=600)  # start from an idle pipeline
             await settle_database(database_url_)
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
             print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
+            await statements.reset()
             before = cpu_seconds(stack, broker_pid)
             results["fixed_rate"] = {
                 "rate": rate,
@@ -638,6 +689,7 @@ async def measure(
             results["fixed_rate"]["cpu_ms_per_event"] = cpu_ms_per_event(
                 before, cpu_seconds(stack, broker_pid), results["fixed_rate"]["credited"]
             )
+            await statements.report("fixed_rate", results)
         if wanted("task_progress_scaling"):
             await drain(database_url_, bootstrap, timeout=600)
             await settle_database(database_url_)
@@ -657,6 +709,7 @@ async def measure(
         await drain(database_url_, bootstrap, timeout=600)
         await settle_database(database_url_)
         print(f"hot item: {env_int('BENCH_HOT_CALLERS', 64)} concurrent redeemers ...", flush=True)
+        await statements.reset()
         results["hot_item"] = await hot_item(
             stack.url("exchange"),
             stack.url("rewards_ledger"),
@@ -664,6 +717,7 @@ async def measure(
             env_int("BENCH_HOT_SECONDS", 10),
             cpu=lambda: cpu_seconds(stack, broker_pid),
         )
+        await statements.report("hot_item", results)
     await ledger.engine.dispose()
     results["peak_memory_mb"] = peak_memory_mb(stack)
     if "end_to_end" in results and "floor_events_per_s" in results:
@@ -718,8 +772,9 @@ def table(results: dict[str, Any]) -> str:
             )
         )
         for stage, lat in fixed.get("stages_ms", {}).items():
-            label = f"  {stage}" if "outbox" in stage else f"  produce -> {stage}"
-            rows.append((label, f"p99 {lat['p99']:,.0f} ms", f"p50 {lat['p50']:,.0f} ms"))
+            rows.append(
+                (f"  produce -> {stage}", f"p99 {lat['p99']:,.0f} ms", f"p50 {lat['p50']:,.0f} ms")
+            )
         if "cpu_ms_per_event" in fixed:
             rows.append(cpu_row("  CPU per credited event", fixed["cpu_ms_per_event"]))
     if "http_ingest" in results:
@@ -765,16 +820,28 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="jifen-bench-"))
     database = os.environ.get("JIFEN_DATABASE_URL")
     broker = None
     if not database:
         database = start_embedded_postgres(scratch / "postgres")
-        if not asyncio.run(enable_commit_timestamps(database, scratch_server=True)):
-            stop_embedded_postgres()  # the setting takes effect at the next start
+        if not all(asyncio.run(enable_commit_timestamps(database, scratch_server=True))):
+            stop_embedded_postgres()  # the settings take effect at the next start
             database = start_embedded_postgres(scratch / "postgres")
-    COMMIT_TIMESTAMPS["on"] = asyncio.run(enable_commit_timestamps(database, scratch_server=False))
+    COMMIT_TIMESTAMPS["on"], statements_on = asyncio.run(
+        enable_commit_timestamps(database, scratch_server=False)
+    )
+    if STATEMENTS and not statements_on:
+        raise SystemExit("BENCH_STATEMENTS needs pg_stat_statements in shared_preload_libraries")
     if not COMMIT_TIMESTAMPS["on"]:
         print("track_commit_timestamp is off: latencies end at transaction starts", flush=True)
     bootstrap = os.environ.get("JIFEN_KAFKA_BOOTSTRAP")
@@ -818,6 +885,7 @@ def main() -> None:
     results["latency_ends_at"] = "commit" if COMMIT_TIMESTAMPS["on"] else "transaction start"
     results["machine"] = {
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "at": datetime.now(UTC).isoformat(),

@@ -297,11 +297,7 @@ async def backlog(database_url: str, kafka_bootstrap: str) -> dict[str, int]:
         try:
             async with engine.connect() as conn:
                 found[f"{service}.outbox"] = int(
-                    (
-                        await conn.execute(
-                            text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                        )
-                    ).scalar_one()
+                    (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
                 )
                 if service == "behavior_sensor":
                     found[f"{service}.pending"] = int(

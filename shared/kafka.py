@@ -34,9 +34,8 @@ from shared.events import dlq_topic
 from shared.failpoints import failpoint
 from shared.messaging import (
     COUNT_OVERDUE,
+    DELETE_PUBLISHED,
     LOCK_UNPUBLISHED,
-    MARK_PUBLISHED,
-    PURGE_PUBLISHED,
     QueuedRow,
     claim_inbox,
     queued_rows,
@@ -547,12 +546,12 @@ class ConsumerLoop:
 
 
 class OutboxRelay(PollingWorker):
-    """Publishes outbox rows to Kafka in id order and marks them sent.
+    """Publishes outbox rows to Kafka in id order and deletes them once acknowledged.
 
     With publishing on commit (the default) it is the sweeper: it takes only rows older than
     `outbox_sweep_after_ms`, the ones the publisher could not send, and on shutdown all of
     them. Replicas are safe: each claims rows with FOR UPDATE SKIP LOCKED. A crash between
-    the publish and the mark re-publishes, which downstream inboxes absorb.
+    the publish and the delete re-publishes, which downstream inboxes absorb.
     """
 
     def __init__(self, settings: JifenSettings, db: Database, producer: AIOKafkaProducer) -> None:
@@ -565,7 +564,6 @@ class OutboxRelay(PollingWorker):
         self.settings = settings
         self.db = db
         self.producer = producer
-        self._last_purge = 0.0
 
     def min_age_s(self) -> float:
         if self._stopping.is_set() or not self.settings.outbox_publish_on_commit:
@@ -573,14 +571,7 @@ class OutboxRelay(PollingWorker):
         return self.settings.outbox_sweep_after_ms / 1000
 
     async def step(self) -> int:
-        published = await self.publish_once(self.min_age_s(), report_backlog=True)
-        if time.monotonic() - self._last_purge > 600:
-            self._last_purge = time.monotonic()
-            async with self.db.transaction() as session:
-                await session.execute(
-                    PURGE_PUBLISHED, {"hours": self.settings.outbox_retention_hours}
-                )
-        return published
+        return await self.publish_once(self.min_age_s(), report_backlog=True)
 
     async def publish_once(self, min_age_s: float = 0.0, *, report_backlog: bool = False) -> int:
         async with self.db.transaction() as session:
@@ -602,7 +593,7 @@ class OutboxRelay(PollingWorker):
             futures = [await send_row(self.producer, row) for row in rows]
             await asyncio.gather(*futures)
             failpoint("relay.after_publish")
-            await session.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
+            await session.execute(DELETE_PUBLISHED, {"ids": [row.id for row in rows]})
         _count_published(self.settings.service_name, "relay", (row.topic for row in rows))
         return len(rows)
 
@@ -630,16 +621,16 @@ def _count_published(service: str, via: str, topics: Iterable[str]) -> None:
 
 
 class OutboxPublisher:
-    """Publishes the outbox rows of each transaction right after it commits, then marks them.
+    """Publishes the outbox rows of each transaction right after it commits, then deletes them.
 
     This takes the relay's poll and its locking read off every event's path. It is best effort
     by design: rows it cannot send (broker away, queue full, process killed) stay unpublished
     in the table and the relay sends them once they are `outbox_sweep_after_ms` old. A row
-    sent here whose mark is lost goes out again from the relay; downstream inboxes absorb it,
-    as they do for the relay's own crash window.
+    sent here whose delete is lost goes out again from the relay; downstream inboxes absorb
+    it, as they do for the relay's own crash window.
 
     Two loops pipeline the work: the sender hands rows to the producer as they arrive, the
-    marker waits for their acks and marks everything acked so far with one UPDATE.
+    deleter waits for their acks and deletes everything acked so far with one statement.
     """
 
     def __init__(self, settings: JifenSettings, db: Database, producer: AIOKafkaProducer) -> None:
@@ -650,7 +641,7 @@ class OutboxPublisher:
         self._queued = asyncio.Event()
         self._sent: list[tuple[list[QueuedRow], list[asyncio.Future[Any]]]] = []
         self._have_sent = asyncio.Event()
-        self._in_flight = 0  # rows accepted and not yet marked or given up
+        self._in_flight = 0  # rows accepted and not yet deleted or given up
         self._drained = asyncio.Event()  # set while _in_flight is 0
         self._drained.set()
         self._closing = False
@@ -671,7 +662,7 @@ class OutboxPublisher:
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="outbox-publisher-send"),
-            asyncio.create_task(self._mark_loop(), name="outbox-publisher-mark"),
+            asyncio.create_task(self._delete_loop(), name="outbox-publisher-delete"),
         ]
 
     async def close(self, timeout_s: float = 10.0) -> None:
@@ -700,7 +691,7 @@ class OutboxPublisher:
                 self._sent.append((rows, futures))
                 self._have_sent.set()
 
-    async def _mark_loop(self) -> None:
+    async def _delete_loop(self) -> None:
         while True:
             await self._have_sent.wait()
             self._have_sent.clear()
@@ -718,7 +709,7 @@ class OutboxPublisher:
             try:
                 if acked:
                     failpoint("publisher.after_send")
-                    await self._mark([row.id for row in acked])
+                    await self._delete_sent([row.id for row in acked])
                     _count_published(
                         self.settings.service_name, "commit", (row.topic for row in acked)
                     )
@@ -730,18 +721,18 @@ class OutboxPublisher:
         if not self._in_flight:
             self._drained.set()
 
-    async def _mark(self, ids: list[int]) -> None:
+    async def _delete_sent(self, ids: list[int]) -> None:
         backoff = Backoff(cap=1.0)
         while True:
             try:
                 async with self.db.transaction() as session:
-                    await session.execute(MARK_PUBLISHED, {"ids": ids})
+                    await session.execute(DELETE_PUBLISHED, {"ids": ids})
                 return
             except Exception as exc:
                 if not is_transient(exc) or backoff.attempt >= 5:
-                    # Unmarked rows are swept and sent again: a duplicate, never a loss.
+                    # Rows left behind are swept and sent again: a duplicate, never a loss.
                     log.warning(
-                        "could not mark %d published rows, the relay resends: %s", len(ids), exc
+                        "could not delete %d published rows, the relay resends: %s", len(ids), exc
                     )
                     return
                 await backoff.wait()

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
-    Index,
     MetaData,
     String,
     Table,
@@ -50,14 +49,7 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("key", String(255), nullable=True),
         Column("payload", JSONB, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("published_at", DateTime(timezone=True), nullable=True),
     )
-    Index(
-        "ix_outbox_unpublished",
-        outbox.c.id,
-        postgresql_where=outbox.c.published_at.is_(None),
-    )
-    Index("ix_outbox_published_at", outbox.c.published_at)
     return MessagingTables(inbox=inbox, outbox=outbox)
 
 
@@ -144,21 +136,21 @@ async def add_to_outbox(
     return len(topics)
 
 
+# The outbox holds only what has not been sent: a row is deleted once the broker has
+# acknowledged it, which is its mark as sent (the topic is the record of what went out).
+# Deleting writes no new row version and no index entry, where marking a `published_at`
+# wrote both, and nothing is left to purge. (docs/BENCHMARKS.md, eighth round)
+#
 # payload::text hands the relay the JSON exactly as stored, with no decode and re-encode.
 # Rows younger than :min_age_s are left to the publisher that runs after their commit.
 LOCK_UNPUBLISHED = text(
-    "SELECT id, topic, key, payload::text AS payload FROM outbox WHERE published_at IS NULL "
-    "AND created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
+    "SELECT id, topic, key, payload::text AS payload FROM outbox "
+    "WHERE created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 # What the publisher has not sent and the relay is due to (the backlog gauge and its alert).
 COUNT_OVERDUE = text(
-    "SELECT count(*) FROM outbox WHERE published_at IS NULL "
-    "AND created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision))"
+    "SELECT count(*) FROM outbox "
+    "WHERE created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision))"
 )
-MARK_PUBLISHED = text(
-    "UPDATE outbox SET published_at = now() WHERE id = ANY(:ids) AND published_at IS NULL"
-)
-PURGE_PUBLISHED = text(
-    "DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :hours)"
-)
+DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids)")

@@ -100,7 +100,6 @@ class JifenSettings(BaseSettings):
     worker_linger_ms: int = Field(
         5, ge=0, le=1_000, description="relay/processor: gather a burst this long after a wake-up"
     )
-    outbox_retention_hours: int = Field(24, ge=1)
     retry_backoff_max_s: float = Field(10.0, gt=0)
 
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)

@@ -1,0 +1,21 @@
+"""outbox: sent rows are deleted instead of marked
+
+Revision ID: 0002
+Revises: 0001
+"""
+from collections.abc import Sequence
+
+from shared.migrate import outbox_deletes_sent_rows, outbox_marks_sent_rows
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    outbox_deletes_sent_rows()
+
+
+def downgrade() -> None:
+    outbox_marks_sent_rows()

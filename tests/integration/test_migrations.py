@@ -1,0 +1,65 @@
+"""Each service's revisions build exactly the schema its models describe, and the outbox
+revision keeps the rows that were never sent."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from shared.db import create_engine, database_url, ensure_database
+from shared.migrate import upgrade
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ["behavior_sensor", "task_progress", "rewards_ledger", "exchange"]
+
+
+async def _fresh_database(infra, service: str) -> str:
+    name = unique(f"jifen_mig_{service}").lower()
+    await ensure_database(infra.database_url, name)
+    return database_url(infra.database_url, name).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_migrations_build_the_schema_the_models_describe(infra, service) -> None:
+    url = await _fresh_database(infra, service)
+    await asyncio.to_thread(upgrade, f"services.{service}", url)
+    metadata = importlib.import_module(f"services.{service}.models").metadata
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_the_outbox_revision_drops_sent_rows_and_keeps_unsent_ones(infra) -> None:
+    url = await _fresh_database(infra, "ledger_outbox")
+    await asyncio.to_thread(upgrade, "services.rewards_ledger", url, "0002")
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (topic, key, payload, published_at) VALUES "
+                    "('ledger.events', 'sent', '{}', now()), "
+                    "('ledger.events', 'unsent', '{}', NULL)"
+                )
+            )
+        await asyncio.to_thread(upgrade, "services.rewards_ledger", url)
+        async with engine.connect() as conn:
+            keys = (await conn.execute(text("SELECT key FROM outbox"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert keys == ["unsent"]
