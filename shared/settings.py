@@ -53,7 +53,13 @@ class JifenSettings(BaseSettings):
         le=10_000,
         description="how long a fetch may wait at the broker for data (a floor on each hop's latency)",
     )
-    consumer_batch_size: int = Field(500, ge=1, le=10_000)
+    consumer_batch_size: int = Field(
+        1000,
+        ge=1,
+        le=10_000,
+        description="most records a consumer applies in one database transaction (under a "
+        "backlog; a trickle goes in small batches at once)",
+    )
     consumer_poll_ms: int = Field(200, ge=1, le=60_000)
     consumer_top_up_ms: int = Field(
         20,
