@@ -574,20 +574,23 @@ class OutboxRelay(PollingWorker):
         return await self.publish_once(self.min_age_s(), report_backlog=True)
 
     async def publish_once(self, min_age_s: float = 0.0, *, report_backlog: bool = False) -> int:
+        limit = self.settings.relay_batch_size
         async with self.db.transaction() as session:
-            if report_backlog:
-                # In the transaction that takes the rows, so both see the same now(): no row
-                # comes of age between the count and the take and goes out uncounted.
-                overdue = (
-                    await session.execute(COUNT_OVERDUE, {"min_age_s": min_age_s})
-                ).scalar_one()
-                OUTBOX_BACKLOG.labels(self.settings.service_name).set(overdue)
             rows = (
-                await session.execute(
-                    LOCK_UNPUBLISHED,
-                    {"limit": self.settings.relay_batch_size, "min_age_s": min_age_s},
-                )
+                await session.execute(LOCK_UNPUBLISHED, {"limit": limit, "min_age_s": min_age_s})
             ).all()
+            if report_backlog:
+                # What the sweep found is the backlog, unless it found a full batch: only then
+                # are the rest counted (a scan of the table, which after a burst can hold many
+                # pages of deleted rows until vacuum; counting every sweep cost a service
+                # 15 ms a second after the 100k-event bench run). Counted in the transaction
+                # that took the rows, so both see the same now().
+                overdue = len(rows)
+                if overdue >= limit:
+                    overdue = (
+                        await session.execute(COUNT_OVERDUE, {"min_age_s": min_age_s})
+                    ).scalar_one()
+                OUTBOX_BACKLOG.labels(self.settings.service_name).set(overdue)
             if not rows:
                 return 0
             futures = [await send_row(self.producer, row) for row in rows]

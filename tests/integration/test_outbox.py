@@ -121,3 +121,31 @@ async def test_rows_no_publisher_sent_are_swept_by_the_relay_once_old_enough(inf
         assert await relay.publish_once(relay.min_age_s()) == 2
     finally:
         await producer.stop()
+
+
+async def test_a_sweep_that_finds_a_full_batch_reports_the_whole_backlog(infra, db) -> None:
+    """The backlog gauge is what the sweep took, counted in full once a batch is full."""
+    settings = _settings(infra, relay_batch_size=3)
+    topic = unique("test.outbox")
+    await ensure_topics(infra.kafka_bootstrap, [topic], partitions=2)
+    producer = make_producer(settings)
+    await producer.start()
+    relay = OutboxRelay(settings, db, producer)
+
+    def backlog() -> float | None:
+        return REGISTRY.get_sample_value("jifen_outbox_backlog", {"service": "outbox-test"})
+
+    try:
+        while await relay.publish_once():  # rows other tests' aborted publishers may have left
+            pass
+        await _write(db, topic, range(30, 35))
+        assert await relay.publish_once(0, report_backlog=True) == 3
+        assert backlog() == 5  # the batch was full: the rest were counted too
+        assert await relay.publish_once(0, report_backlog=True) == 2
+        assert backlog() == 2
+        assert await relay.publish_once(0, report_backlog=True) == 0
+        assert backlog() == 0
+        assert await _read(infra, topic, 5) == [30, 31, 32, 33, 34]
+        assert await _unpublished(db) == 0
+    finally:
+        await producer.stop()
