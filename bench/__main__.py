@@ -733,6 +733,9 @@ def cpu_row(label: str, cpu: dict[str, float]) -> tuple[str, str, str]:
 
 def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
+    if "machine" in results:
+        m = results["machine"]
+        rows.append(("machine", f"{m['cpus']} CPUs", f"{m['cpu_model']}; Python {m['python']}"))
     if "floor_events_per_s" in results:
         floor = results["floor_events_per_s"]
         rows.append(("floor: raw batched SQL credits", f"{floor:,.0f} events/s", ""))
