@@ -117,7 +117,7 @@ def committed_at(fallback_column: str) -> str:
     return f"extract(epoch FROM {fallback_column})"
 
 
-async def enable_commit_timestamps(server_url: str, scratch_server: bool) -> tuple[bool, bool]:
+async def prepare_server(server_url: str, scratch_server: bool) -> tuple[bool, bool]:
     """Turn on track_commit_timestamp (a restart) on the bench's own server, and with
     BENCH_STATEMENTS pg_stat_statements too; report whether each is on (or not wanted)."""
     conn = await asyncpg.connect(**asyncpg_kwargs(database_url(server_url, "postgres")))
@@ -837,11 +837,11 @@ def main() -> None:
     broker = None
     if not database:
         database = start_embedded_postgres(scratch / "postgres")
-        if not all(asyncio.run(enable_commit_timestamps(database, scratch_server=True))):
+        if not all(asyncio.run(prepare_server(database, scratch_server=True))):
             stop_embedded_postgres()  # the settings take effect at the next start
             database = start_embedded_postgres(scratch / "postgres")
     COMMIT_TIMESTAMPS["on"], statements_on = asyncio.run(
-        enable_commit_timestamps(database, scratch_server=False)
+        prepare_server(database, scratch_server=False)
     )
     if STATEMENTS and not statements_on:
         raise SystemExit("BENCH_STATEMENTS needs pg_stat_statements in shared_preload_libraries")
