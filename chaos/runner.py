@@ -64,9 +64,6 @@ CHAOS_ENV = {
     # a member whose join never completes, or left with no partitions while its group stands
     # still, joins again after 20s: within the 60s a cycle gives the suite to get ready
     "JIFEN_CONSUMER_STALL_RESTART_S": "20",
-    # members that stop rejoining in a rebalance are dropped after 10s (it must stay below
-    # the 20s above: seed 580011, docs/BENCHMARKS.md)
-    "JIFEN_KAFKA_REBALANCE_TIMEOUT_MS": "10000",
 }
 GROUP_OF = {  # consumer service -> its consumer group
     "behavior_sensor": "jifen.behavior_sensor.upstream",

@@ -221,15 +221,6 @@ class StallWatch:
         return any(previous.get(tp) == offset for tp, offset in waiting.items())
 
 
-def join_window(base_s: float, failed_joins: int) -> float:
-    """How long a join may take before it is abandoned, after `failed_joins` abandoned ones
-    in a row: doubling from `base_s`, at most eight times it. Seen in a 100-cycle chaos run
-    (seed 580011): joins abandoned after 20 s, each leaving a member the broker waited 30 s
-    (the rebalance timeout) for, kept the ledger's group from ever completing a rebalance;
-    a longer wait outlasts what the abandoned members leave behind."""
-    return base_s * 2 ** min(failed_joins, 3)
-
-
 async def join_group(consumer: Any, what: str, within_s: float) -> bool:
     """Start a group consumer; False (the consumer stopped, so it has left the group) when
     it has no assignment within `within_s`.
@@ -244,9 +235,6 @@ async def join_group(consumer: Any, what: str, within_s: float) -> bool:
     However the join ends early (timeout, shutdown cancelling it, the broker unreachable),
     the consumer is stopped: a member abandoned mid-join that never leaves keeps the group
     waiting for it, up to the rebalance timeout, and every other member's join with it.
-    Stopping is not always enough: aiokafka sends LeaveGroup only for a member that has
-    completed a join, so an abandoned first join stays in the group until the broker's
-    rebalance timeout drops it. Each next attempt therefore waits longer (`join_window`).
     """
     try:
         await asyncio.wait_for(start_with_retry(consumer, what), within_s)
@@ -303,7 +291,6 @@ class ConsumerLoop:
         # Offsets of batches already committed to the database, not yet to the broker.
         self._applied: dict[TopicPartition, int] = {}
         self._offsets_committed_at = 0.0
-        self._failed_joins = 0  # abandoned joins in a row (see join_window)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -329,17 +316,13 @@ class ConsumerLoop:
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-            rebalance_timeout_ms=self.settings.kafka_rebalance_timeout_ms,
         )
         consumer.subscribe(list(self.handler.topics), listener=_WaitForBatch(self))
         self.consumer = consumer
         what = f"consumer {self.handler.name}"
-        within = join_window(self.settings.consumer_stall_restart_s, self._failed_joins)
-        if not await join_group(consumer, what, within):
-            self._failed_joins += 1
+        if not await join_group(consumer, what, self.settings.consumer_stall_restart_s):
             CONSUMER_RESTARTS.labels(*self._labels).inc()
             return
-        self._failed_joins = 0
         self.healthy = True
         watch = StallWatch(self.settings.consumer_stall_restart_s)
         try:

@@ -47,14 +47,6 @@ class JifenSettings(BaseSettings):
         30_000, ge=1_000, le=300_000, description="how long a silent consumer keeps its partitions"
     )
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
-    kafka_rebalance_timeout_ms: int = Field(
-        30_000,
-        ge=1_000,
-        le=300_000,
-        description="how long the broker waits for a group's members to rejoin in a "
-        "rebalance before dropping the late ones; below JIFEN_CONSUMER_STALL_RESTART_S, so a "
-        "member that abandons a join has outwaited what an earlier abandoned join left",
-    )
     kafka_fetch_max_wait_ms: int = Field(
         50,
         ge=1,
@@ -149,16 +141,6 @@ class JifenSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
-
-    @model_validator(mode="after")
-    def _rebalance_before_rejoin(self) -> JifenSettings:
-        if self.kafka_rebalance_timeout_ms >= self.consumer_stall_restart_s * 1000:
-            raise ValueError(
-                "JIFEN_KAFKA_REBALANCE_TIMEOUT_MS must be below JIFEN_CONSUMER_STALL_RESTART_S "
-                "(in ms): a join abandoned sooner than the broker drops late members keeps "
-                "the group from completing"
-            )
-        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> JifenSettings:

@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka import TopicPartition
 
-from shared.kafka import StallWatch, join_group, join_window
+from shared.kafka import StallWatch, join_group
 
 P0, P1 = TopicPartition("grants", 0), TopicPartition("grants", 1)
 
@@ -83,9 +83,3 @@ async def test_a_join_cancelled_by_shutdown_still_leaves_the_group() -> None:
     except asyncio.CancelledError:
         pass
     assert member.stopped
-
-
-def test_each_abandoned_join_gives_the_next_one_longer_up_to_eight_times() -> None:
-    # Joins abandoned sooner than the broker drops late members never complete (seed 580011):
-    # the window grows until it outlasts what earlier attempts left behind.
-    assert [join_window(20, n) for n in range(6)] == [20, 40, 80, 160, 160, 160]
