@@ -11,7 +11,8 @@ import asyncio
 import importlib
 import sys
 
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
@@ -69,8 +70,6 @@ def run_env(target_metadata: MetaData) -> None:
 def outbox_deletes_sent_rows() -> None:
     """The outbox keeps only unsent rows: a row is deleted once the broker acked it, so the
     `published_at` mark, its two indexes and the purge of old marked rows go away."""
-    from alembic import op
-
     op.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
     op.drop_index("ix_outbox_unpublished", table_name="outbox")
     op.drop_index("ix_outbox_published_at", table_name="outbox")
@@ -79,9 +78,6 @@ def outbox_deletes_sent_rows() -> None:
 
 def outbox_marks_sent_rows() -> None:
     """Undo `outbox_deletes_sent_rows` (rows still there are the unsent ones)."""
-    import sqlalchemy as sa
-    from alembic import op
-
     op.add_column("outbox", sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_outbox_published_at", "outbox", ["published_at"])
     op.create_index(

@@ -7,12 +7,13 @@ import asyncio
 import importlib
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from shared.db import create_engine, database_url, ensure_database
-from shared.migrate import upgrade
+from shared.migrate import alembic_config, upgrade
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -63,3 +64,20 @@ async def test_the_outbox_revision_drops_sent_rows_and_keeps_unsent_ones(infra) 
     finally:
         await engine.dispose()
     assert keys == ["unsent"]
+
+
+async def test_the_outbox_revision_can_be_undone_and_redone(infra) -> None:
+    url = await _fresh_database(infra, "ledger_outbox_down")
+    await asyncio.to_thread(upgrade, "services.rewards_ledger", url)
+    cfg = alembic_config("services.rewards_ledger", url)
+    await asyncio.to_thread(command.downgrade, cfg, "0002")
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'outbox'"
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            assert "published_at" in (await conn.execute(text(columns))).scalars().all()
+        await asyncio.to_thread(upgrade, "services.rewards_ledger", url)
+        async with engine.connect() as conn:
+            assert "published_at" not in (await conn.execute(text(columns))).scalars().all()
+    finally:
+        await engine.dispose()
