@@ -23,9 +23,10 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.protocol.admin import DeleteGroupsRequest
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table
+from sqlalchemy import Table, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +43,7 @@ from shared.messaging import (
 )
 from shared.metrics import (
     CONSUMER_BATCH_SECONDS,
+    CONSUMER_GROUP_REBUILDS,
     CONSUMER_RESTARTS,
     CONSUMER_RETRIES,
     DEAD_LETTERS,
@@ -248,6 +250,86 @@ async def join_group(consumer: Any, what: str, within_s: float) -> bool:
         raise
 
 
+# A join that brings no assignment is first retried as a new member; when the next one fails
+# as well, the group itself is broken and is rebuilt.
+REBUILD_AFTER_FAILED_JOINS = 2
+
+
+def rebuild_lock(group_id: str) -> Any:
+    """Take the transaction-scoped advisory lock on rebuilding `group_id` (True if taken)."""
+    return func.pg_try_advisory_xact_lock(func.hashtext(f"jifen.consumer-group:{group_id}"))
+
+
+async def rebuild_group(bootstrap: str, db: Database, group_id: str, topics: Sequence[str]) -> bool:
+    """Delete a consumer group that no longer completes joins and recreate its committed
+    offsets; True when rebuilt, False when another replica is doing it or the broker refused.
+
+    Seen with the embedded broker (Tansu 0.6) twice in 100-cycle chaos runs: a group left in a
+    state its coordinator calls `Unknown`, holding only the member that is joining, and no join
+    ever completes, however often the member leaves and joins again (a fresh group on the same
+    broker joins in seconds). Deleting the group clears that state, and its committed offsets
+    with it, so they are read first and committed again right after, before a member can
+    join and fall back to the earliest offset.
+
+    Nothing is lost or applied twice: committed offsets never run ahead of the database, so
+    whatever a member commits meanwhile, or a snapshot that is a little old, means at worst
+    records delivered again, which the inbox turns away. Replicas of one service share a
+    database, and the advisory lock lets one of them rebuild at a time: a rebuild that read
+    offsets between another's delete and its recommit would delete them for good. Real Kafka
+    refuses to delete a group that has members (nothing is then recommitted).
+    """
+    async with db.transaction() as session:
+        if not await session.scalar(select(rebuild_lock(group_id))):
+            log.info("group %s: another replica is rebuilding it", group_id)
+            return False
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="jifen-admin")
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+        )
+        try:
+            await admin.start()
+            await reader.start()  # no subscription: it reads and commits, never joins
+            described = await admin.describe_topics(list(topics))
+            partitions = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in described
+                for p in t["partitions"]
+            ]
+            saved = {}
+            for tp in partitions:
+                offset = await reader.committed(tp)
+                if offset is not None:
+                    saved[tp] = offset
+            coordinator = await admin.find_coordinator(group_id)
+            # aiokafka's admin client has no DeleteGroups call: its request class is public,
+            # the way to send it to one node is not.
+            response = await admin._send_request_to_node(
+                coordinator, DeleteGroupsRequest([group_id])
+            )
+            [(_, code)] = response.results
+            if code:
+                log.warning(
+                    "group %s: the broker would not delete it: %s",
+                    group_id,
+                    for_code(code).__name__,
+                )
+                return False
+            if saved:
+                reader.assign(list(saved))
+                await reader.commit(saved)
+            log.warning(
+                "group %s: deleted and recreated with its committed offsets on %d partitions",
+                group_id,
+                len(saved),
+            )
+            return True
+        finally:
+            try:
+                await reader.stop()
+            finally:
+                await admin.close()
+
+
 class _WaitForBatch(ConsumerRebalanceListener):
     """Let a rebalance wait until the batch in flight has committed, and hand over the offsets
     of what this member has applied, so hand-overs are clean."""
@@ -291,6 +373,7 @@ class ConsumerLoop:
         # Offsets of batches already committed to the database, not yet to the broker.
         self._applied: dict[TopicPartition, int] = {}
         self._offsets_committed_at = 0.0
+        self._failed_joins = 0  # joins in a row that brought no assignment
 
     def stop(self) -> None:
         self._stopping.set()
@@ -322,7 +405,11 @@ class ConsumerLoop:
         what = f"consumer {self.handler.name}"
         if not await join_group(consumer, what, self.settings.consumer_stall_restart_s):
             CONSUMER_RESTARTS.labels(*self._labels).inc()
+            self._failed_joins += 1
+            if self._failed_joins >= REBUILD_AFTER_FAILED_JOINS:
+                await self._rebuild_group()
             return
+        self._failed_joins = 0
         self.healthy = True
         watch = StallWatch(self.settings.consumer_stall_restart_s)
         try:
@@ -357,6 +444,21 @@ class ConsumerLoop:
                     await self._flush_offsets(consumer)
             finally:
                 await consumer.stop()
+
+    async def _rebuild_group(self) -> None:
+        """The group has failed joins in a row: rebuild it (see rebuild_group). A rebuild that
+        cannot run now (broker or database away) is tried again after the next failed join."""
+        try:
+            async with asyncio.timeout(60):
+                rebuilt = await rebuild_group(
+                    self.settings.kafka_bootstrap, self.db, self.group_id, self.handler.topics
+                )
+        except Exception:  # the way out of a stuck group must never be what stops the consumer
+            log.warning("group %s: rebuild failed; joining again", self.group_id, exc_info=True)
+            return
+        if rebuilt:
+            CONSUMER_GROUP_REBUILDS.labels(*self._labels).inc()
+        self._failed_joins = 0
 
     async def _stalled(self, consumer: AIOKafkaConsumer, watch: StallWatch) -> bool:
         """True when this member has had no partitions for a while and the group's committed

@@ -29,6 +29,12 @@ CONSUMER_RESTARTS = Counter(
     "assignment in time, or a group found stalled",
     ["service", "consumer"],
 )
+CONSUMER_GROUP_REBUILDS = Counter(
+    "jifen_consumer_group_rebuilds_total",
+    "Consumer groups deleted and recreated with their committed offsets after joins kept "
+    "bringing no assignment (a broker that lost track of the group)",
+    ["service", "consumer"],
+)
 CONSUMER_RETRIES = Counter(
     "jifen_consumer_retries_total",
     "Transient failures retried by a consumer",

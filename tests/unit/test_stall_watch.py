@@ -1,12 +1,17 @@
-"""StallWatch and join_group: when a consumer should leave and rejoin its group."""
+"""StallWatch, join_group and group rebuilds: when a consumer should leave and rejoin its
+group, and when the group itself has to be rebuilt."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
-from shared.kafka import StallWatch, join_group
+from shared import kafka
+from shared.kafka import ConsumerLoop, StallWatch, join_group
+from shared.settings import JifenSettings
 
 P0, P1 = TopicPartition("grants", 0), TopicPartition("grants", 1)
 
@@ -83,3 +88,57 @@ async def test_a_join_cancelled_by_shutdown_still_leaves_the_group() -> None:
     except asyncio.CancelledError:
         pass
     assert member.stopped
+
+
+class Handler:
+    name = "grants"
+    topics = ("grants",)
+
+
+def consumer_loop(monkeypatch, joins: list[bool], rebuild_fails: bool = False) -> ConsumerLoop:
+    """A ConsumerLoop whose joins succeed or fail as `joins` says, counting group rebuilds."""
+
+    async def fake_join(consumer: Any, what: str, within_s: float) -> bool:
+        return joins.pop(0)
+
+    async def fake_rebuild(bootstrap: str, db: Any, group_id: str, topics: Any) -> bool:
+        loop.rebuilds.append(group_id)
+        if rebuild_fails:
+            raise KafkaConnectionError("broker away")
+        return True
+
+    monkeypatch.setattr(kafka, "join_group", fake_join)
+    monkeypatch.setattr(kafka, "rebuild_group", fake_rebuild)
+    settings = JifenSettings(service_name="t")
+    loop: Any = ConsumerLoop(Handler(), settings=settings, db=None, producer=None, inbox=None)  # type: ignore[arg-type]
+    loop.rebuilds = []
+    return cast(ConsumerLoop, loop)
+
+
+async def join_once(loop: ConsumerLoop) -> None:
+    loop._stopping.set()  # a member that joins goes straight to stopping: one join per call
+    await loop._run_one_consumer()
+    loop._stopping.clear()
+
+
+async def test_a_second_failed_join_in_a_row_rebuilds_the_group(monkeypatch) -> None:
+    loop: Any = consumer_loop(monkeypatch, [False, False, False, True, False, False])
+    await join_once(loop)
+    assert loop.rebuilds == []  # the first failure only joins again, as a new member
+    await join_once(loop)
+    assert loop.rebuilds == [loop.group_id]
+    await join_once(loop)
+    assert len(loop.rebuilds) == 1  # the count starts over after a rebuild
+    await join_once(loop)  # a join that works
+    await join_once(loop)
+    assert len(loop.rebuilds) == 1  # ... and after a join that worked
+    await join_once(loop)
+    assert len(loop.rebuilds) == 2
+
+
+async def test_a_rebuild_that_fails_is_tried_again_after_the_next_failed_join(monkeypatch) -> None:
+    loop: Any = consumer_loop(monkeypatch, [False, False, False], rebuild_fails=True)
+    await join_once(loop)
+    await join_once(loop)  # the rebuild raises; the loop carries on
+    await join_once(loop)
+    assert len(loop.rebuilds) == 2
