@@ -29,13 +29,14 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import GroupIdNotFound, KafkaError
 
 from chaos.schedule import CONSUMERS, Fault, Plan
 from services.behavior_sensor.domain import behavior_id
 from shared.db import asyncpg_kwargs, database_url
 from shared.devstack import CONSUMER_GROUPS, SERVICES, EmbeddedBroker, Stack, drain
+from shared.kafka import delete_group, group_admin, topic_partitions
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
@@ -571,44 +572,30 @@ class Environment:
 async def reset_to_earliest(
     bootstrap: str, group: str, topics: tuple[str, ...], attempts: int = 5
 ) -> None:
-    """Move a consumer group's committed offsets to the start of its topics.
+    """Move a consumer group's committed offsets to the start of its topics (its members are
+    stopped): delete the group, then commit the beginning offsets into it, without joining.
 
-    Done the way `kafka-consumer-groups --reset-offsets` requires (the group has no members):
-    join it alone, which assigns every partition, commit the beginning offsets, leave. A join
-    can stall while the broker still waits for a member that was killed; each attempt is
-    bounded and starts over with a new member.
+    It used to join the group alone and commit as its only member, the way
+    `kafka-consumer-groups --reset-offsets` wants an inactive group; in chaos run five
+    (seed 582090) that join hit the embedded broker's stuck-group state (see
+    `shared.kafka.rebuild_group`) and never completed. Deleting needs no join, and clears
+    that state. Real Kafka refuses to delete a group until its killed members' sessions have
+    expired; attempts are retried.
     """
     for attempt in range(1, attempts + 1):
         try:
             async with asyncio.timeout(45):
-                await _reset_once(bootstrap, group, topics)
+                async with group_admin(bootstrap, group) as (admin, reader):
+                    partitions = await topic_partitions(admin, topics)
+                    with contextlib.suppress(GroupIdNotFound):
+                        await delete_group(admin, group)
+                    reader.assign(partitions)
+                    await reader.commit(await reader.beginning_offsets(partitions))
             return
         except (TimeoutError, KafkaError) as exc:
             if attempt == attempts:
-                raise TimeoutError(f"could not reset {group}: {type(exc).__name__}") from exc
-            await asyncio.sleep(2)
-
-
-async def _reset_once(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        session_timeout_ms=6_000,
-        heartbeat_interval_ms=1_000,
-    )
-    try:
-        # Inside the try: a join cut short by the timeout must still leave the group, or the
-        # broker waits for this abandoned member and every later attempt's join hangs too.
-        await consumer.start()
-        while not consumer.assignment():
-            await consumer.getmany(timeout_ms=200)
-        assigned = list(consumer.assignment())
-        beginnings = await consumer.beginning_offsets(assigned)
-        await consumer.commit(beginnings)
-    finally:
-        await consumer.stop()
+                raise TimeoutError(f"could not reset {group}: {exc!r}") from exc
+            await asyncio.sleep(5)
 
 
 def run_cycles(env: Environment, plans: list[Plan], on_result: Any = None) -> list[Outcome]:

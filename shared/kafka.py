@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -260,16 +260,55 @@ def rebuild_lock(group_id: str) -> Any:
     return func.pg_try_advisory_xact_lock(func.hashtext(f"jifen.consumer-group:{group_id}"))
 
 
+async def topic_partitions(
+    admin: AIOKafkaAdminClient, topics: Sequence[str]
+) -> list[TopicPartition]:
+    described = await admin.describe_topics(list(topics))
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+
+
+async def delete_group(admin: AIOKafkaAdminClient, group_id: str) -> None:
+    """Delete a consumer group and its committed offsets; raises the broker's refusal (real
+    Kafka refuses while the group has members; the embedded broker never does)."""
+    coordinator = await admin.find_coordinator(group_id)
+    # aiokafka's admin client has no DeleteGroups call: its request class is public, the way
+    # to send it to one node is not.
+    response = await admin._send_request_to_node(coordinator, DeleteGroupsRequest([group_id]))
+    [(_, code)] = response.results
+    if code:
+        raise for_code(code)(f"could not delete group {group_id}")
+
+
+@contextlib.asynccontextmanager
+async def group_admin(bootstrap: str, group_id: str) -> AsyncIterator[tuple[Any, Any]]:
+    """An admin client, and a consumer of `group_id` that never joins it: it reads and commits
+    the group's offsets for partitions it is assigned by hand."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="jifen-admin")
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    try:
+        await admin.start()
+        await reader.start()
+        yield admin, reader
+    finally:
+        try:
+            await reader.stop()
+        finally:
+            await admin.close()
+
+
 async def rebuild_group(bootstrap: str, db: Database, group_id: str, topics: Sequence[str]) -> bool:
     """Delete a consumer group that no longer completes joins and recreate its committed
     offsets; True when rebuilt, False when another replica is doing it or the broker refused.
 
-    Seen with the embedded broker (Tansu 0.6) twice in 100-cycle chaos runs: a group left in a
-    state its coordinator calls `Unknown`, holding only the member that is joining, and no join
-    ever completes, however often the member leaves and joins again (a fresh group on the same
-    broker joins in seconds). Deleting the group clears that state, and its committed offsets
-    with it, so they are read first and committed again right after, before a member can
-    join and fall back to the earliest offset.
+    Seen with the embedded broker (Tansu 0.6) in 100-cycle chaos runs: a group left in a state
+    its coordinator calls `Unknown` (forming, with a leader that is no longer a member),
+    holding only the member that is joining, and no join ever completes, however often the
+    member leaves and joins again (a fresh group on the same broker joins in seconds).
+    Deleting the group clears that state, and its committed offsets with it, so they are read
+    first and committed again right after, before a member can join and fall back to the
+    earliest offset.
 
     Nothing is lost or applied twice: committed offsets never run ahead of the database, so
     whatever a member commits meanwhile, or a snapshot that is a little old, means at worst
@@ -282,37 +321,16 @@ async def rebuild_group(bootstrap: str, db: Database, group_id: str, topics: Seq
         if not await session.scalar(select(rebuild_lock(group_id))):
             log.info("group %s: another replica is rebuilding it", group_id)
             return False
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="jifen-admin")
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
-        )
-        try:
-            await admin.start()
-            await reader.start()  # no subscription: it reads and commits, never joins
-            described = await admin.describe_topics(list(topics))
-            partitions = [
-                TopicPartition(t["topic"], p["partition"])
-                for t in described
-                for p in t["partitions"]
-            ]
+        async with group_admin(bootstrap, group_id) as (admin, reader):
             saved = {}
-            for tp in partitions:
+            for tp in await topic_partitions(admin, topics):
                 offset = await reader.committed(tp)
                 if offset is not None:
                     saved[tp] = offset
-            coordinator = await admin.find_coordinator(group_id)
-            # aiokafka's admin client has no DeleteGroups call: its request class is public,
-            # the way to send it to one node is not.
-            response = await admin._send_request_to_node(
-                coordinator, DeleteGroupsRequest([group_id])
-            )
-            [(_, code)] = response.results
-            if code:
-                log.warning(
-                    "group %s: the broker would not delete it: %s",
-                    group_id,
-                    for_code(code).__name__,
-                )
+            try:
+                await delete_group(admin, group_id)
+            except KafkaError as exc:
+                log.warning("group %s: the broker would not delete it: %r", group_id, exc)
                 return False
             if saved:
                 reader.assign(list(saved))
@@ -323,11 +341,6 @@ async def rebuild_group(bootstrap: str, db: Database, group_id: str, topics: Seq
                 len(saved),
             )
             return True
-        finally:
-            try:
-                await reader.stop()
-            finally:
-                await admin.close()
 
 
 class _WaitForBatch(ConsumerRebalanceListener):

@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import select
 
+from chaos.runner import reset_to_earliest
 from shared.db import Database, ensure_database
 from shared.kafka import ensure_topics, rebuild_group, rebuild_lock
 from tests.conftest import unique
@@ -102,3 +103,23 @@ async def test_only_one_replica_rebuilds_a_group_at_a_time(infra, db, topic) -> 
         assert [await setter.committed(TopicPartition(topic, p)) for p in (0, 1)] == [4, 1]
     finally:
         await setter.stop()
+
+
+async def test_the_chaos_replay_moves_a_group_back_to_the_start(infra, topic) -> None:
+    group = unique("group")
+    old = member(infra, group, topic)
+    await old.start()
+    try:
+        await first_offsets(old)
+        await old.commit({TopicPartition(topic, 0): 3, TopicPartition(topic, 1): 6})
+    finally:
+        await old.stop()
+    await reset_to_earliest(infra.kafka_bootstrap, group, (topic,))
+    new = member(infra, group, topic)
+    async with asyncio.timeout(30):
+        await new.start()
+    try:
+        assert [await new.committed(TopicPartition(topic, p)) for p in (0, 1)] == [0, 0]
+        assert await first_offsets(new) == {0: 0, 1: 0}
+    finally:
+        await new.stop()
