@@ -263,6 +263,7 @@ def rebuild_lock(group_id: str) -> Any:
 async def topic_partitions(
     admin: AIOKafkaAdminClient, topics: Sequence[str]
 ) -> list[TopicPartition]:
+    """Every partition of `topics`, as the broker describes them."""
     described = await admin.describe_topics(list(topics))
     return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
 
@@ -280,7 +281,9 @@ async def delete_group(admin: AIOKafkaAdminClient, group_id: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def group_admin(bootstrap: str, group_id: str) -> AsyncIterator[tuple[Any, Any]]:
+async def group_admin(
+    bootstrap: str, group_id: str
+) -> AsyncIterator[tuple[AIOKafkaAdminClient, AIOKafkaConsumer]]:
     """An admin client, and a consumer of `group_id` that never joins it: it reads and commits
     the group's offsets for partitions it is assigned by hand."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="jifen-admin")
