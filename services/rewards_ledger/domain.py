@@ -1,11 +1,47 @@
-"""Pure ledger rules: lot ordering, allocation of a debit across lots, expiry dates."""
+"""Pure ledger rules: no I/O, no session. The use cases in service.py fetch the data, ask these
+functions what to do, and write the answer.
+
+- lots: spending order, allocation of a debit across lots, expiry dates, which lots are due;
+- balances: the balance after each journal entry of a batch;
+- idempotency: a key used again with the same parameters is a replay, otherwise a refusal;
+- debits: how a batch of debits is judged (replay, refusal, or a new debit and its lots);
+- refunds and voids: what a refund does (replay, void, refund) and where its points go.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal, Protocol
 
-from shared.errors import DomainError
+from shared.errors import DomainError, NotFound
+
+# --- journal keys ------------------------------------------------------------------------------
+
+
+def debit_journal_key(key: str) -> str:
+    """The journal key of the debit made with the caller's idempotency key."""
+    return f"debit:{key}"
+
+
+def refund_journal_key(key: str) -> str:
+    """The journal key of the refund of the debit made with the caller's idempotency key."""
+    return f"refund:{key}"
+
+
+def expiry_journal_key(lot_id: str) -> str:
+    """The journal key of a lot's expiry."""
+    return f"expire:{lot_id}"
+
+
+def refund_expiry_journal_key(lot_id: str, refund_key: str) -> str:
+    """The journal key of refunded points that expire at once because their lot had expired
+    (`refund_key`: the refund's journal key)."""
+    return f"expire:{lot_id}:{refund_key}"
+
+
+# --- refusals ----------------------------------------------------------------------------------
 
 
 class InsufficientPoints(DomainError):
@@ -16,6 +52,24 @@ class InsufficientPoints(DomainError):
             balance=balance,
             requested=requested,
         )
+
+
+class IdempotencyKeyReused(DomainError):
+    def __init__(self, key: str, kind: str) -> None:
+        super().__init__(
+            "idempotency_key_reused",
+            f"idempotency key {key!r} was already used for a different {kind}",
+        )
+
+
+class DebitVoided(DomainError):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "debit_voided", f"debit {key!r} was cancelled before it arrived; use a new key"
+        )
+
+
+# --- lots --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -31,11 +85,16 @@ def spending_order(lot: SpendableLot) -> tuple[bool, datetime, datetime, str]:
     return (lot.expires_at is None, lot.expires_at or lot.created_at, lot.created_at, lot.id)
 
 
-def allocate(lots: list[SpendableLot], points: int) -> list[tuple[str, int]]:
-    """Split `points` over lots, earliest-expiring first. Returns (lot_id, points_taken) pairs."""
+def allocate(lots: Sequence[SpendableLot], points: int) -> list[tuple[str, int]]:
+    """Split `points` over lots, earliest-expiring first (`spending_order`).
+
+    Returns (lot_id, points_taken) pairs in spending order; every pair takes at least one point
+    and at most what the lot has; only the last lot taken from may keep points. Raises
+    InsufficientPoints (with what the lots hold) when they hold less than `points`.
+    """
     if points <= 0:
         raise ValueError("points must be positive")
-    available = sum(lot.remaining for lot in lots)
+    available = sum(lot.remaining for lot in lots if lot.remaining > 0)
     if available < points:
         raise InsufficientPoints(available, points)
     taken: list[tuple[str, int]] = []
@@ -51,5 +110,251 @@ def allocate(lots: list[SpendableLot], points: int) -> list[tuple[str, int]]:
     return taken
 
 
+def after_taking(
+    lots: Sequence[SpendableLot], taken: Iterable[tuple[str, int]]
+) -> list[SpendableLot]:
+    """The lots once `taken` has been spent from them; emptied lots are left out."""
+    took = dict(taken)
+    if not took:
+        return list(lots)
+    left = []
+    for lot in lots:
+        if lot.id in took:
+            lot = replace(lot, remaining=lot.remaining - took[lot.id])
+        if lot.remaining > 0:
+            left.append(lot)
+    return left
+
+
+def total_taken(takings: Iterable[Iterable[tuple[str, int]]]) -> list[tuple[str, int]]:
+    """Several allocations summed per lot (each lot once, in the order first taken from)."""
+    per_lot: dict[str, int] = {}
+    for taken in takings:
+        for lot_id, pts in taken:
+            per_lot[lot_id] = per_lot.get(lot_id, 0) + pts
+    return list(per_lot.items())
+
+
+def is_due(expires_at: datetime | None, now: datetime) -> bool:
+    """A lot has expired once its expiry is reached; a lot without one never expires."""
+    return expires_at is not None and expires_at <= now
+
+
 def expiry_for(occurred_at: datetime, validity_days: int) -> datetime:
     return occurred_at + timedelta(days=validity_days)
+
+
+# --- balances ----------------------------------------------------------------------------------
+
+
+def running_balances(
+    start: Mapping[str, int], moves: Iterable[tuple[str, int]]
+) -> tuple[list[int], dict[str, int]]:
+    """Post (user_id, amount) moves in order onto the `start` balances (every user of a move
+    must have one). Returns each move's balance_after and the final balance of every user
+    moved (in the order first moved); `start` is not changed."""
+    final: dict[str, int] = {}
+    after = []
+    for user_id, amount in moves:
+        balance = (final[user_id] if user_id in final else start[user_id]) + amount
+        final[user_id] = balance
+        after.append(balance)
+    return after, final
+
+
+class DueLot(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def remaining(self) -> int: ...
+
+
+def expiry_moves(due: Iterable[DueLot]) -> list[tuple[str, int]]:
+    """Expiring lots takes what is left in each off its owner's balance."""
+    return [(lot.user_id, -lot.remaining) for lot in due]
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    """What a journal key was (or is being) used for. Reason and reference are not part of it:
+    a repeat that differs only in those replays the original."""
+
+    kind: str  # the journal entry kind: debit, adjustment, ...
+    user_id: str
+    points: int  # the size of the movement, always positive
+
+
+def key_reuse(key: str, previous: KeyUse, attempt: KeyUse) -> IdempotencyKeyReused | None:
+    """A key used again: None when `attempt` is a replay of `previous` (same kind, user and
+    points), else the refusal (409 idempotency_key_reused)."""
+    if previous == attempt:
+        return None
+    return IdempotencyKeyReused(key, previous.kind)
+
+
+# --- debits ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DebitCommand:
+    user_id: str
+    points: int
+    idempotency_key: str  # the caller's key; the journal stores it as "debit:<key>"
+    reason: str = ""
+    reference: str | None = None
+
+    @property
+    def journal_key(self) -> str:
+        return debit_journal_key(self.idempotency_key)
+
+
+@dataclass(frozen=True)
+class NewDebit:
+    """Debit the account: balance_after is the account's balance once done."""
+
+    balance_after: int
+    taken: list[tuple[str, int]]  # (lot_id, points), in spending order
+
+
+@dataclass(frozen=True)
+class ReplayStored:
+    """The key's debit is in the journal from before: answer it (not created)."""
+
+
+@dataclass(frozen=True)
+class ReplayInBatch:
+    """An earlier command of the same batch made this debit: answer it (not created)."""
+
+    index: int
+
+
+DebitVerdict = NewDebit | ReplayStored | ReplayInBatch | DomainError
+
+
+def plan_debits(
+    commands: Sequence[DebitCommand],
+    used: Mapping[str, KeyUse],
+    voided: Collection[str],
+    balances: Mapping[str, int],
+    lots: Mapping[str, Sequence[SpendableLot]],
+) -> list[DebitVerdict]:
+    """Judge a batch of debits in order, each as if it came alone after the ones before it.
+
+    `used`: the journal keys already in the journal, with what they were used for; `voided`:
+    the journal keys a refund voided before their debit arrived; `balances` and `lots`: the
+    spendable balance and lots of each account (an account that does not exist has neither).
+    A key used before (in the journal or earlier in the batch) replays that debit when the
+    parameters match and is refused as idempotency_key_reused otherwise; a voided key is
+    refused (debit_voided); a debit larger than the balance is refused (insufficient_points);
+    anything else is a new debit, earliest-expiring lots first. A refused command changes
+    nothing for the ones after it. The arguments are not changed.
+    """
+    balance_now = dict(balances)
+    lots_now: dict[str, Sequence[SpendableLot]] = {}
+    debited: dict[str, int] = {}  # journal key -> index of the command that debits it
+    verdicts: list[DebitVerdict] = []
+    for i, c in enumerate(commands):
+        key = c.journal_key
+        previous = used.get(key)
+        if previous is None and key in debited:
+            first = commands[debited[key]]
+            previous = KeyUse("debit", first.user_id, first.points)
+        if previous is not None:
+            refusal = key_reuse(key, previous, KeyUse("debit", c.user_id, c.points))
+            if refusal is not None:
+                verdicts.append(refusal)
+            elif key in used:
+                verdicts.append(ReplayStored())
+            else:
+                verdicts.append(ReplayInBatch(debited[key]))
+            continue
+        if key in voided:
+            verdicts.append(DebitVoided(c.idempotency_key))
+            continue
+        balance = balance_now.get(c.user_id, 0)
+        if balance < c.points:
+            verdicts.append(InsufficientPoints(balance, c.points))
+            continue
+        user_lots = lots_now[c.user_id] if c.user_id in lots_now else lots.get(c.user_id, ())
+        taken = allocate(user_lots, c.points)
+        lots_now[c.user_id] = after_taking(user_lots, taken)
+        balance_now[c.user_id] = balance - c.points
+        debited[key] = i
+        verdicts.append(NewDebit(balance - c.points, taken))
+    return verdicts
+
+
+# --- refunds and voids -------------------------------------------------------------------------
+
+RefundStep = Literal["replay_refund", "replay_void", "void", "refund"]
+
+
+def refund_step(
+    user_id: str,
+    debit_idempotency_key: str,
+    refunded_by: str | None,
+    voided_by: str | None,
+    debited_by: str | None,
+) -> RefundStep:
+    """What a refund of the debit made with `debit_idempotency_key` does, given who (if
+    anyone) already refunded it, voided its key, and made it, looked at in that order:
+
+    - refunded before: replay that refund;
+    - key voided before: replay that void;
+    - no such debit: void the key (the debit is refused if it arrives later);
+    - else refund the debit.
+
+    Another user's refund, void or debit under that key is a 404 (not_found), as if the
+    debit did not exist, so keys of other users are not revealed.
+    """
+    steps: tuple[tuple[str | None, RefundStep], ...] = (
+        (refunded_by, "replay_refund"),
+        (voided_by, "replay_void"),
+        (debited_by, "refund"),
+    )
+    for owner, step in steps:
+        if owner is not None:
+            if owner != user_id:
+                raise NotFound("debit", debit_idempotency_key)
+            return step
+    return "void"
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """Where a refund's points go, in the order the debit took them."""
+
+    to_lots: list[tuple[str, int]]  # back into lots still live (keeping their expiry)
+    expiring: list[tuple[str, int]]  # back to lots expired since: refunded, and expired at once
+
+    @property
+    def expired_points(self) -> int:
+        return sum(pts for _, pts in self.expiring)
+
+    @property
+    def lapsed_lots(self) -> list[str]:
+        """The lots to close as expired (sorted)."""
+        return sorted({lot_id for lot_id, _ in self.expiring})
+
+
+def restore(
+    taken: Sequence[tuple[str, int]], expiry: Mapping[str, datetime | None], now: datetime
+) -> Restoration:
+    """A refund gives every point back to the lot the debit took it from (`taken`). A refund
+    never extends a lot's life: points of a lot whose expiry (`expiry[lot_id]`) has passed by
+    `now` are refunded and expire at once."""
+    to_lots: list[tuple[str, int]] = []
+    expiring: list[tuple[str, int]] = []
+    for lot_id, pts in taken:
+        (expiring if is_due(expiry[lot_id], now) else to_lots).append((lot_id, pts))
+    return Restoration(to_lots, expiring)
+
+
+def refund_moves(user_id: str, refunded: int, restoration: Restoration) -> list[tuple[str, int]]:
+    """A refund's balance moves: the refund itself, then one expiry per lapsed allocation."""
+    return [(user_id, refunded)] + [(user_id, -pts) for _, pts in restoration.expiring]

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger import repository as repo
-from services.rewards_ledger.domain import InsufficientPoints, allocate, expiry_for
+from services.rewards_ledger.domain import (
+    DebitCommand,
+    KeyUse,
+    NewDebit,
+    ReplayInBatch,
+    ReplayStored,
+    debit_journal_key,
+    expiry_for,
+    expiry_journal_key,
+    expiry_moves,
+    key_reuse,
+    plan_debits,
+    refund_expiry_journal_key,
+    refund_journal_key,
+    refund_moves,
+    refund_step,
+    restore,
+    running_balances,
+    total_taken,
+)
+
+# Re-exported: callers catch service.InsufficientPoints.
+from services.rewards_ledger.domain import InsufficientPoints as InsufficientPoints
 from services.rewards_ledger.models import messaging
-from shared.errors import DomainError, NotFound
+from shared.errors import DomainError
 from shared.events import LEDGER_EVENTS, GrantCommand, LedgerEvent, stable_id
 from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import POINTS_MOVED
@@ -65,10 +87,10 @@ async def credit(session: AsyncSession, credits: list[NewCredit]) -> list[dict[s
     if not credits:
         return []
     balances = await repo.lock_accounts(session, (c.user_id for c in credits))
+    after, final = running_balances(balances, [(c.user_id, c.points) for c in credits])
     lot_rows, entry_rows = [], []
-    for c in credits:
+    for c, balance_after in zip(credits, after, strict=True):
         lot_id = stable_id("lot", c.idempotency_key)
-        balances[c.user_id] += c.points
         lot_rows.append(
             {
                 "id": lot_id,
@@ -85,7 +107,7 @@ async def credit(session: AsyncSession, credits: list[NewCredit]) -> list[dict[s
                 "user_id": c.user_id,
                 "kind": "credit" if c.origin == "grant" else "adjustment",
                 "amount": c.points,
-                "balance_after": balances[c.user_id],
+                "balance_after": balance_after,
                 "idempotency_key": c.idempotency_key,
                 "lot_id": lot_id,
                 "reference": c.reference,
@@ -94,7 +116,7 @@ async def credit(session: AsyncSession, credits: list[NewCredit]) -> list[dict[s
         )
     await repo.insert_lots(session, lot_rows)
     written = await _append(session, entry_rows)
-    await repo.set_balances(session, {c.user_id: balances[c.user_id] for c in credits})
+    await repo.set_balances(session, final)
     return written
 
 
@@ -126,24 +148,24 @@ async def expire_lots(
     """Expire these past-due lots (locked, of accounts the caller has locked)."""
     if not due:
         return []
-    entry_rows = []
-    for lot in due:
-        balances[lot.user_id] -= lot.remaining
-        entry_rows.append(
-            {
-                "user_id": lot.user_id,
-                "kind": "expire",
-                "amount": -lot.remaining,
-                "balance_after": balances[lot.user_id],
-                "idempotency_key": f"expire:{lot.id}",
-                "lot_id": lot.id,
-                "reference": None,
-                "reason": f"points expired at {lot.expires_at.isoformat()}",
-            }
-        )
+    after, final = running_balances(balances, expiry_moves(due))
+    balances.update(final)
+    entry_rows = [
+        {
+            "user_id": lot.user_id,
+            "kind": "expire",
+            "amount": -lot.remaining,
+            "balance_after": balance_after,
+            "idempotency_key": expiry_journal_key(lot.id),
+            "lot_id": lot.id,
+            "reference": None,
+            "reason": f"points expired at {lot.expires_at.isoformat()}",
+        }
+        for lot, balance_after in zip(due, after, strict=True)
+    ]
     await repo.close_expired_lots(session, [lot.id for lot in due])
     written = await _append(session, entry_rows)
-    await repo.set_balances(session, {lot.user_id: balances[lot.user_id] for lot in due})
+    await repo.set_balances(session, final)
     return written
 
 
@@ -156,17 +178,9 @@ async def sweep_expired(session: AsyncSession, now: datetime, max_accounts: int)
     return len(await expire_due_lots(session, balances, now))
 
 
-@dataclass(frozen=True)
-class DebitCommand:
-    user_id: str
-    points: int
-    idempotency_key: str  # the caller's key; the journal stores it as "debit:<key>"
-    reason: str = ""
-    reference: str | None = None
-
-    @property
-    def journal_key(self) -> str:
-        return f"debit:{self.idempotency_key}"
+def _key_use(entry: Any) -> KeyUse:
+    """What a journal entry used its idempotency key for."""
+    return KeyUse(entry.kind, entry.user_id, abs(entry.amount))
 
 
 def _allocation_view(
@@ -218,87 +232,62 @@ async def debit_many(
     lots, due = await repo.active_lots(session, list(spending), now)
     await expire_lots(session, spending, due)
     expiry = {lot.id: lot.expires_at for user_lots in lots.values() for lot in user_lots}
+    used = {key: _key_use(entry) for key, entry in existing.items()}
+    verdicts = plan_debits(commands, used, voided, spending, lots)
 
-    outcomes: list[DebitOutcome | None] = [None] * len(commands)
-    first_of: dict[str, int] = {}  # journal key -> index of the command that debits it
-    new: list[tuple[int, dict[str, Any], list[tuple[str, int]]]] = []
-    for i, c in enumerate(commands):
-        key = c.journal_key
-        done = existing.get(key)
-        if done is not None or key in first_of:
-            user, points = (
-                (done.user_id, -done.amount)
-                if done is not None
-                else (commands[first_of[key]].user_id, commands[first_of[key]].points)
-            )
-            if (user, points) != (c.user_id, c.points) or (
-                done is not None and done.kind != "debit"
-            ):
-                outcomes[i] = DomainError(
-                    "idempotency_key_reused",
-                    f"idempotency key {key!r} was already used for a different "
-                    f"{done.kind if done is not None else 'debit'}",
-                )
-            continue  # a replay: answered below, once the original's result is known
-        if key in voided:
-            outcomes[i] = DomainError(
-                "debit_voided",
-                f"debit {c.idempotency_key!r} was cancelled before it arrived; use a new key",
-            )
-            continue
-        balance = spending.get(c.user_id, 0)
-        if balance < c.points:
-            outcomes[i] = InsufficientPoints(balance, c.points)
-            continue
-        user_lots = lots.get(c.user_id, [])
-        taken = allocate(user_lots, c.points)
-        left = dict(taken)
-        lots[c.user_id] = [
-            replace(lot, remaining=lot.remaining - left.get(lot.id, 0)) for lot in user_lots
-        ]
-        spending[c.user_id] = balance - c.points
-        first_of[key] = i
-        entry = {
-            "user_id": c.user_id,
-            "kind": "debit",
-            "amount": -c.points,
-            "balance_after": spending[c.user_id],
-            "idempotency_key": key,
-            "lot_id": None,
-            "reference": c.reference,
-            "reason": c.reason,
-        }
-        new.append((i, entry, taken))
-
+    outcomes: list[DebitOutcome | None] = [
+        v if isinstance(v, DomainError) else None for v in verdicts
+    ]
+    new = [
+        (i, c, v)
+        for i, (c, v) in enumerate(zip(commands, verdicts, strict=True))
+        if isinstance(v, NewDebit)
+    ]
     if new:
-        per_lot: dict[str, int] = {}
-        for _, _, taken in new:
-            for lot_id, pts in taken:
-                per_lot[lot_id] = per_lot.get(lot_id, 0) + pts
-        await repo.take_from_lots(session, list(per_lot.items()))
-        written = await _append(session, [entry for _, entry, _ in new])
+        await repo.take_from_lots(session, total_taken(v.taken for _, _, v in new))
+        written = await _append(
+            session,
+            [
+                {
+                    "user_id": c.user_id,
+                    "kind": "debit",
+                    "amount": -c.points,
+                    "balance_after": v.balance_after,
+                    "idempotency_key": c.journal_key,
+                    "lot_id": None,
+                    "reference": c.reference,
+                    "reason": c.reason,
+                }
+                for _, c, v in new
+            ],
+        )
         await repo.insert_allocations(
             session,
             [
                 (e["id"], lot, pts)
-                for e, (_, _, taken) in zip(written, new, strict=True)
-                for lot, pts in taken
+                for e, (_, _, v) in zip(written, new, strict=True)
+                for lot, pts in v.taken
             ],
         )
-        await repo.set_balances(session, {e["user_id"]: spending[e["user_id"]] for e in written})
-        for e, (i, _, taken) in zip(written, new, strict=True):
-            outcomes[i] = (_debit_view(e, _allocation_view(taken, expiry)), True)
-    allocs: dict[int, list[dict[str, Any]]] = {}
-    if existing:
-        allocs = await repo.allocations_of(session, [e.id for e in existing.values()])
-    for i, c in enumerate(commands):
-        if outcomes[i] is not None:
-            continue
-        done = existing.get(c.journal_key)
-        if done is not None:
+        # Each account ends at the balance after its last debit of the batch.
+        await repo.set_balances(
+            session,
+            {e["user_id"]: v.balance_after for e, (_, _, v) in zip(written, new, strict=True)},
+        )
+        for e, (i, _, v) in zip(written, new, strict=True):
+            outcomes[i] = (_debit_view(e, _allocation_view(v.taken, expiry)), True)
+    replayed = {
+        existing[c.journal_key].id: None
+        for c, v in zip(commands, verdicts, strict=True)
+        if isinstance(v, ReplayStored)
+    }
+    allocs = await repo.allocations_of(session, list(replayed)) if replayed else {}
+    for i, (c, verdict) in enumerate(zip(commands, verdicts, strict=True)):
+        if isinstance(verdict, ReplayStored):
+            done = existing[c.journal_key]
             outcomes[i] = (_debit_view(done, allocs.get(done.id, [])), False)
-        else:  # the same key twice in this batch: the later one replays the earlier
-            original = outcomes[first_of[c.journal_key]]
+        elif isinstance(verdict, ReplayInBatch):
+            original = outcomes[verdict.index]
             assert isinstance(original, tuple)
             outcomes[i] = (original[0], False)
     return [o for o in outcomes if o is not None]
@@ -325,12 +314,13 @@ async def _replay(session: AsyncSession, key: str, user_id: str, points: int, ki
     existing = await repo.entry_by_key(session, key)
     if existing is None:
         return None
-    if existing.user_id != user_id or existing.kind != kind or abs(existing.amount) != points:
-        raise DomainError(
-            "idempotency_key_reused",
-            f"idempotency key {key!r} was already used for a different {existing.kind}",
-        )
+    if (refusal := key_reuse(key, _key_use(existing), KeyUse(kind, user_id, points))) is not None:
+        raise refusal
     return existing
+
+
+def _owner(row: Any) -> str | None:
+    return None if row is None else row.user_id
 
 
 def _void_result(void: Any, balance: int, debit_key: str) -> dict[str, Any]:
@@ -351,7 +341,7 @@ async def _refund_result(
     session: AsyncSession, entry: Any, debit_key: str, balance: int
 ) -> dict[str, Any]:
     allocs = (await repo.allocations_of(session, [entry.id])).get(entry.id, [])
-    expiry_keys = [f"expire:{a['lot_id']}:{entry.idempotency_key}" for a in allocs]
+    expiry_keys = [refund_expiry_journal_key(a["lot_id"], entry.idempotency_key) for a in allocs]
     lapsed = {e.lot_id for e in await repo.entries_by_keys(session, expiry_keys)}
     return {
         "status": "refunded",
@@ -381,65 +371,60 @@ async def refund(
     the debit is refused if it shows up later. Idempotent per debit. Returns (result, created).
     """
     now = now or datetime.now(UTC)
-    dkey, rkey = f"debit:{debit_key}", f"refund:{debit_key}"
+    dkey, rkey = debit_journal_key(debit_key), refund_journal_key(debit_key)
     balances = await repo.lock_accounts(session, [user_id])
+    # Looked up in this order, each only while the ones before found nothing.
     done = await repo.entry_by_key(session, rkey)
-    if done is not None:
-        if done.user_id != user_id:
-            raise NotFound("debit", debit_key)
+    void = None if done is not None else await repo.void_of(session, dkey)
+    debit_entry = (
+        None if done is not None or void is not None else await repo.entry_by_key(session, dkey)
+    )
+    step = refund_step(user_id, debit_key, _owner(done), _owner(void), _owner(debit_entry))
+    if step == "replay_refund":
         return await _refund_result(session, done, debit_key, balances[user_id]), False
-    void = await repo.void_of(session, dkey)
-    if void is not None:
-        if void.user_id != user_id:
-            raise NotFound("debit", debit_key)
+    if step == "replay_void":
         return _void_result(void, balances[user_id], debit_key), False
-    debit_entry = await repo.entry_by_key(session, dkey)
-    if debit_entry is None:
+    if step == "void":
         void = await repo.insert_void(session, dkey, user_id, reason)
         return _void_result(void, balances[user_id], debit_key), True
-    if debit_entry.user_id != user_id:
-        raise NotFound("debit", debit_key)
+    assert debit_entry is not None  # step == "refund"
     await expire_due_lots(session, balances, now)
     taken = [
         (a["lot_id"], a["points"])
         for a in (await repo.allocations_of(session, [debit_entry.id])).get(debit_entry.id, [])
     ]
     locked = await repo.lock_lots(session, [lot_id for lot_id, _ in taken])
-    lapsed = {
-        lot_id
-        for lot_id, _ in taken
-        if locked[lot_id].expires_at is not None and locked[lot_id].expires_at <= now
-    }
-    await repo.give_back_to_lots(session, [(lot, pts) for lot, pts in taken if lot not in lapsed])
-    await repo.mark_lots_expired(session, sorted(lapsed))
-    balances[user_id] += -debit_entry.amount
+    restoration = restore(taken, {lot_id: locked[lot_id].expires_at for lot_id, _ in taken}, now)
+    await repo.give_back_to_lots(session, restoration.to_lots)
+    await repo.mark_lots_expired(session, restoration.lapsed_lots)
+    after, final = running_balances(
+        balances, refund_moves(user_id, -debit_entry.amount, restoration)
+    )
+    balances.update(final)
     rows = [
         {
             "user_id": user_id,
             "kind": "refund",
             "amount": -debit_entry.amount,
-            "balance_after": balances[user_id],
+            "balance_after": after[0],
             "idempotency_key": rkey,
             "lot_id": None,
             "reference": reference or debit_entry.reference,
             "reason": reason,
         }
+    ] + [
+        {
+            "user_id": user_id,
+            "kind": "expire",
+            "amount": -pts,
+            "balance_after": balance_after,
+            "idempotency_key": refund_expiry_journal_key(lot_id, rkey),
+            "lot_id": lot_id,
+            "reference": None,
+            "reason": "refunded points whose lot had already expired",
+        }
+        for (lot_id, pts), balance_after in zip(restoration.expiring, after[1:], strict=True)
     ]
-    for lot_id, pts in taken:
-        if lot_id in lapsed:
-            balances[user_id] -= pts
-            rows.append(
-                {
-                    "user_id": user_id,
-                    "kind": "expire",
-                    "amount": -pts,
-                    "balance_after": balances[user_id],
-                    "idempotency_key": f"expire:{lot_id}:{rkey}",
-                    "lot_id": lot_id,
-                    "reference": None,
-                    "reason": "refunded points whose lot had already expired",
-                }
-            )
     written = await _append(session, rows)
     await repo.insert_allocations(session, [(written[0]["id"], lot, pts) for lot, pts in taken])
     await repo.set_balances(session, {user_id: balances[user_id]})
