@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.exchange import service
+from services.exchange import catalog
 from services.exchange.models import items
 from services.exchange.schemas import ItemCreate
 from shared.service import Runtime
@@ -72,4 +72,4 @@ async def seed(rt: Runtime) -> None:
         existing = set((await session.execute(select(items.c.name))).scalars())
         for fields in DEMO_ITEMS:
             if fields["name"] not in existing:
-                await service.create_item(session, ItemCreate.model_validate(fields).model_dump())
+                await catalog.create_item(session, ItemCreate.model_validate(fields).model_dump())

@@ -192,6 +192,39 @@ async def test_a_physical_item_goes_through_fulfilment_and_the_user_may_cancel_b
     assert [e["kind"] for e in await entries(ledger, user)].count("refund") == 1
 
 
+async def test_cancel_and_deliver_need_no_body(http) -> None:
+    exchange, ledger = http("exchange"), http("rewards_ledger")
+    user = unique("nobody")
+    await credit(ledger, user, 100)
+    item = await create_item(exchange, type="physical", points_price=30, stock=5)
+    mine = as_user(user)
+    shipped, dropped = [
+        (await redeem(exchange, user, item["id"], headers=mine, shipping_address="2 Lane")).json()
+        for _ in range(2)
+    ]
+
+    # No body at all (not even a content type), then an empty object: both are fine.
+    cancelled = await exchange.post(f"/v1/redemptions/{dropped['id']}/cancel", headers=mine)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancel_reason"] == ""
+    again = await exchange.post(f"/v1/redemptions/{dropped['id']}/cancel", json={}, headers=mine)
+    assert again.status_code == 200 and again.json()["refund_entry_id"]
+    assert again.json()["refund_entry_id"] == cancelled.json()["refund_entry_id"]
+    assert await balance(ledger, user) == 70
+
+    # Shipping needs its carrier and tracking number; delivering needs nothing.
+    bare = await exchange.post(f"/v1/redemptions/{shipped['id']}/ship", headers=ADMIN)
+    assert bare.status_code == 422
+    ship = {"carrier": "SF", "tracking_number": "SF9"}
+    assert (
+        await exchange.post(f"/v1/redemptions/{shipped['id']}/ship", json=ship, headers=ADMIN)
+    ).status_code == 200
+    delivered = await exchange.post(f"/v1/redemptions/{shipped['id']}/deliver", headers=ADMIN)
+    assert delivered.status_code == 200, delivered.text
+    assert delivered.json()["fulfilment"]["status"] == "delivered"
+    assert (await get_item(exchange, item["id"]))["stock"] == 4
+
+
 async def _final_states(exchange, responses) -> list[dict]:
     """Each response's redemption once settled (a slow ledger may leave some pending)."""
     out = []

@@ -1,0 +1,95 @@
+"""Catalog use cases: list, read, create, change and retire items."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.exchange import repository as repo
+from services.exchange.views import item_view
+from shared.errors import DomainError, NotFound
+
+
+def _item_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Map the API's item fields onto columns (per_user_limit is two columns)."""
+    values = dict(fields)
+    if "per_user_limit" in values:
+        limit = values.pop("per_user_limit")
+        values["limit_period"] = limit["period"] if limit else None
+        values["limit_quantity"] = limit["quantity"] if limit else None
+    return values
+
+
+async def list_items(
+    session: AsyncSession,
+    *,
+    category: str | None,
+    item_type: str | None,
+    tag: str | None,
+    affordable_for: int | None,
+    in_stock: bool,
+    include_unavailable: bool,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """A page of the catalog (available items only unless `include_unavailable`),
+    cheapest first."""
+    rows, total = await repo.list_items(
+        session,
+        now=datetime.now(UTC),
+        category=category,
+        item_type=item_type,
+        tag=tag,
+        affordable_for=affordable_for,
+        in_stock=in_stock,
+        include_unavailable=include_unavailable,
+        limit=limit,
+        offset=offset,
+    )
+    return {
+        "items": [item_view(r._mapping) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < total else None,
+    }
+
+
+async def get_item(session: AsyncSession, item_id: str) -> dict[str, Any]:
+    row = await repo.get_item(session, item_id)
+    if row is None:
+        raise NotFound("item", item_id)
+    return item_view(row._mapping)
+
+
+async def create_item(session: AsyncSession, fields: dict[str, Any]) -> dict[str, Any]:
+    values = _item_columns(fields)
+    values["id"] = str(uuid.uuid4())
+    values["stock_total"] = values["stock"]
+    return item_view(await repo.insert_item(session, values))
+
+
+async def update_item(
+    session: AsyncSession, item_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    current = await repo.get_item(session, item_id, lock=True)
+    if current is None:
+        raise NotFound("item", item_id)
+    values = _item_columns(fields)
+    merged = {**dict(current._mapping), **values}
+    if merged["type"] == "vip" and not merged["vip_days"]:
+        raise DomainError("validation_error", "a vip item needs vip_days", status=422)
+    if merged["starts_at"] and merged["ends_at"] and merged["ends_at"] <= merged["starts_at"]:
+        raise DomainError("validation_error", "ends_at must be after starts_at", status=422)
+    if "stock" in values:
+        # Setting the shelf count supplies (or withdraws) units; the total follows the change.
+        values["stock_total"] = current.stock_total + (values["stock"] - current.stock)
+    return item_view((await repo.update_item(session, item_id, values))._mapping)
+
+
+async def retire_item(session: AsyncSession, item_id: str) -> dict[str, Any]:
+    """Take an item off sale for good (kept for the redemptions that refer to it)."""
+    return await update_item(session, item_id, {"active": False})
