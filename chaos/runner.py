@@ -36,7 +36,7 @@ from chaos.schedule import CONSUMERS, Fault, Plan
 from services.behavior_sensor.domain import behavior_id
 from shared.db import asyncpg_kwargs, database_url
 from shared.devstack import CONSUMER_GROUPS, SERVICES, EmbeddedBroker, Stack, drain
-from shared.kafka import delete_group, group_admin, topic_partitions
+from shared.messaging.embedded_broker import delete_group, group_admin, topic_partitions
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
@@ -578,7 +578,7 @@ async def reset_to_earliest(
     It used to join the group alone and commit as its only member, the way
     `kafka-consumer-groups --reset-offsets` wants an inactive group; in chaos run five
     (seed 582090) that join hit the embedded broker's stuck-group state (see
-    `shared.kafka.rebuild_group`) and never completed. Deleting needs no join, and clears
+    `shared.messaging.embedded_broker.rebuild_group`) and never completed. Deleting needs no join, and clears
     that state. Real Kafka refuses to delete a group until its killed members' sessions have
     expired; attempts are retried.
     """

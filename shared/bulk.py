@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import Row, TextClause, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,52 @@ class Bulk:
                 values = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
             out[f"{self.prefix}{c}"] = values
         return out
+
+
+@dataclass(frozen=True)
+class KeyedRows:
+    """Rows addressed by a key (one or more columns), created when missing and locked in key
+    order: two transactions locking overlapping sets of keys then never deadlock.
+
+        COUNTERS = KeyedRows(Bulk("counters", {"user_id": "text", "day": "date"}), "c.n")
+        rows = await COUNTERS.lock(session, [("ann", day), ("bob", day)])  # {key: row}
+    """
+
+    keys: Bulk
+    read: str  # what to read of each locked row besides its key, on the table aliased `t`
+    # compiled once: the statement text is fixed whatever the batch size
+    _create: TextClause = field(init=False, repr=False, compare=False)
+    _lock: TextClause = field(init=False, repr=False, compare=False)
+
+    @property
+    def _key_list(self) -> str:
+        return ", ".join(self.keys.columns)
+
+    def create_statement(self) -> TextClause:
+        return self.keys.insert("ON CONFLICT DO NOTHING")
+
+    def lock_statement(self) -> TextClause:
+        return text(
+            f"SELECT {', '.join(f't.{c}' for c in self.keys.columns)}, {self.read} "
+            f"FROM {self.keys.table} t JOIN {self.keys.source()} USING ({self._key_list}) "
+            f"ORDER BY {', '.join(f't.{c}' for c in self.keys.columns)} FOR UPDATE OF t"
+        )
+
+    async def lock(
+        self, session: AsyncSession, keys: Iterable[tuple[Any, ...]], *, create: bool = True
+    ) -> dict[tuple[Any, ...], Row[Any]]:
+        """Lock the rows of `keys` (creating the missing ones unless `create` is False, when a
+        missing key is simply absent from the answer); returns them by key."""
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        names = list(self.keys.columns)
+        params = self.keys.params(dict(zip(names, key, strict=True)) for key in ordered)
+        if create:
+            await session.execute(self._create, params)
+        rows = await session.execute(self._lock, params)
+        return {tuple(getattr(r, c) for c in names): r for r in rows}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_create", self.create_statement())
+        object.__setattr__(self, "_lock", self.lock_statement())

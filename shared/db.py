@@ -75,23 +75,53 @@ def create_engine(url: URL, *, pool_size: int = 8, max_overflow: int = 4) -> Asy
     )
 
 
+# session.info key of the hooks one transaction runs after it commits
+_AFTER_COMMIT = "jifen.after_commit"
+
+
+def after_commit(session: AsyncSession, hook: Callable[[], object]) -> None:
+    """Run `hook` once this session's transaction has committed (never after a rollback)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
 class Database:
-    """Owns the engine and hands out units of work: one transaction, committed on success."""
+    """Owns the engine and hands out units of work: one transaction, committed on success,
+    rolled back on any exception; use cases inside only flush.
+
+    Every request gets its unit of work from `shared.unit_of_work`, every consumed batch from
+    the consumer loop, every background step from its worker: the code that opens a unit of
+    work is the only code that ends it. Use cases that must commit in steps say so (the
+    exchange's redemption saga, `services/exchange/service.py`).
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        # Called with the session once a transaction has committed (never after a rollback);
-        # the service publishes the outbox rows the transaction wrote from here.
-        self.after_commit: Callable[[AsyncSession], None] | None = None
+        # BEGIN READ ONLY, with no extra round trip (the driver starts the transaction so).
+        self.read_only_sessions = async_sessionmaker(
+            engine.execution_options(postgresql_readonly=True),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+        # Run with the session after every commit of this database, before the transaction's
+        # own hooks: the outbox publisher sends the rows the transaction wrote from here.
+        self.commit_listeners: list[Callable[[AsyncSession], None]] = []
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
             async with session.begin():
                 yield session
-            if self.after_commit is not None:
-                self.after_commit(session)
+            for listener in self.commit_listeners:
+                listener(session)
+            for hook in session.info.get(_AFTER_COMMIT, ()):
+                hook()
+
+    @asynccontextmanager
+    async def read_only(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that cannot write (reads of the API)."""
+        async with self.read_only_sessions() as session, session.begin():
+            yield session
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:

@@ -53,6 +53,11 @@ OUTBOX_BACKLOG = Gauge(
     "Unpublished outbox rows old enough for the relay's sweep (at its last sweep)",
     ["service"],
 )
+RETENTION_PURGED = Counter(
+    "jifen_retention_purged_total",
+    "Rows past the retention period deleted (inbox, received behaviors, counters)",
+    ["service", "table"],
+)
 EVENTS_INGESTED = Counter(
     "jifen_behavior_events_total", "Behavior events by outcome", ["source", "outcome"]
 )

@@ -11,8 +11,7 @@ import asyncio
 import importlib
 import sys
 
-import sqlalchemy as sa
-from alembic import command, context, op
+from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
@@ -62,27 +61,6 @@ def run_env(target_metadata: MetaData) -> None:
             context.run_migrations()
     else:
         asyncio.run(_run_online(target_metadata))
-
-
-# -- revisions every service shares (each service's migration calls these) -------------
-
-
-def outbox_deletes_sent_rows() -> None:
-    """The outbox keeps only unsent rows: a row is deleted once the broker acked it, so the
-    `published_at` mark, its two indexes and the purge of old marked rows go away."""
-    op.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
-    op.drop_index("ix_outbox_unpublished", table_name="outbox")
-    op.drop_index("ix_outbox_published_at", table_name="outbox")
-    op.drop_column("outbox", "published_at")
-
-
-def outbox_marks_sent_rows() -> None:
-    """Undo `outbox_deletes_sent_rows` (rows still there are the unsent ones)."""
-    op.add_column("outbox", sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ix_outbox_published_at", "outbox", ["published_at"])
-    op.create_index(
-        "ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
-    )
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,9 @@
 """The composition root every service shares: lifespan, app factory, health, background loops.
 
-A service describes itself with a `ServiceSpec` (its settings, tables, routers and the
-workers it runs); `create_app` wires the rest the same way for everyone.
+A service describes itself with a `ServiceSpec` (its settings, tables, routers, the parts it
+builds from the platform and the workers it runs); `create_app` wires the rest the same way
+for everyone. The `Runtime` is generic over the service's settings and parts, so routes and
+workers reach both typed (see docs/ADDING_A_SERVICE.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request
@@ -24,17 +26,21 @@ from shared.auth import Authenticator
 from shared.db import Database, create_engine, database_url, ensure_database
 from shared.errors import install_error_handlers
 from shared.events import dlq_topic
-from shared.kafka import (
+from shared.logs import configure_logging
+from shared.messaging import (
     BatchHandler,
     ConsumerLoop,
+    MessagingTables,
     OutboxPublisher,
     OutboxRelay,
+    Purge,
+    RetentionSweeper,
     ensure_topics,
+    inbox_purge,
     make_producer,
+    queued_rows,
     start_with_retry,
 )
-from shared.logs import configure_logging
-from shared.messaging import MessagingTables, queued_rows
 from shared.metrics import install_metrics
 from shared.migrate import upgrade
 from shared.settings import JifenSettings
@@ -50,19 +56,21 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
-@dataclass
-class Runtime:
-    """What a running service holds; routes reach it as `request.app.state.runtime`."""
+S = TypeVar("S", bound=JifenSettings)
+P = TypeVar("P")  # the service's own parts: a use-case object, a worker routes wake, or None
 
-    settings: JifenSettings
+
+@dataclass
+class Platform(Generic[S]):
+    """What the kit gives every service before its own parts are built."""
+
+    settings: S
     db: Database
     producer: AIOKafkaProducer
     messaging: MessagingTables
-    relay: OutboxRelay
-    workers: list[Worker] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def consumer(self, handler: BatchHandler, **kwargs: Any) -> ConsumerLoop:
+        """A consumer loop for `handler`, with this service's inbox and dead-letter producer."""
         return ConsumerLoop(
             handler,
             settings=self.settings,
@@ -74,20 +82,35 @@ class Runtime:
 
 
 @dataclass
-class ServiceSpec:
+class Runtime(Platform[S], Generic[S, P]):
+    """What a running service holds; routes reach it through `runtime_of(request)`."""
+
+    parts: P
+    relay: OutboxRelay
+    workers: list[Worker] = field(default_factory=list)
+
+
+def no_parts(platform: Platform[Any]) -> None:
+    return None
+
+
+@dataclass
+class ServiceSpec(Generic[S, P]):
     name: str
     title: str
     description: str
     package: str  # e.g. "services.rewards_ledger": migrations live in <package>/migrations
-    settings_factory: Callable[..., JifenSettings]
+    settings_factory: Callable[..., S]
     metadata: MetaData
     messaging: MessagingTables
     routers: Sequence[APIRouter]
     topics: Sequence[str]  # topics it consumes or produces (created if missing, with DLQs)
-    build_workers: Callable[[Runtime], list[Worker]] = lambda rt: []
-    seed: Callable[[Runtime], Awaitable[None]] | None = None
-    on_start: Callable[[Runtime], Awaitable[None]] | None = None
-    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    build_parts: Callable[[Platform[S]], P]
+    build_workers: Callable[[Runtime[S, P]], list[Worker]] = lambda rt: []
+    # Rows of the service's own tables past the dedupe retention (the inbox is always purged).
+    purges: Sequence[Purge] = ()
+    seed: Callable[[Runtime[S, P]], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime[S, P]], Awaitable[None]] | None = None
 
 
 async def _supervise(worker: Worker, name: str) -> None:
@@ -126,13 +149,13 @@ def tune_gc(young_threshold: int) -> None:
     gc.set_threshold(young_threshold, middle, old)
 
 
-async def prepare_database(spec: ServiceSpec, settings: JifenSettings) -> None:
+async def prepare_database(spec: ServiceSpec[Any, Any], settings: JifenSettings) -> None:
     await ensure_database(settings.database_url, settings.database_name)
     url = database_url(settings.database_url, settings.database_name)
     await asyncio.to_thread(upgrade, spec.package, url.render_as_string(hide_password=False))
 
 
-def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> FastAPI:
+def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
     settings = settings or spec.settings_factory()
 
     @asynccontextmanager
@@ -158,21 +181,23 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
         relay = OutboxRelay(settings, db, producer)
         publisher = OutboxPublisher(settings, db, producer)
         if settings.outbox_publish_on_commit:
-            db.after_commit = publisher.on_commit
+            db.commit_listeners.append(publisher.on_commit)
             publisher.start()
         else:
-            db.after_commit = lambda session: relay.wake() if queued_rows(session) else None
-        runtime = Runtime(
-            settings=settings, db=db, producer=producer, messaging=spec.messaging, relay=relay
-        )
+            db.commit_listeners.append(
+                lambda session: relay.wake() if queued_rows(session) else None
+            )
+        platform = Platform(settings, db, producer, spec.messaging)
+        runtime = Runtime(settings, db, producer, spec.messaging, spec.build_parts(platform), relay)
         app.state.runtime = runtime
-        if spec.on_start is not None:
-            await spec.on_start(runtime)
         if settings.seed_demo and spec.seed is not None:
             await spec.seed(runtime)
         tasks: list[asyncio.Task[None]] = []
         if settings.runs_workers:
-            runtime.workers = [relay, *spec.build_workers(runtime)]
+            retention = RetentionSweeper(
+                settings, db, [inbox_purge(spec.messaging.inbox), *spec.purges]
+            )
+            runtime.workers = [relay, retention, *spec.build_workers(runtime)]
             for worker in runtime.workers:
                 name = type(worker).__name__
                 tasks.append(asyncio.create_task(_supervise(worker, name), name=name))
@@ -221,7 +246,7 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
 
     @health.get("/health/ready")
     async def ready(request: Request) -> JSONResponse:
-        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        runtime: Runtime[Any, Any] | None = getattr(request.app.state, "runtime", None)
         checks: dict[str, str] = {}
         if runtime is None:
             return JSONResponse({"status": "starting", "checks": checks}, status_code=503)
@@ -247,6 +272,8 @@ def create_app(spec: ServiceSpec, settings: JifenSettings | None = None) -> Fast
     return app
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+def runtime_of(request: Request) -> Runtime[Any, Any]:
+    """The running service; annotate the variable with its settings and parts types:
+    `rt: Runtime[Settings, Exchange] = runtime_of(request)`."""
+    runtime: Runtime[Any, Any] = request.app.state.runtime
     return runtime

@@ -103,6 +103,18 @@ class JifenSettings(BaseSettings):
         description="rows waiting to be published on commit, past which the relay "
         "is left to send them (bounds memory while the broker is away)",
     )
+    dedupe_retention_hours: int = Field(
+        336,
+        ge=1,
+        le=87_600,
+        description="how long a consumer's inbox rows (and behavior_sensor's received "
+        "behaviors and anti-farming counters) are kept; keep it at least the topics' retention "
+        "plus the longest outage, or a redelivered message older than this is applied again",
+    )
+    retention_sweep_interval_s: float = Field(
+        300, ge=0.1, le=86_400, description="how often rows past the retention are purged"
+    )
+    retention_batch_size: int = Field(5000, ge=1, le=100_000)
     worker_linger_ms: int = Field(
         5, ge=0, le=1_000, description="relay/processor: gather a burst this long after a wake-up"
     )

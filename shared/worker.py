@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from shared.retry import Backoff, is_transient
+
 log = logging.getLogger(__name__)
 
 
@@ -42,8 +44,6 @@ class PollingWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        from shared.kafka import Backoff, is_transient
-
         backoff = Backoff(cap=self.backoff_cap_s)
         self.healthy = True
         try:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.events import UPSTREAM_EVENTS, UPSTREAM_ORDERS, BehaviorEnvelope
-from shared.kafka import PoisonMessage
+from shared.messaging import PoisonMessage
 
 
 def _json_object(raw: bytes) -> Any:

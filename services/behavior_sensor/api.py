@@ -11,11 +11,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.behavior_sensor import repository as repo
 from services.behavior_sensor import service
+from services.behavior_sensor.consumer import BehaviorProcessor
 from services.behavior_sensor.settings import Settings
 from shared.auth import Principal, principal
+from shared.db import after_commit
 from shared.errors import InvalidInput, validation_response
 from shared.events import BehaviorEnvelope
-from shared.service import runtime_of
+from shared.service import Runtime, runtime_of
+from shared.unit_of_work import Reads, Writes
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 Caller = Annotated[Principal, Depends(principal)]
@@ -87,37 +90,33 @@ def _read_envelopes(raw: bytes, max_events: int) -> list[BehaviorEnvelope] | JSO
 
 
 @router.post("/events", status_code=202, openapi_extra=_BODY_DOC)
-async def ingest(request: Request, caller: Caller) -> Any:
+async def ingest(request: Request, caller: Caller, session: Writes) -> Any:
     """Accept one behavior envelope or a batch; 202 with how many were new and how many repeats.
 
     The whole batch is validated first: one bad envelope rejects the batch and records nothing.
     """
-    rt = runtime_of(request)
-    settings: Settings = rt.settings  # type: ignore[assignment]
-    envelopes = _read_envelopes(await request.body(), settings.max_batch_events)
+    rt: Runtime[Settings, BehaviorProcessor] = runtime_of(request)
+    envelopes = _read_envelopes(await request.body(), rt.settings.max_batch_events)
     if isinstance(envelopes, JSONResponse):
         return envelopes
     for source in {e.source for e in envelopes}:
         caller.require_source(source)
-    async with rt.db.transaction() as session:
-        accepted, duplicates = await service.intake(session, envelopes, "http")
-    processor = rt.extras.get("processor")
-    if processor is not None:
-        processor.wake()
+    accepted, duplicates = await service.intake(session, envelopes, "http")
+    if accepted:
+        after_commit(session, rt.parts.wake)
     return JSONResponse(status_code=202, content={"accepted": accepted, "duplicates": duplicates})
 
 
 @router.get("/diverted")
 async def list_diverted(
-    request: Request,
     caller: Caller,
+    session: Reads,
     user_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Behaviors held back by the anti-farming limit (for the risk and operations teams)."""
     caller.require_admin()
-    async with runtime_of(request).db.transaction() as session:
-        rows = await repo.diverted(session, user_id, limit)
+    rows = await repo.diverted(session, user_id, limit)
     return {
         "items": [
             {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,13 +15,13 @@ from services.behavior_sensor.domain import FarmingLimits
 from services.behavior_sensor.enrichment import Enricher
 from services.behavior_sensor.settings import Settings
 from shared.db import Database
-from shared.kafka import Inbound, PoisonMessage
+from shared.messaging import BatchHandler, Inbound, PoisonMessage
 from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
 
-class UpstreamHandler:
+class UpstreamHandler(BatchHandler):
     """Adapts each upstream topic's messages to envelopes, records and processes them.
 
     No separate inbox: the unique (source, event_id) of received_events is the inbox, written
@@ -39,6 +40,7 @@ class UpstreamHandler:
         self.topics: Sequence[str] = list(self.adapters)
         self.enricher = enricher
         self.limits = limits
+        self.enrichments: dict[tuple[str, str], dict[str, Any]] = {}
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         adapter = self.adapters.get(record.topic)
@@ -49,6 +51,16 @@ class UpstreamHandler:
             for e in adapter.to_envelopes(record.value or b"")
         ]
 
+    async def prepare(self, items: list[Inbound]) -> None:
+        """Ask a remote enricher about the batch before its transaction opens."""
+        self.enrichments = {}
+        if self.enricher.remote and items:
+            envelopes = [item.value for item in items]
+            answers = await self.enricher.enrich([service.enrichment_input(e) for e in envelopes])
+            self.enrichments = {
+                (e.source, e.event_id): answer for e, answer in zip(envelopes, answers, strict=True)
+            }
+
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         by_channel: dict[str, list] = {}
         for item in items:
@@ -57,7 +69,7 @@ class UpstreamHandler:
             )
         for channel, envelopes in by_channel.items():
             await service.intake_and_process(
-                session, envelopes, channel, self.enricher, self.limits
+                session, envelopes, channel, self.enrichments, self.limits
             )
 
 
@@ -85,10 +97,21 @@ class BehaviorProcessor(PollingWorker):
         self.limits = farming_limits(settings)
 
     async def step(self) -> int:
+        batch = self.settings.processor_batch_size
+        if not self.enricher.remote:
+            async with self.db.transaction() as session:
+                return await service.process_pending(session, self.limits, batch)
+        # A remote enricher is asked between two units of work, never while the rows are
+        # locked: read the batch, ask, then claim what no other replica took meanwhile (a row
+        # is at most enriched twice) and process it.
+        async with self.db.read_only() as session:
+            waiting = await service.waiting(session, batch)
+        if not waiting:
+            return 0
+        enrichments = await service.enrich(self.enricher, waiting)
         async with self.db.transaction() as session:
-            return await service.process_pending(
-                session, self.enricher, self.limits, self.settings.processor_batch_size
-            )
+            await service.process_enriched(session, enrichments, self.limits)
+        return len(waiting)
 
     async def on_exit(self) -> None:
         await self.enricher.aclose()

@@ -1,6 +1,8 @@
 """The enrichment seam: add context (user tier, device risk, ...) to behaviors before publishing.
 
-Enrichment runs in the background processor, never in an upstream's request path. It is
+Enrichment runs in the background processor or the Kafka intake, never in an upstream's
+request path, and never inside a transaction: it is asked first, and its answers are applied
+in the transaction that follows. It is
 best-effort: after its retries a failing enricher yields {"status": "unavailable"} and the
 behavior is published anyway, so a slow profile service can never stall points.
 """
@@ -21,6 +23,10 @@ ENRICHMENT_FAILURES = Counter(
 
 
 class Enricher(Protocol):
+    # True when enriching calls another service: it then happens before any transaction
+    # opens, so no row lock is held while waiting on the network.
+    remote: bool
+
     async def enrich(self, behaviors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Return one dict of extra context per behavior, in order."""
         ...
@@ -29,6 +35,8 @@ class Enricher(Protocol):
 
 
 class NoopEnricher:
+    remote = False
+
     async def enrich(self, behaviors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{} for _ in behaviors]
 
@@ -38,6 +46,8 @@ class NoopEnricher:
 
 class HttpEnricher:
     """POST {"behaviors": [...]} to a URL; expects {"results": [{...}, ...]} in the same order."""
+
+    remote = True
 
     def __init__(
         self,

@@ -6,21 +6,24 @@ from services.behavior_sensor.adapters import ADAPTERS
 from services.behavior_sensor.api import router
 from services.behavior_sensor.consumer import BehaviorProcessor, UpstreamHandler
 from services.behavior_sensor.enrichment import make_enricher
-from services.behavior_sensor.models import messaging, metadata
+from services.behavior_sensor.models import PURGES, messaging, metadata
 from services.behavior_sensor.settings import Settings
 from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS
-from shared.service import Runtime, ServiceSpec, Worker, create_app
+from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
-def build_workers(rt: Runtime) -> list[Worker]:
-    settings: Settings = rt.settings  # type: ignore[assignment]
+def build_parts(platform: Platform[Settings]) -> BehaviorProcessor:
+    """The processor: HTTP intake wakes it after each commit; workers run it."""
+    settings = platform.settings
     enricher = make_enricher(
         settings.enricher_url, settings.enricher_timeout_s, settings.enricher_retries
     )
-    processor = BehaviorProcessor(settings, rt.db, enricher)
-    rt.extras["processor"] = processor
-    upstream = UpstreamHandler(enricher, processor.limits)
-    return [rt.consumer(upstream), processor]
+    return BehaviorProcessor(settings, platform.db, enricher)
+
+
+def build_workers(rt: Runtime[Settings, BehaviorProcessor]) -> list[Worker]:
+    processor = rt.parts
+    return [rt.consumer(UpstreamHandler(processor.enricher, processor.limits)), processor]
 
 
 SPEC = ServiceSpec(
@@ -33,7 +36,9 @@ SPEC = ServiceSpec(
     messaging=messaging,
     routers=[router],
     topics=[*ADAPTERS, BEHAVIOR_EVENTS, BEHAVIOR_DIVERTED],
+    build_parts=build_parts,
     build_workers=build_workers,
+    purges=PURGES,
 )
 
 app = create_app(SPEC)

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.messaging import add_messaging_tables
+from shared.messaging import Purge, add_messaging_tables
 
 metadata = MetaData()
 messaging = add_messaging_tables(metadata)
@@ -58,4 +58,15 @@ farming_counters = Table(
     Column("action", String(64), primary_key=True),
     Column("window_start", DateTime(timezone=True), primary_key=True),
     Column("count", Integer, nullable=False, server_default="0"),
+)
+# BRIN: both tables are written in time order, so these find the rows past the retention
+# (shared/messaging/retention.py) at almost no cost per insert.
+Index("ix_received_events_received_at", received_events.c.received_at, postgresql_using="brin")
+Index("ix_farming_counters_window_start", farming_counters.c.window_start, postgresql_using="brin")
+
+# Forgotten after JIFEN_DEDUPE_RETENTION_HOURS: behaviors already processed (an upstream
+# resending an event_id older than that is taken as new) and counters of windows that old.
+PURGES = (
+    Purge("received_events", "received_at < :cutoff AND status <> 'received'"),
+    Purge("farming_counters", "window_start < :cutoff"),
 )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.behavior_sensor.models import received_events
-from shared.bulk import Bulk
+from shared.bulk import Bulk, KeyedRows
 from shared.db import inline
 from shared.events import BehaviorEnvelope
 
@@ -46,12 +46,7 @@ _RECORD_PUBLISHED = RECEIVED.insert(
     "ON CONFLICT DO NOTHING RETURNING *",
     {"status": "'published'", "enrichment": "'{}'::jsonb", "processed_at": "now()"},
 ).columns(*received_events.c)
-_CREATE_COUNTERS = COUNTER_KEYS.insert("ON CONFLICT DO NOTHING")
-_LOCK_COUNTERS = text(
-    "SELECT f.user_id, f.action, f.window_start, f.count AS n FROM farming_counters f "
-    f"JOIN {COUNTER_KEYS.source()} USING (user_id, action, window_start) "
-    "ORDER BY f.user_id, f.action, f.window_start FOR UPDATE OF f"
-)
+LOCKED_COUNTERS = KeyedRows(COUNTER_KEYS, "t.count AS n")
 _SAVE_COUNTERS = COUNTERS.update(["user_id", "action", "window_start"], "count = v.count")
 _MARK_PROCESSED = OUTCOMES.update(
     ["id"],
@@ -90,15 +85,28 @@ async def record_received(
     return list(await session.execute(statement, RECEIVED.params(rows)))
 
 
-async def claim_pending(session: AsyncSession, limit: int) -> list[Any]:
-    rows = await session.execute(
+def _pending(limit: int) -> Any:
+    return (
         select(received_events)
         .where(received_events.c.status == inline("received"))
         .order_by(received_events.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    return list(rows)
+
+
+async def pending(session: AsyncSession, limit: int) -> list[Any]:
+    """Received behaviors waiting for the processor, oldest first, without locking them."""
+    return list(await session.execute(_pending(limit)))
+
+
+async def claim_pending(
+    session: AsyncSession, limit: int, ids: Sequence[int] | None = None
+) -> list[Any]:
+    """Lock received behaviors no other replica holds (only `ids`, when given)."""
+    statement = _pending(limit)
+    if ids is not None:
+        statement = statement.where(received_events.c.id.in_(ids))
+    return list(await session.execute(statement.with_for_update(skip_locked=True)))
 
 
 CounterKey = tuple[str, str, datetime]
@@ -106,15 +114,8 @@ CounterKey = tuple[str, str, datetime]
 
 async def lock_counters(session: AsyncSession, keys: Iterable[CounterKey]) -> dict[CounterKey, int]:
     """Create missing anti-farming counters and lock all of them, in key order."""
-    ordered = sorted(set(keys))
-    if not ordered:
-        return {}
-    params = COUNTER_KEYS.params(
-        {"user_id": u, "action": a, "window_start": w} for u, a, w in ordered
-    )
-    await session.execute(_CREATE_COUNTERS, params)
-    rows = await session.execute(_LOCK_COUNTERS, params)
-    return {(r.user_id, r.action, r.window_start): r.n for r in rows}
+    rows = await LOCKED_COUNTERS.lock(session, keys)
+    return {(u, a, w): row.n for (u, a, w), row in rows.items()}
 
 
 async def save_counters(session: AsyncSession, counts: dict[CounterKey, int]) -> None:

@@ -9,6 +9,7 @@ one hand-over fewer on the way to the points.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,13 +37,30 @@ async def intake_and_process(
     session: AsyncSession,
     envelopes: list[BehaviorEnvelope],
     channel: str,
-    enricher: Enricher,
+    enrichments: Mapping[tuple[str, str], dict[str, Any]],
     limits: FarmingLimits,
 ) -> int:
-    """Record new behaviors and process them in the same transaction; returns how many were new."""
+    """Record new behaviors and process them in the same transaction; returns how many were new.
+
+    `enrichments`: what the enricher said of each behavior, by (source, event_id), asked
+    before the transaction (none when no remote enricher is configured)."""
     rows = await repo.record_received(session, envelopes, channel, as_published=True)
     _count_intake(envelopes, len(rows))
-    return await process_rows(session, rows, enricher, limits)
+    return await process_rows(
+        session, rows, [enrichments.get((r.source, r.event_id), {}) for r in rows], limits
+    )
+
+
+def enrichment_input(behavior: Any) -> dict[str, Any]:
+    """What the enricher is sent of a behavior (a received row or an envelope)."""
+    return {
+        "event_id": behavior.event_id,
+        "source": behavior.source,
+        "user_id": behavior.user_id,
+        "action": behavior.action,
+        "occurred_at": behavior.occurred_at.isoformat(),
+        "attributes": behavior.attributes,
+    }
 
 
 def _count_intake(envelopes: list[BehaviorEnvelope], accepted: int) -> None:
@@ -52,38 +70,47 @@ def _count_intake(envelopes: list[BehaviorEnvelope], accepted: int) -> None:
         EVENTS_INGESTED.labels(source, "duplicate").inc(len(envelopes) - accepted)
 
 
-async def process_pending(
-    session: AsyncSession, enricher: Enricher, limits: FarmingLimits, batch_size: int
+async def process_pending(session: AsyncSession, limits: FarmingLimits, batch_size: int) -> int:
+    """Screen and publish one batch of received behaviors, without enrichment; returns how many."""
+    rows = await repo.claim_pending(session, batch_size)
+    return await process_rows(session, rows, [{} for _ in rows], limits)
+
+
+async def waiting(session: AsyncSession, batch_size: int) -> list[Any]:
+    """Received behaviors waiting for the processor, read without locking them."""
+    return await repo.pending(session, batch_size)
+
+
+async def enrich(enricher: Enricher, rows: list[Any]) -> dict[int, dict[str, Any]]:
+    """Ask the enricher about received behaviors; its answers by row id. A remote call: make
+    it outside any transaction."""
+    answers = await enricher.enrich([enrichment_input(r) for r in rows])
+    return {r.id: answer for r, answer in zip(rows, answers, strict=True)}
+
+
+async def process_enriched(
+    session: AsyncSession, enrichments: dict[int, dict[str, Any]], limits: FarmingLimits
 ) -> int:
-    """Enrich, screen and publish one batch of received behaviors; returns how many."""
-    return await process_rows(
-        session, await repo.claim_pending(session, batch_size), enricher, limits
-    )
+    """Claim the enriched behaviors no other replica took meanwhile (SKIP LOCKED, still
+    received) and screen and publish them with their enrichment; returns how many."""
+    rows = await repo.claim_pending(session, len(enrichments), ids=list(enrichments))
+    return await process_rows(session, rows, [enrichments[r.id] for r in rows], limits)
 
 
 async def process_rows(
-    session: AsyncSession, rows: list[Any], enricher: Enricher, limits: FarmingLimits
+    session: AsyncSession,
+    rows: list[Any],
+    enrichments: list[dict[str, Any]],
+    limits: FarmingLimits,
 ) -> int:
-    """Enrich, screen and publish these received (and locked or just inserted) behaviors.
+    """Screen and publish these received (and locked or just inserted) behaviors, with the
+    enrichment already asked for each (in order).
 
     A row's outcome is written only where it differs from the row as it stands, so rows
     inserted as published (Kafka intake) are written again only when diverted or enriched.
     """
     if not rows:
         return 0
-    enrichments = await enricher.enrich(
-        [
-            {
-                "event_id": r.event_id,
-                "source": r.source,
-                "user_id": r.user_id,
-                "action": r.action,
-                "occurred_at": r.occurred_at.isoformat(),
-                "attributes": r.attributes,
-            }
-            for r in rows
-        ]
-    )
     keys = [(r.user_id, r.action, window_start(r.occurred_at, limits.window_seconds)) for r in rows]
     counts = await repo.lock_counters(
         session,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
-from services.exchange import repository as repo
-from services.exchange import service
+from services.exchange import catalog, service
+from services.exchange.domain import Outcome
 from services.exchange.schemas import (
     CancelRequest,
     DeliverRequest,
@@ -23,10 +22,12 @@ from services.exchange.schemas import (
     RedemptionsPage,
     ShipRequest,
 )
+from services.exchange.settings import Settings
 from shared.auth import Principal, optional_principal, principal
-from shared.errors import NotFound, Unauthorized
+from shared.errors import Unauthorized
 from shared.hotpath import json_body, json_body_schema, json_response
-from shared.service import runtime_of
+from shared.service import Runtime, runtime_of
+from shared.unit_of_work import Reads, Snapshot, Writes
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -42,25 +43,35 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# How a use case's outcome is answered.
+STATUS: dict[Outcome, int] = {
+    "created": 201,
+    "replayed": 200,
+    "pending": 202,
+    "cancelling": 202,
+    "cancelled": 200,
+}
+
+
 def exchange_of(request: Request) -> service.Exchange:
-    ex: service.Exchange = runtime_of(request).extras["exchange"]
-    return ex
+    """The redemption saga; it opens a unit of work per step itself (see service.py)."""
+    rt: Runtime[Settings, service.Exchange] = runtime_of(request)
+    return rt.parts
 
 
 # -- catalog ---------------------------------------------------------------------------
 
 
 @router.post("/items", response_model=ItemOut, status_code=201)
-async def create_item(body: ItemCreate, request: Request, caller: Caller) -> dict:
+async def create_item(body: ItemCreate, caller: Caller, session: Writes) -> dict:
     caller.require_admin()
-    async with runtime_of(request).db.transaction() as session:
-        return await service.create_item(session, body.model_dump())
+    return await catalog.create_item(session, body.model_dump())
 
 
 @router.get("/items", response_model=ItemsPage)
 async def list_items(
-    request: Request,
     caller: MaybeCaller,
+    session: Reads,
     category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     type: Annotated[Literal["physical", "coupon", "vip", "virtual"] | None, Query()] = None,
     tag: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
@@ -79,52 +90,37 @@ async def list_items(
         if caller is None:
             raise Unauthorized("include_unavailable needs the admin token")
         caller.require_admin()
-    async with runtime_of(request).db.transaction() as session:
-        rows, total = await repo.list_items(
-            session,
-            now=datetime.now(UTC),
-            category=category,
-            item_type=type,
-            tag=tag,
-            affordable_for=affordable_for,
-            in_stock=in_stock,
-            include_unavailable=include_unavailable,
-            limit=limit,
-            offset=offset,
-        )
-    return {
-        "items": [service.item_view(r._mapping) for r in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if offset + limit < total else None,
-    }
+    return await catalog.list_items(
+        session,
+        category=category,
+        item_type=type,
+        tag=tag,
+        affordable_for=affordable_for,
+        in_stock=in_stock,
+        include_unavailable=include_unavailable,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: ObjectId, request: Request) -> dict:
-    async with runtime_of(request).db.transaction() as session:
-        row = await repo.get_item(session, item_id)
-    if row is None:
-        raise NotFound("item", item_id)
-    return service.item_view(row._mapping)
+async def get_item(item_id: ObjectId, session: Reads) -> dict:
+    return await catalog.get_item(session, item_id)
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-async def update_item(item_id: ObjectId, body: ItemPatch, request: Request, caller: Caller) -> dict:
+async def update_item(item_id: ObjectId, body: ItemPatch, caller: Caller, session: Writes) -> dict:
     """Change an item. `stock` sets the units on the shelf (restock or withdraw);
     `active: false` takes it off sale (items are never deleted: redemptions refer to them)."""
     caller.require_admin()
-    async with runtime_of(request).db.transaction() as session:
-        return await service.update_item(session, item_id, body.model_dump(exclude_unset=True))
+    return await catalog.update_item(session, item_id, body.model_dump(exclude_unset=True))
 
 
 @router.delete("/items/{item_id}", response_model=ItemOut)
-async def retire_item(item_id: ObjectId, request: Request, caller: Caller) -> dict:
+async def retire_item(item_id: ObjectId, caller: Caller, session: Writes) -> dict:
     """Take an item off sale for good (kept for the redemptions that refer to it)."""
     caller.require_admin()
-    async with runtime_of(request).db.transaction() as session:
-        return await service.update_item(session, item_id, {"active": False})
+    return await catalog.retire_item(session, item_id)
 
 
 # -- redemptions ------------------------------------------------------------------------
@@ -153,63 +149,62 @@ async def redeem(request: Request) -> Response:
     caller = await principal(request)
     body = await json_body(request, RedemptionRequest)
     caller.require_user(body.user_id)
-    result, status = await exchange_of(request).redeem(
+    result, outcome = await exchange_of(request).redeem(
         body.user_id, body.item_id, body.quantity, body.idempotency_key, body.shipping_address
     )
-    return json_response(RedemptionOut.model_validate(result), status)
+    return json_response(RedemptionOut.model_validate(result), STATUS[outcome])
 
 
 @router.get("/redemptions/{redemption_id}", response_model=RedemptionOut)
-async def get_redemption(redemption_id: ObjectId, request: Request, caller: Caller) -> dict:
-    async with runtime_of(request).db.transaction() as session:
-        row = await repo.get_redemption(session, redemption_id)
-    if row is None:
-        raise NotFound("redemption", redemption_id)
-    caller.require_user(row.user_id)
-    return service.redemption_view(row)
+async def get_redemption(redemption_id: ObjectId, caller: Caller, session: Reads) -> dict:
+    return await service.get_redemption(session, redemption_id, caller)
 
 
 @router.post("/redemptions/{redemption_id}/cancel", response_model=RedemptionOut)
 async def cancel_redemption(
     redemption_id: ObjectId,
-    body: CancelRequest,
     request: Request,
     response: Response,
     caller: Caller,
+    body: Annotated[CancelRequest | None, Body()] = None,
 ) -> dict:
     """Cancel and refund: points go back to the lots they came from, stock returns.
 
     Admins may cancel any completed redemption; a user may cancel their own physical item
     until it ships. Idempotent. 202 `cancelling` while the refund is not yet confirmed.
+    The body is optional.
     """
-    result, status = await exchange_of(request).cancel(redemption_id, caller, body.reason)
-    response.status_code = status
+    reason = body.reason if body is not None else ""
+    result, outcome = await exchange_of(request).cancel(redemption_id, caller, reason)
+    response.status_code = STATUS[outcome]
     return result
 
 
 @router.post("/redemptions/{redemption_id}/ship", response_model=RedemptionOut)
-async def ship(
-    redemption_id: ObjectId, body: ShipRequest, request: Request, caller: Caller
-) -> dict:
+async def ship(redemption_id: ObjectId, body: ShipRequest, caller: Caller, session: Writes) -> dict:
     caller.require_admin()
-    return await exchange_of(request).advance_fulfilment(
-        redemption_id, "ship", body.carrier, body.tracking_number
+    return await service.advance_fulfilment(
+        session, redemption_id, "ship", body.carrier, body.tracking_number
     )
 
 
 @router.post("/redemptions/{redemption_id}/deliver", response_model=RedemptionOut)
 async def deliver(
-    redemption_id: ObjectId, body: DeliverRequest, request: Request, caller: Caller
+    redemption_id: ObjectId,
+    caller: Caller,
+    session: Writes,
+    body: Annotated[DeliverRequest | None, Body()] = None,
 ) -> dict:
+    """Mark a shipped parcel delivered. The body is optional."""
     caller.require_admin()
-    return await exchange_of(request).advance_fulfilment(redemption_id, "deliver")
+    return await service.advance_fulfilment(session, redemption_id, "deliver")
 
 
 @router.get("/users/{user_id}/redemptions", response_model=RedemptionsPage)
 async def user_redemptions(
     user_id: UserId,
-    request: Request,
     caller: Caller,
+    session: Reads,
     status: Annotated[
         Literal["pending", "completed", "failed", "cancelling", "cancelled"] | None, Query()
     ] = None,
@@ -217,25 +212,18 @@ async def user_redemptions(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict:
     caller.require_user(user_id)
-    async with runtime_of(request).db.transaction() as session:
-        rows = await repo.user_redemptions(session, user_id, status, limit + 1, offset)
-    return {
-        "items": [service.redemption_view(r) for r in rows[:limit]],
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if len(rows) > limit else None,
-    }
+    return await service.user_redemptions(session, user_id, status, limit, offset)
 
 
 @router.get("/users/{user_id}/quick-options", response_model=QuickOptionsOut)
-async def quick_options(user_id: UserId, request: Request, caller: Caller) -> dict:
+async def quick_options(user_id: UserId, request: Request, caller: Caller, session: Reads) -> dict:
     """Up to three in-stock items the user can afford, closest to their balance first."""
     caller.require_user(user_id)
-    return await exchange_of(request).quick_options(user_id)
+    return await exchange_of(request).quick_options(session, user_id)
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut)
-async def reconciliation(request: Request, caller: Caller) -> dict:
+async def reconciliation(request: Request, caller: Caller, session: Snapshot) -> dict:
     """Every unit of stock accounted for; limits, rewards and debits consistent."""
     caller.require_admin()
-    return await exchange_of(request).reconcile()
+    return await service.reconcile(session, exchange_of(request).settings.pending_deadline_s)

@@ -10,25 +10,24 @@ from services.exchange.seed import seed
 from services.exchange.service import Exchange
 from services.exchange.settings import Settings
 from shared.events import EXCHANGE_EVENTS
-from shared.service import Runtime, ServiceSpec, Worker, create_app
+from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
-async def on_start(rt: Runtime) -> None:
-    settings: Settings = rt.settings  # type: ignore[assignment]
+def build_parts(platform: Platform[Settings]) -> Exchange:
+    settings = platform.settings
     ledger = LedgerClient(
         settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
     )
-    rt.extras["exchange"] = Exchange(settings, rt.db, ledger)
+    return Exchange(settings, platform.db, ledger)
 
 
-async def on_stop(rt: Runtime) -> None:
-    exchange: Exchange = rt.extras["exchange"]
-    await exchange.batcher.drain()  # redemptions under way finish before the client closes
-    await exchange.ledger.close()
+async def on_stop(rt: Runtime[Settings, Exchange]) -> None:
+    await rt.parts.batcher.drain()  # redemptions under way finish before the client closes
+    await rt.parts.ledger.close()
 
 
-def build_workers(rt: Runtime) -> list[Worker]:
-    return [RecoveryWorker(rt.extras["exchange"])]
+def build_workers(rt: Runtime[Settings, Exchange]) -> list[Worker]:
+    return [RecoveryWorker(rt.parts)]
 
 
 SPEC = ServiceSpec(
@@ -41,9 +40,9 @@ SPEC = ServiceSpec(
     messaging=messaging,
     routers=[router],
     topics=[EXCHANGE_EVENTS],
+    build_parts=build_parts,
     build_workers=build_workers,
     seed=seed,
-    on_start=on_start,
     on_stop=on_stop,
 )
 

@@ -1,4 +1,8 @@
-"""Exchange use cases: the catalog, the redemption saga, cancel and refund, and recovery.
+"""Exchange use cases: the redemption saga, cancel and refund, fulfilment, recovery, reads.
+
+The catalog is `catalog.py`; the rules these apply are `domain.py` (pure), the responses
+`views.py`, the messages `events.py`, the SQL `repository.py`. Use cases answer with an
+outcome (`domain.Outcome`), never an HTTP status: `api.py` maps one to the other.
 
 A redemption is a small saga over two services. Step one reserves stock (and the user's
 per-user limit) in the exchange's database and records the redemption as `pending`. Step two
@@ -10,6 +14,12 @@ no definite answer the redemption stays `pending`; the recovery loop asks again 
 key and, past a deadline, compensates instead: it refunds or voids the debit at the ledger
 and only then releases the stock. Cancellation is the mirror image (`cancelling` until the
 ledger confirms the refund, then `cancelled`).
+
+This is the one place where use cases commit in steps instead of in the request's unit of
+work: the saga (`Exchange.redeem`, `Exchange.cancel`, the recovery loop) opens one
+transaction per step itself, because the ledger call between two steps must never be made
+while a row lock is held, and each step's record must be committed before the next starts.
+Everything else here takes the caller's session and only flushes.
 """
 
 from __future__ import annotations
@@ -26,16 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange import domain
 from services.exchange import repository as repo
+from services.exchange.events import emit
 from services.exchange.ledger_client import Done, LedgerClient, Outcome, Refused, Unreachable
-from services.exchange.models import messaging
 from services.exchange.settings import Settings
+from services.exchange.views import item_view, redemption_view
 from shared.auth import Principal
 from shared.batching import GroupCommit
 from shared.db import Database
 from shared.errors import DomainError, NotFound
-from shared.events import EXCHANGE_EVENTS, ExchangeEvent
 from shared.failpoints import failpoint
-from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import REDEMPTION_BATCH_SIZE, REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 
 log = logging.getLogger(__name__)
@@ -52,8 +61,11 @@ class RedeemRequest:
     shipping_address: str | None
 
 
-# (redemption view, HTTP status), or the error to raise for that caller.
-RedeemAnswer = tuple[dict[str, Any], int] | DomainError
+# What a use case answers: the redemption's view and how the request ended (api.py maps
+# the outcome to an HTTP status).
+Answer = tuple[dict[str, Any], domain.Outcome]
+# A redemption request's answer, or the error to raise for that caller.
+RedeemAnswer = Answer | DomainError
 
 
 @dataclass(frozen=True)
@@ -81,120 +93,71 @@ def debit_key(redemption_id: str) -> str:
     return f"exchange:{redemption_id}"
 
 
-def item_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    item = dict(row)
-    period, quantity = item.pop("limit_period"), item.pop("limit_quantity")
-    item["per_user_limit"] = {"period": period, "quantity": quantity} if period else None
-    item["available"] = (
-        domain.unavailable_reason(
-            item["active"], item["starts_at"], item["ends_at"], datetime.now(UTC)
-        )
-        is None
-    )
-    return item
+async def get_redemption(
+    session: AsyncSession, redemption_id: str, caller: Principal
+) -> dict[str, Any]:
+    """One redemption, for its owner or an admin."""
+    row = await repo.get_redemption(session, redemption_id)
+    if row is None:
+        raise NotFound("redemption", redemption_id)
+    caller.require_user(row.user_id)
+    return redemption_view(row)
 
 
-def redemption_view(row: Any) -> dict[str, Any]:
-    r = row._mapping
+async def user_redemptions(
+    session: AsyncSession, user_id: str, status: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """A page of a user's redemptions, newest first."""
+    rows = await repo.user_redemptions(session, user_id, status, limit + 1, offset)
     return {
-        "id": r["id"],
-        "user_id": r["user_id"],
-        "idempotency_key": r["idempotency_key"],
-        "item_id": r["item_id"],
-        "item_name": r["item_name"],
-        "item_type": r["item_type"],
-        "quantity": r["quantity"],
-        "points": r["points"],
-        "status": r["status"],
-        "failure": (
-            {"code": r["failure_code"], "message": r["failure_message"]}
-            if r["failure_code"]
-            else None
-        ),
-        "compensated": r["compensated"],
-        "balance_after": r["balance_after"],
-        "ledger_entry_id": r["ledger_entry_id"],
-        "refund_entry_id": r["refund_entry_id"],
-        "reward": r["reward"],
-        "fulfilment": (
-            {
-                "status": r["fulfilment_status"],
-                "shipping_address": r["shipping_address"],
-                "carrier": r["carrier"],
-                "tracking_number": r["tracking_number"],
-            }
-            if r["item_type"] == "physical"
-            else None
-        ),
-        "cancel_reason": r["cancel_reason"],
-        "cancelled_by": r["cancelled_by"],
-        "created_at": r["created_at"],
-        "updated_at": r["updated_at"],
+        "items": [redemption_view(r) for r in rows[:limit]],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(rows) > limit else None,
     }
 
 
-async def _emit_many(session: AsyncSession, rows: list[tuple[Any, str]]) -> None:
-    """Queue one exchange.events message per (redemption row, event type)."""
-    events = []
-    now = datetime.now(UTC)
-    for row, event_type in rows:
-        r = row._mapping
-        event = ExchangeEvent(
-            type=event_type,  # type: ignore[arg-type]
-            redemption_id=r["id"],
-            user_id=r["user_id"],
-            item_id=r["item_id"],
-            item_type=r["item_type"],
-            quantity=r["quantity"],
-            points=r["points"],
-            status=r["status"],
-            failure_code=r["failure_code"],
-            compensated=r["compensated"],
-            fulfilment_status=r["fulfilment_status"],
-            reward=r["reward"],
-            occurred_at=now,
-        )
-        events.append(OutgoingEvent(EXCHANGE_EVENTS, r["user_id"], event.model_dump_json()))
-    if events:
-        await add_to_outbox(session, messaging.outbox, events)
-
-
-# -- catalog ---------------------------------------------------------------------------
-
-
-def _item_columns(fields: dict[str, Any]) -> dict[str, Any]:
-    """Map the API's item fields onto columns (per_user_limit is two columns)."""
-    values = dict(fields)
-    if "per_user_limit" in values:
-        limit = values.pop("per_user_limit")
-        values["limit_period"] = limit["period"] if limit else None
-        values["limit_quantity"] = limit["quantity"] if limit else None
-    return values
-
-
-async def create_item(session: AsyncSession, fields: dict[str, Any]) -> dict[str, Any]:
-    values = _item_columns(fields)
-    values["id"] = str(uuid.uuid4())
-    values["stock_total"] = values["stock"]
-    return item_view(await repo.insert_item(session, values))
-
-
-async def update_item(
-    session: AsyncSession, item_id: str, fields: dict[str, Any]
+async def advance_fulfilment(
+    session: AsyncSession,
+    redemption_id: str,
+    action: str,
+    carrier: str | None = None,
+    tracking_number: str | None = None,
 ) -> dict[str, Any]:
-    current = await repo.get_item(session, item_id, lock=True)
-    if current is None:
-        raise NotFound("item", item_id)
-    values = _item_columns(fields)
-    merged = {**dict(current._mapping), **values}
-    if merged["type"] == "vip" and not merged["vip_days"]:
-        raise DomainError("validation_error", "a vip item needs vip_days", status=422)
-    if merged["starts_at"] and merged["ends_at"] and merged["ends_at"] <= merged["starts_at"]:
-        raise DomainError("validation_error", "ends_at must be after starts_at", status=422)
-    if "stock" in values:
-        # Setting the shelf count supplies (or withdraws) units; the total follows the change.
-        values["stock_total"] = current.stock_total + (values["stock"] - current.stock)
-    return item_view((await repo.update_item(session, item_id, values))._mapping)
+    """Ship or deliver a completed physical redemption (idempotent per step)."""
+    row = await repo.get_redemption(session, redemption_id, lock=True)
+    if row is None:
+        raise NotFound("redemption", redemption_id)
+    if row.item_type != "physical" or row.status != "completed":
+        done = "shipped" if action == "ship" else "delivered"
+        raise DomainError(
+            "invalid_transition",
+            f"only a completed physical redemption can be {done}",
+            redemption_status=row.status,
+        )
+    target = domain.fulfilment_step(action, row.fulfilment_status)
+    if target == row.fulfilment_status:
+        return redemption_view(row)
+    values: dict[str, Any] = {"fulfilment_status": target}
+    if action == "ship":
+        values.update(carrier=carrier, tracking_number=tracking_number)
+    row = await repo.update_redemption(session, redemption_id, values)
+    await emit(session, [(row, f"redemption.{target}")])
+    return redemption_view(row)
+
+
+async def reconcile(session: AsyncSession, pending_deadline_s: float) -> dict[str, Any]:
+    """Every unit of stock accounted for; limits, rewards and debits consistent (run it in
+    one snapshot)."""
+    stuck_before = datetime.now(UTC) - timedelta(seconds=pending_deadline_s * 2 + 600)
+    counts, failures = await repo.run_reconciliation(session, stuck_before)
+    return {
+        "ok": not failures,
+        "redemptions": counts,
+        "checks": [*repo.RECONCILIATION_CHECKS, "nothing_unfinished_for_long"],
+        "violations": [{"check": k, "rows": v} for k, v in failures.items()],
+        "checked_at": datetime.now(UTC),
+    }
 
 
 class Exchange:
@@ -206,7 +169,7 @@ class Exchange:
         self.ledger = ledger
         # A request's own ledger call must finish before the recovery loop may touch it.
         self.lease = timedelta(seconds=settings.ledger_timeout_s * 2 + settings.recovery_interval_s)
-        self.batcher: GroupCommit[RedeemRequest, tuple[dict[str, Any], int]] = GroupCommit(
+        self.batcher: GroupCommit[RedeemRequest, Answer] = GroupCommit(
             self.redeem_many,
             max_size=settings.redeem_batch_max,
             in_flight=settings.redeem_batches_in_flight,
@@ -222,8 +185,9 @@ class Exchange:
         quantity: int,
         key: str,
         shipping_address: str | None,
-    ) -> tuple[dict[str, Any], int]:
-        """Returns (redemption, HTTP status); raises RedemptionRefused for a clean no.
+    ) -> Answer:
+        """Returns (redemption, outcome: created, replayed or pending); raises
+        RedemptionRefused for a clean no.
 
         Concurrent requests are grouped (`shared/batching.py`): a lone request goes through at
         once; under load, everything that arrived meanwhile goes together through one
@@ -265,12 +229,12 @@ class Exchange:
                 answers.append(outcome)
                 continue
             row, replayed = outcome
-            try:
-                if first[(r.user_id, r.key)] != i:
-                    row, replayed = self._same_request(row, r.item_id, r.quantity), True
-                answers.append(self._answer(row, replayed))
-            except DomainError as refusal:
-                answers.append(refusal)
+            if first[(r.user_id, r.key)] != i:
+                if (reused := domain.key_reused(row, r.item_id, r.quantity)) is not None:
+                    answers.append(reused)
+                    continue
+                replayed = True
+            answers.append(self._answer(row, replayed))
         return answers
 
     async def _reserve_many(
@@ -298,7 +262,8 @@ class Exchange:
         existing = await repo.redemptions_by_keys(session, [keys[i] for i in others])
         for i in others:
             if (done := existing.get(keys[i])) is not None:
-                out[i] = self._replay_of(done, requests[i])
+                reused = domain.key_reused(done, requests[i].item_id, requests[i].quantity)
+                out[i] = (done, True) if reused is None else reused
             elif i not in new:
                 out[i] = NotFound("item", requests[i].item_id)
             else:
@@ -307,7 +272,7 @@ class Exchange:
 
         failures: dict[str, tuple[str, str]] = {}
         for row in rows:
-            if (refusal := self._refusal(items[row.item_id], row.quantity, now)) is not None:
+            if (refusal := domain.refusal(items[row.item_id], row.quantity, now)) is not None:
                 failures[row.id] = refusal
         # Per-user limits, in a fixed order so that concurrent batches never deadlock on them.
         limited = sorted(
@@ -324,7 +289,7 @@ class Exchange:
                 row.quantity,
                 item.limit_quantity,
             ):
-                failures[row.id] = self._limit_reached(item)
+                failures[row.id] = domain.limit_reached(item)
         by_item: dict[str, list[Any]] = {}
         for row in rows:
             if row.id not in failures:
@@ -337,15 +302,13 @@ class Exchange:
             # Not enough for everyone: serve the batch in arrival order while units last.
             left = (await repo.get_item(session, item_id, lock=True)).stock
             served = 0
-            for row in wanted:
-                if row.quantity <= left:
-                    left -= row.quantity
+            for row, fits in zip(
+                wanted, domain.serve_in_order([r.quantity for r in wanted], left), strict=True
+            ):
+                if fits:
                     served += row.quantity
                 else:
-                    failures[row.id] = (
-                        "out_of_stock",
-                        f"{row.item_name} has fewer than {row.quantity} left",
-                    )
+                    failures[row.id] = domain.out_of_stock(row.item_name, row.quantity)
                     sold_out.append(row)
             if served and not await repo.reserve_stock(session, item_id, served):
                 raise RuntimeError(f"stock of {item_id} moved while locked")
@@ -366,7 +329,7 @@ class Exchange:
                 if row.id in failures
             ],
         )
-        await _emit_many(session, [(row, "redemption.failed") for row in refused.values()])
+        await emit(session, [(row, "redemption.failed") for row in refused.values()])
         for row in refused.values():
             REDEMPTIONS.labels(row.failure_code).inc()
         by_id = {row.id: refused.get(row.id, row) for row in rows}
@@ -396,46 +359,12 @@ class Exchange:
             "next_attempt_at": now + self.lease,
         }
 
-    def _replay_of(self, existing: Any, r: RedeemRequest) -> tuple[Any, bool] | DomainError:
-        try:
-            return self._same_request(existing, r.item_id, r.quantity), True
-        except DomainError as reused:
-            return reused
-
     @staticmethod
-    def _same_request(existing: Any, item_id: str, quantity: int) -> Any:
-        if existing.item_id != item_id or existing.quantity != quantity:
-            raise DomainError(
-                "idempotency_key_reused",
-                "this idempotency_key was already used for a different redemption",
-                redemption_id=existing.id,
-            )
-        return existing
-
-    @staticmethod
-    def _refusal(item: Any, quantity: int, now: datetime) -> tuple[str, str] | None:
-        reason = domain.unavailable_reason(item.active, item.starts_at, item.ends_at, now)
-        if reason is not None:
-            return "item_inactive", reason
-        if item.limit_quantity is not None and quantity > item.limit_quantity:
-            return Exchange._limit_reached(item)
-        return None
-
-    @staticmethod
-    def _limit_reached(item: Any) -> tuple[str, str]:
-        per = {"day": "per day", "month": "per month", "lifetime": "in total"}[item.limit_period]
-        return "limit_reached", f"{item.name} is limited to {item.limit_quantity} {per} per user"
-
-    def _answer(self, row: Any, replayed: bool) -> tuple[dict[str, Any], int]:
-        if row.status == "failed":
-            raise domain.RedemptionRefused(
-                row.failure_code,
-                row.failure_message or row.failure_code,
-                redemption_id=row.id,
-                compensated=row.compensated,
-            )
-        status = {"pending": 202, "completed": 200 if replayed else 201}.get(row.status, 200)
-        return redemption_view(row), status
+    def _answer(row: Any, replayed: bool) -> RedeemAnswer:
+        outcome = domain.redeem_outcome(row.status, replayed)
+        if outcome is None:
+            return domain.refused(row)
+        return redemption_view(row), outcome
 
     async def _settle_debits(
         self, rows: list[Any], items: Mapping[str, Any] | None = None
@@ -513,7 +442,9 @@ class Exchange:
         async with self.db.transaction() as session:
             missing = {row.item_id for row in rewarding} - known.keys()
             known.update(await repo.get_items(session, list(missing)))
-            rewards, coupons = self._draw_rewards(rewarding, known, now)
+            rewards, coupons = domain.draw_rewards(
+                rewarding, known, now, self.settings.coupon_validity_days
+            )
             moves = []
             for f in finishes:
                 move = {**f.values, "id": f.redemption_id, "expected": f.expected}
@@ -539,7 +470,7 @@ class Exchange:
             await repo.insert_coupons(
                 session, [c for f, row in due if f.reward for c in coupons.get(row.id, [])]
             )
-            await _emit_many(session, [(written[f.redemption_id], f.event_type) for f, _ in due])
+            await emit(session, [(written[f.redemption_id], f.event_type) for f, _ in due])
             # The ones another finisher got to first, as they are now.
             current = await repo.redemptions_by_ids(
                 session, [f.redemption_id for f in finishes if f.redemption_id not in written]
@@ -571,42 +502,6 @@ class Exchange:
                 session, row.user_id, row.item_id, row.limit_period_key, row.quantity
             )
 
-    def _draw_rewards(
-        self, rows: list[Any], items: Mapping[str, Any], now: datetime
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-        """The reward of each redemption about to complete, by redemption id, and the coupons
-        to write for it. A membership's reward depends on the membership, so it is left to
-        `_extend_memberships`."""
-        rewards: dict[str, dict[str, Any]] = {}
-        coupons: dict[str, list[dict[str, Any]]] = {}
-        expires_at = now + timedelta(days=self.settings.coupon_validity_days)
-        for row in rows:
-            item = items[row.item_id]
-            if row.item_type == "coupon":
-                codes = [domain.new_coupon_code() for _ in range(row.quantity)]
-                coupons[row.id] = [
-                    {
-                        "code": code,
-                        "redemption_id": row.id,
-                        "user_id": row.user_id,
-                        "item_id": row.item_id,
-                        "value_cents": item.coupon_value_cents,
-                        "expires_at": expires_at,
-                    }
-                    for code in codes
-                ]
-                rewards[row.id] = {
-                    "type": "coupon",
-                    "codes": codes,
-                    "value_cents": item.coupon_value_cents,
-                    "expires_at": expires_at.isoformat(),
-                }
-            elif row.item_type == "physical":
-                rewards[row.id] = {"type": "physical", "shipping_address": row.shipping_address}
-            elif row.item_type != "vip":
-                rewards[row.id] = {"type": "virtual"}
-        return rewards, coupons
-
     async def _extend_memberships(
         self, session: AsyncSession, rows: list[Any], items: Mapping[str, Any], now: datetime
     ) -> dict[str, Any]:
@@ -614,65 +509,45 @@ class Exchange:
         write their rewards; returns those redemptions by id."""
         rewards: dict[str, dict[str, Any]] = {}
         for row in sorted(rows, key=lambda r: (r.user_id, r.id)):
-            days = (items[row.item_id].vip_days or 0) * row.quantity
             current = await repo.lock_membership(session, row.user_id)
-            until = domain.extended_vip(current, now, days)
+            until, rewards[row.id] = domain.vip_reward(
+                current, now, items[row.item_id].vip_days, row.quantity
+            )
             await repo.set_membership(session, row.user_id, until)
-            rewards[row.id] = {"type": "vip", "days_added": days, "vip_until": until.isoformat()}
         return await repo.set_rewards(session, rewards)
 
     # -- cancel -----------------------------------------------------------------------
 
-    async def cancel(
-        self, redemption_id: str, caller: Principal, reason: str
-    ) -> tuple[dict[str, Any], int]:
+    async def cancel(self, redemption_id: str, caller: Principal, reason: str) -> Answer:
+        """Returns (redemption, outcome: cancelling until the refund is confirmed, then
+        cancelled); idempotent."""
         now = datetime.now(UTC)
         async with self.db.transaction() as session:
             row = await repo.get_redemption(session, redemption_id, lock=True)
             if row is None:
                 raise NotFound("redemption", redemption_id)
             caller.require_user(row.user_id)
-            if row.status in ("cancelling", "cancelled"):
-                return redemption_view(row), 202 if row.status == "cancelling" else 200
-            if row.status == "pending":
-                raise DomainError(
-                    "redemption_pending",
-                    "this redemption is still being confirmed; try again in a moment",
-                )
-            if row.status == "failed":
-                raise DomainError("not_cancellable", "a failed redemption has nothing to cancel")
-            if not caller.is_admin and not (
-                row.item_type == "physical" and row.fulfilment_status == "pending"
-            ):
-                raise DomainError(
-                    "not_cancellable",
-                    "you can cancel a physical item until it ships; for anything else ask support",
-                )
-            await self._revoke_reward(session, row, now)
-            row = await repo.update_redemption(
-                session,
-                redemption_id,
-                {
-                    "status": "cancelling",
-                    "cancel_reason": reason,
-                    "cancelled_by": "admin" if caller.is_admin else "user",
-                    "fulfilment_status": (
-                        "cancelled" if row.item_type == "physical" else row.fulfilment_status
-                    ),
-                    "next_attempt_at": now + self.lease,
-                },
+            step = domain.cancel_step(
+                row.status, row.item_type, row.fulfilment_status, caller.is_admin
             )
+            if step is not None:
+                return redemption_view(row), step
+            await self._revoke_reward(session, row, now)
+            values = domain.cancel_values(
+                row.item_type, row.fulfilment_status, reason, caller.is_admin
+            )
+            values["next_attempt_at"] = now + self.lease
+            row = await repo.update_redemption(session, redemption_id, values)
         row = await self._settle_refund(row)
-        return redemption_view(row), 202 if row.status == "cancelling" else 200
+        return redemption_view(row), domain.cancel_outcome(row.status)
 
     async def _revoke_reward(self, session: AsyncSession, row: Any, now: datetime) -> None:
         if row.item_type == "coupon":
             await repo.revoke_coupons(session, row.id)
         elif row.item_type == "vip":
-            days = int((row.reward or {}).get("days_added", 0))
             current = await repo.lock_membership(session, row.user_id)
-            if current is not None and days:
-                await repo.set_membership(session, row.user_id, current - timedelta(days=days))
+            if (until := domain.vip_revoked(current, row.reward)) is not None:
+                await repo.set_membership(session, row.user_id, until)
 
     async def _settle_refund(self, row: Any) -> Any:
         outcome = await self.ledger.refund(
@@ -704,34 +579,6 @@ class Exchange:
         )
 
     # -- fulfilment -------------------------------------------------------------------
-
-    async def advance_fulfilment(
-        self,
-        redemption_id: str,
-        action: str,
-        carrier: str | None = None,
-        tracking_number: str | None = None,
-    ) -> dict[str, Any]:
-        async with self.db.transaction() as session:
-            row = await repo.get_redemption(session, redemption_id, lock=True)
-            if row is None:
-                raise NotFound("redemption", redemption_id)
-            if row.item_type != "physical" or row.status != "completed":
-                done = "shipped" if action == "ship" else "delivered"
-                raise DomainError(
-                    "invalid_transition",
-                    f"only a completed physical redemption can be {done}",
-                    redemption_status=row.status,
-                )
-            target = domain.fulfilment_step(action, row.fulfilment_status)
-            if target == row.fulfilment_status:
-                return redemption_view(row)
-            values: dict[str, Any] = {"fulfilment_status": target}
-            if action == "ship":
-                values.update(carrier=carrier, tracking_number=tracking_number)
-            row = await repo.update_redemption(session, redemption_id, values)
-            await _emit_many(session, [(row, f"redemption.{target}")])
-        return redemption_view(row)
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -786,7 +633,9 @@ class Exchange:
 
     # -- reads ------------------------------------------------------------------------
 
-    async def quick_options(self, user_id: str) -> dict[str, Any]:
+    async def quick_options(self, session: AsyncSession, user_id: str) -> dict[str, Any]:
+        """Up to three items the user can afford. The ledger is asked first: `session` (read
+        only) takes its connection only at the first query after that."""
         outcome = await self.ledger.account(user_id)
         if not isinstance(outcome, Done):
             raise DomainError(
@@ -807,14 +656,13 @@ class Exchange:
             None,
         )
         now = datetime.now(UTC)
-        async with self.db.transaction() as session:
-            candidates = await repo.affordable_candidates(session, now, balance, 30)
-            keys = [
-                (c.id, domain.limit_period_key(c.limit_period, now, self.settings.tz))
-                for c in candidates
-                if c.limit_period
-            ]
-            used = await repo.used_quantities(session, user_id, keys)
+        candidates = await repo.affordable_candidates(session, now, balance, 30)
+        keys = [
+            (c.id, domain.limit_period_key(c.limit_period, now, self.settings.tz))
+            for c in candidates
+            if c.limit_period
+        ]
+        used = await repo.used_quantities(session, user_id, keys)
         limit_keys = dict(keys)
         allowed = [
             item_view(c._mapping)
@@ -840,18 +688,4 @@ class Exchange:
             "expiring_within_7_days": expiring,
             "first_expiry_at": first_expiry,
             "options": options,
-        }
-
-    async def reconcile(self) -> dict[str, Any]:
-        stuck_before = datetime.now(UTC) - timedelta(
-            seconds=self.settings.pending_deadline_s * 2 + 600
-        )
-        async with self.db.snapshot() as session:
-            counts, failures = await repo.run_reconciliation(session, stuck_before)
-        return {
-            "ok": not failures,
-            "redemptions": counts,
-            "checks": [*repo.RECONCILIATION_CHECKS, "nothing_unfinished_for_long"],
-            "violations": [{"check": k, "rows": v} for k, v in failures.items()],
-            "checked_at": datetime.now(UTC),
         }

@@ -1,4 +1,5 @@
-"""Ledger HTTP routes: parse, authorize, call a use case in one unit of work, map the result."""
+"""Ledger HTTP routes: parse, authorize, call a use case in the request's unit of work, map the
+result."""
 
 from __future__ import annotations
 
@@ -25,49 +26,49 @@ from services.rewards_ledger.settings import Settings
 from shared.auth import Principal, principal
 from shared.errors import DomainError
 from shared.hotpath import json_body, json_body_schema, json_response
-from shared.service import runtime_of
+from shared.service import Runtime, runtime_of
+from shared.unit_of_work import Reads, Snapshot, Writes
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
 Caller = Annotated[Principal, Depends(principal)]
 
 
+def settings_of(request: Request) -> Settings:
+    rt: Runtime[Settings, None] = runtime_of(request)
+    return rt.settings
+
+
 @router.get("/accounts/{user_id}", response_model=AccountOut)
-async def get_account(user_id: UserId, request: Request, caller: Caller) -> dict:
+async def get_account(user_id: UserId, request: Request, caller: Caller, session: Reads) -> dict:
     caller.require_user(user_id)
-    rt = runtime_of(request)
-    settings: Settings = rt.settings  # type: ignore[assignment]
-    async with rt.db.transaction() as session:
-        return await service.account_view(
-            session, user_id, datetime.now(UTC), settings.expiring_soon_days
-        )
+    settings = settings_of(request)
+    return await service.account_view(
+        session, user_id, datetime.now(UTC), settings.expiring_soon_days
+    )
 
 
 @router.get("/accounts/{user_id}/entries", response_model=EntriesPage)
 async def list_entries(
     user_id: UserId,
-    request: Request,
     caller: Caller,
+    session: Reads,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict:
     caller.require_user(user_id)
-    rt = runtime_of(request)
-    async with rt.db.transaction() as session:
-        return await service.history(session, user_id, limit, before_id)
+    return await service.history(session, user_id, limit, before_id)
 
 
 @router.post("/accounts/{user_id}/debits", response_model=DebitOut, status_code=201)
 async def debit(
-    user_id: UserId, body: DebitRequest, request: Request, response: Response, caller: Caller
+    user_id: UserId, body: DebitRequest, response: Response, caller: Caller, session: Writes
 ) -> dict:
     """Spend points (services such as exchange, or operations). Same key, same result."""
     caller.require_admin()
-    rt = runtime_of(request)
-    async with rt.db.transaction() as session:
-        result, created = await service.debit(
-            session, user_id, body.points, body.idempotency_key, body.reason, body.reference
-        )
+    result, created = await service.debit(
+        session, user_id, body.points, body.idempotency_key, body.reason, body.reference
+    )
     if not created:
         response.status_code = 200
     return result
@@ -78,7 +79,7 @@ async def debit(
     response_model=DebitBatchOut,
     openapi_extra=json_body_schema(DebitBatchRequest),
 )
-async def debit_batch(request: Request) -> Response:
+async def debit_batch(request: Request, session: Writes) -> Response:
     """Many debits in one unit of work (the exchange sends concurrent redemptions this way).
 
     Each debit is judged exactly as `POST /v1/accounts/{user_id}/debits` would judge it, and
@@ -94,8 +95,7 @@ async def debit_batch(request: Request) -> Response:
         service.DebitCommand(d.user_id, d.points, d.idempotency_key, d.reason, d.reference)
         for d in body.debits
     ]
-    async with runtime_of(request).db.transaction() as session:
-        outcomes = await service.debit_many(session, commands)
+    outcomes = await service.debit_many(session, commands)
     results = []
     for outcome in outcomes:
         if isinstance(outcome, DomainError):
@@ -115,7 +115,7 @@ async def debit_batch(request: Request) -> Response:
 
 @router.post("/accounts/{user_id}/refunds", response_model=RefundOut, status_code=201)
 async def refund(
-    user_id: UserId, body: RefundRequest, request: Request, response: Response, caller: Caller
+    user_id: UserId, body: RefundRequest, response: Response, caller: Caller, session: Writes
 ) -> dict:
     """Undo a debit, identified by the idempotency key it was made with.
 
@@ -125,11 +125,9 @@ async def refund(
     with `debit_voided`. Repeating a refund returns the first result (200).
     """
     caller.require_admin()
-    rt = runtime_of(request)
-    async with rt.db.transaction() as session:
-        result, created = await service.refund(
-            session, user_id, body.debit_idempotency_key, body.reason, body.reference
-        )
+    result, created = await service.refund(
+        session, user_id, body.debit_idempotency_key, body.reason, body.reference
+    )
     if not created:
         response.status_code = 200
     return result
@@ -137,35 +135,29 @@ async def refund(
 
 @router.post("/accounts/{user_id}/credits", response_model=EntryOut, status_code=201)
 async def credit(
-    user_id: UserId, body: CreditRequest, request: Request, response: Response, caller: Caller
+    user_id: UserId,
+    body: CreditRequest,
+    request: Request,
+    response: Response,
+    caller: Caller,
+    session: Writes,
 ) -> dict:
     """Operations adjustment: add points as a new lot. Same key, same result."""
     caller.require_admin()
-    rt = runtime_of(request)
-    settings: Settings = rt.settings  # type: ignore[assignment]
     expires_at = body.expires_at
     if expires_at is None:
-        days = body.validity_days or settings.default_points_validity_days
+        days = body.validity_days or settings_of(request).default_points_validity_days
         expires_at = datetime.now(UTC) + timedelta(days=days)
-    async with rt.db.transaction() as session:
-        entry, created = await service.adjust(
-            session,
-            user_id,
-            body.points,
-            body.idempotency_key,
-            body.reason,
-            expires_at,
-            body.reference,
-        )
+    entry, created = await service.adjust(
+        session, user_id, body.points, body.idempotency_key, body.reason, expires_at, body.reference
+    )
     if not created:
         response.status_code = 200
     return entry
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut)
-async def reconciliation(request: Request, caller: Caller) -> dict:
+async def reconciliation(caller: Caller, session: Snapshot) -> dict:
     """Prove the books balance: every invariant in the contract, checked in one snapshot."""
     caller.require_admin()
-    rt = runtime_of(request)
-    async with rt.db.snapshot() as session:
-        return await service.reconcile(session)
+    return await service.reconcile(session)

@@ -14,13 +14,13 @@ from services.rewards_ledger import service
 from services.rewards_ledger.settings import Settings
 from shared.db import Database
 from shared.events import GrantCommand
-from shared.kafka import Inbound, parse_model
+from shared.messaging import BatchHandler, Inbound, parse_model
 from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
 
-class GrantHandler:
+class GrantHandler(BatchHandler):
     name = "rewards_ledger.grants"
     use_inbox = True
 

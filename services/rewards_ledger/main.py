@@ -7,15 +7,11 @@ from services.rewards_ledger.consumer import ExpirySweeper, GrantHandler
 from services.rewards_ledger.models import messaging, metadata
 from services.rewards_ledger.settings import Settings
 from shared.events import LEDGER_EVENTS, REWARDS_GRANTS
-from shared.service import Runtime, ServiceSpec, Worker, create_app
+from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
 
 
-def build_workers(rt: Runtime) -> list[Worker]:
-    settings: Settings = rt.settings  # type: ignore[assignment]
-    return [
-        rt.consumer(GrantHandler(settings)),
-        ExpirySweeper(settings, rt.db),
-    ]
+def build_workers(rt: Runtime[Settings, None]) -> list[Worker]:
+    return [rt.consumer(GrantHandler(rt.settings)), ExpirySweeper(rt.settings, rt.db)]
 
 
 SPEC = ServiceSpec(
@@ -28,6 +24,7 @@ SPEC = ServiceSpec(
     messaging=messaging,
     routers=[router],
     topics=[REWARDS_GRANTS, LEDGER_EVENTS],
+    build_parts=no_parts,
     build_workers=build_workers,
 )
 

@@ -17,7 +17,7 @@ from services.rewards_ledger.models import (
     journal_entries,
     lots,
 )
-from shared.bulk import Bulk
+from shared.bulk import Bulk, KeyedRows
 from shared.db import inline, violations
 
 ACCOUNT_IDS = Bulk("accounts", {"user_id": "text"})
@@ -47,11 +47,7 @@ ENTRIES = Bulk(
         "reason": "text",
     },
 )
-_CREATE_ACCOUNTS = ACCOUNT_IDS.insert("ON CONFLICT DO NOTHING")
-_LOCK_ACCOUNTS = text(
-    "SELECT user_id, balance FROM accounts WHERE user_id = ANY(CAST(:b_user_id AS text[])) "
-    "ORDER BY user_id FOR UPDATE"
-)
+LOCKED_ACCOUNTS = KeyedRows(ACCOUNT_IDS, "t.balance")
 _SET_BALANCES = BALANCES.update(["user_id"], "balance = v.balance, updated_at = now()")
 _INSERT_LOTS = LOTS.insert()
 _INSERT_ENTRIES = ENTRIES.insert("RETURNING id, idempotency_key, created_at")
@@ -86,14 +82,8 @@ async def lock_accounts(
 ) -> dict[str, int]:
     """Lock the accounts (in user_id order), creating missing ones unless `create` is False
     (then a user without an account is simply absent); returns their balances."""
-    ids = sorted(set(user_ids))
-    if not ids:
-        return {}
-    params = {"b_user_id": ids}
-    if create:
-        await session.execute(_CREATE_ACCOUNTS, params)
-    rows = await session.execute(_LOCK_ACCOUNTS, params)
-    return {r.user_id: r.balance for r in rows}
+    rows = await LOCKED_ACCOUNTS.lock(session, ((u,) for u in user_ids), create=create)
+    return {user_id: row.balance for (user_id,), row in rows.items()}
 
 
 async def lock_existing_accounts(

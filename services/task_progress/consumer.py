@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.task_progress import service
 from services.task_progress.settings import Settings
 from shared.events import BehaviorEvent
-from shared.kafka import Inbound, parse_model
+from shared.messaging import BatchHandler, Inbound, parse_model
 
 
-class BehaviorHandler:
+class BehaviorHandler(BatchHandler):
     name = "task_progress.behaviors"
     use_inbox = True
 

@@ -8,11 +8,11 @@ from services.task_progress.models import messaging, metadata
 from services.task_progress.seed import seed_demo_tasks
 from services.task_progress.settings import Settings
 from shared.events import BEHAVIOR_EVENTS, REWARDS_GRANTS
-from shared.service import Runtime, ServiceSpec, Worker, create_app
+from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
 
 
-def build_workers(rt: Runtime) -> list[Worker]:
-    return [rt.consumer(BehaviorHandler(rt.settings))]  # type: ignore[arg-type]
+def build_workers(rt: Runtime[Settings, None]) -> list[Worker]:
+    return [rt.consumer(BehaviorHandler(rt.settings))]
 
 
 SPEC = ServiceSpec(
@@ -25,6 +25,7 @@ SPEC = ServiceSpec(
     messaging=messaging,
     routers=[router],
     topics=[BEHAVIOR_EVENTS, REWARDS_GRANTS],
+    build_parts=no_parts,
     build_workers=build_workers,
     seed=seed_demo_tasks,
 )

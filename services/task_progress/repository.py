@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.task_progress.models import grants, progress, tasks
-from shared.bulk import Bulk
+from shared.bulk import Bulk, KeyedRows
 
 ProgressKey = tuple[str, str, str]  # (user_id, task_id, period_key)
 
@@ -81,13 +81,7 @@ GRANTS = Bulk(
         "causation_event_id": "text",
     },
 )
-_CREATE_PROGRESS = PROGRESS_KEYS.insert("ON CONFLICT DO NOTHING")
-_LOCK_PROGRESS = text(
-    "SELECT p.user_id, p.task_id, p.period_key, p.count AS n, p.completions, p.points, "
-    f"p.last_event_at FROM progress p JOIN {PROGRESS_KEYS.source()} "
-    "USING (user_id, task_id, period_key) "
-    "ORDER BY p.user_id, p.task_id, p.period_key FOR UPDATE OF p"
-)
+LOCKED_PROGRESS = KeyedRows(PROGRESS_KEYS, "t.count AS n, t.completions, t.points, t.last_event_at")
 _SAVE_PROGRESS = PROGRESS.update(
     ["user_id", "task_id", "period_key"],
     "count = v.count, completions = v.completions, points = v.points, status = v.status, "
@@ -102,15 +96,8 @@ async def lock_progress(
     """Create missing progress rows and lock all of them (in key order, to avoid deadlocks).
 
     Each row has n (the count), completions, points and last_event_at."""
-    ordered = sorted(set(keys))
-    if not ordered:
-        return {}
-    params = PROGRESS_KEYS.params(
-        {"user_id": u, "task_id": t, "period_key": p} for u, t, p in ordered
-    )
-    await session.execute(_CREATE_PROGRESS, params)
-    rows = await session.execute(_LOCK_PROGRESS, params)
-    return {(r.user_id, r.task_id, r.period_key): r for r in rows}
+    rows = await LOCKED_PROGRESS.lock(session, keys)
+    return {(u, t, p): row for (u, t, p), row in rows.items()}
 
 
 async def save_progress(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""Inbox and outbox tables: the two halves of exactly-once between a database and Kafka.
+"""The inbox and outbox tables: the two halves of exactly-once between a database and Kafka.
 
 Each service adds both tables to its own metadata (it owns its database). The inbox records
 which messages a consumer has applied, in the same transaction as the state change; the outbox
@@ -7,24 +7,10 @@ holds events to publish, written in the same transaction as the state change tha
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Identity,
-    MetaData,
-    String,
-    Table,
-    func,
-    text,
-)
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, MetaData, String, Table, func
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass(frozen=True)
@@ -41,6 +27,9 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("message_id", String(255), primary_key=True),
         Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    # BRIN: rows arrive in applied_at order, so a block range index finds the old ones for the
+    # retention purge at almost no cost per insert (a b-tree would add one entry per message).
+    Index("ix_inbox_applied_at", inbox.c.applied_at, postgresql_using="brin")
     outbox = Table(
         "outbox",
         metadata,
@@ -51,106 +40,3 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     return MessagingTables(inbox=inbox, outbox=outbox)
-
-
-@dataclass(frozen=True)
-class OutgoingEvent:
-    topic: str
-    key: str | None
-    payload: dict[str, Any] | str  # a dict, or JSON text already (model_dump_json is faster)
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedRow:
-    """An outbox row a transaction wrote, kept so that it can be published once that commits."""
-
-    id: int
-    topic: str
-    key: str | None
-    payload: str
-
-
-# session.info key under which add_to_outbox lists the rows the transaction wrote
-QUEUED_ROWS = "jifen.outbox.queued"
-
-
-def queued_rows(session: AsyncSession) -> list[QueuedRow]:
-    rows: list[QueuedRow] = session.info.get(QUEUED_ROWS, [])
-    return rows
-
-
-def payload_text(event: OutgoingEvent) -> str:
-    return event.payload if isinstance(event.payload, str) else json.dumps(event.payload)
-
-
-async def claim_inbox(
-    session: AsyncSession, inbox: Table, consumer: str, message_ids: Sequence[str]
-) -> set[str]:
-    """Record message ids as applied; return those not applied before (the ones to apply now).
-
-    A concurrent transaction inserting the same id blocks here until it commits or rolls back,
-    so two consumers (say, during a rebalance) never both apply one message.
-    """
-    if not message_ids:
-        return set()
-    result = await session.execute(
-        text(
-            f"INSERT INTO {inbox.name} (consumer, message_id) "
-            "SELECT :consumer, m FROM unnest(CAST(:ids AS text[])) AS t(m) "
-            "ON CONFLICT DO NOTHING RETURNING message_id"
-        ),
-        {"consumer": consumer, "ids": list(dict.fromkeys(message_ids))},
-    )
-    return set(result.scalars().all())
-
-
-async def add_to_outbox(
-    session: AsyncSession, outbox: Table, events: Iterable[OutgoingEvent]
-) -> int:
-    """Queue events for publishing, in order, with one set-based statement.
-
-    The rows are also listed in the session (see `queued_rows`) so that the service can publish
-    them as soon as the transaction commits; the relay sweeps whatever that misses.
-    """
-    topics: list[str] = []
-    keys: list[str | None] = []
-    payloads: list[str] = []
-    for e in events:
-        topics.append(e.topic)
-        keys.append(e.key)
-        payloads.append(payload_text(e))
-    if topics:
-        result = await session.execute(
-            text(
-                f"INSERT INTO {outbox.name} (topic, key, payload) "
-                "SELECT t, k, CAST(p AS jsonb) FROM unnest("
-                "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
-                ") WITH ORDINALITY AS x(t, k, p, n) ORDER BY n RETURNING id"
-            ),
-            {"topics": topics, "keys": keys, "payloads": payloads},
-        )
-        # Identity values are drawn row by row in insertion order, so ascending ids line up
-        # with the events as given.
-        ids = sorted(result.scalars())
-        session.info.setdefault(QUEUED_ROWS, []).extend(map(QueuedRow, ids, topics, keys, payloads))
-    return len(topics)
-
-
-# The outbox holds only what has not been sent: a row is deleted once the broker has
-# acknowledged it, which is its mark as sent (the topic is the record of what went out).
-# Deleting writes no new row version and no index entry, where marking a `published_at`
-# wrote both, and nothing is left to purge. (docs/BENCHMARKS.md, eighth round)
-#
-# payload::text hands the relay the JSON exactly as stored, with no decode and re-encode.
-# Rows younger than :min_age_s are left to the publisher that runs after their commit.
-LOCK_UNPUBLISHED = text(
-    "SELECT id, topic, key, payload::text AS payload FROM outbox "
-    "WHERE created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
-    "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
-)
-# What the publisher has not sent and the relay is due to (the backlog gauge and its alert).
-COUNT_OVERDUE = text(
-    "SELECT count(*) FROM outbox "
-    "WHERE created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision))"
-)
-DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids)")

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from chaos.runner import reset_to_earliest
 from shared.db import Database, ensure_database
-from shared.kafka import ensure_topics, rebuild_group, rebuild_lock
+from shared.messaging import ensure_topics
+from shared.messaging.embedded_broker import rebuild_group, rebuild_lock
 from tests.conftest import unique
 from tests.integration.helpers import open_database
 

@@ -10,8 +10,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, text
 
 from shared.db import Database, ensure_database
-from shared.kafka import OutboxPublisher, OutboxRelay, ensure_topics, make_producer
-from shared.messaging import OutgoingEvent, add_messaging_tables, add_to_outbox
+from shared.messaging import (
+    OutboxPublisher,
+    OutboxRelay,
+    OutgoingEvent,
+    add_messaging_tables,
+    add_to_outbox,
+    ensure_topics,
+    make_producer,
+)
 from shared.settings import JifenSettings
 from tests.conftest import eventually, unique
 from tests.integration.helpers import open_database, read_topic
@@ -69,7 +76,7 @@ async def test_a_commit_publishes_its_events_at_once_and_a_rollback_publishes_no
     producer = make_producer(settings)
     await producer.start()
     publisher = OutboxPublisher(settings, db, producer)
-    db.after_commit = publisher.on_commit
+    db.commit_listeners.append(publisher.on_commit)
     publisher.start()
     try:
         await _write(db, topic, range(3))
@@ -86,7 +93,7 @@ async def test_a_commit_publishes_its_events_at_once_and_a_rollback_publishes_no
         await eventually(all_deleted_once_sent, timeout=10)
     finally:
         await publisher.close()
-        db.after_commit = None
+        db.commit_listeners.clear()
         await producer.stop()
 
 

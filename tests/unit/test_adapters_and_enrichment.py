@@ -8,7 +8,7 @@ import pytest
 from services.behavior_sensor.adapters import EnvelopeAdapter, OrderPaidAdapter
 from services.behavior_sensor.domain import FarmingLimits
 from services.behavior_sensor.enrichment import HttpEnricher
-from shared.kafka import PoisonMessage
+from shared.messaging import PoisonMessage
 
 
 def order(**overrides) -> bytes:

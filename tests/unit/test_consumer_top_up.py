@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import cast
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
-from shared.kafka import ConsumerLoop
-from shared.settings import JifenSettings
+from shared.messaging.consumer import TopUp
 
 
 class _ScriptedConsumer:
@@ -23,46 +22,37 @@ class _ScriptedConsumer:
         return {"tp": self.answers.pop(0)} if self.answers else {}
 
 
-def _loop(**overrides: Any) -> ConsumerLoop:
-    settings = JifenSettings(service_name="t", consumer_batch_size=10, **overrides)
-    handler = cast(Any, type("H", (), {"name": "h", "topics": ("x",), "use_inbox": False})())
-    return ConsumerLoop(
-        handler,
-        settings=settings,
-        db=cast(Any, None),
-        producer=cast(Any, None),
-        inbox=cast(Any, None),
-    )
+def _top_up_of(wait_ms: int, last_take_ago_s: float) -> TopUp:
+    """A top-up for batches of 10 whose previous batch was taken `last_take_ago_s` ago."""
+    top_up = TopUp(wait_ms=wait_ms, batch_size=10)
+    top_up.last_take = time.monotonic() - last_take_ago_s
+    return top_up
 
 
-async def _top_up(loop: ConsumerLoop, consumer: _ScriptedConsumer, first: list[str]) -> list[str]:
+async def _top_up(top_up: TopUp, consumer: _ScriptedConsumer, first: list[str]) -> list[str]:
     records = cast(list[ConsumerRecord], first)
-    return cast(list[str], await loop._top_up(cast(AIOKafkaConsumer, consumer), records))
+    return cast(list[str], await top_up.take(consumer, records))
 
 
 async def test_after_a_long_batch_the_records_that_arrived_meanwhile_are_taken_along() -> None:
-    loop = _loop(consumer_top_up_ms=20)
-    loop._last_take = time.monotonic() - 1.0  # the previous batch took a second
+    top_up = _top_up_of(20, last_take_ago_s=1.0)  # the previous batch took a second
     consumer = _ScriptedConsumer(["c", "d"])
-    assert await _top_up(loop, consumer, ["a", "b"]) == ["a", "b", "c", "d"]
+    assert await _top_up(top_up, consumer, ["a", "b"]) == ["a", "b", "c", "d"]
     assert consumer.calls == [(20, 8)]  # waits briefly, and only for what still fits
 
 
 async def test_back_to_back_takes_do_not_wait() -> None:
-    loop = _loop(consumer_top_up_ms=20)
+    top_up = _top_up_of(20, last_take_ago_s=0.0)  # the previous batch was taken a moment ago
     consumer = _ScriptedConsumer(["c"])
-    loop._last_take = time.monotonic()  # the previous batch was taken a moment ago
-    assert await _top_up(loop, consumer, ["b"]) == ["b"]
+    assert await _top_up(top_up, consumer, ["b"]) == ["b"]
     assert consumer.calls == []
 
 
 async def test_a_full_batch_or_a_zero_setting_never_waits() -> None:
-    full = _loop(consumer_top_up_ms=20)
-    full._last_take = time.monotonic() - 1.0
+    full = _top_up_of(20, last_take_ago_s=1.0)
     consumer = _ScriptedConsumer(["x"])
     ten = [str(i) for i in range(10)]
     assert await _top_up(full, consumer, ten) == ten
-    off = _loop(consumer_top_up_ms=0)
-    off._last_take = time.monotonic() - 1.0
+    off = _top_up_of(0, last_take_ago_s=1.0)
     assert await _top_up(off, consumer, ["a"]) == ["a"]
     assert consumer.calls == []

@@ -4,14 +4,11 @@ group, and when the group itself has to be rebuilt."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from shared import kafka
-from shared.kafka import ConsumerLoop, StallWatch, join_group
-from shared.settings import JifenSettings
+from shared.messaging.consumer import JoinFailures, StallWatch, join_group
 
 P0, P1 = TopicPartition("grants", 0), TopicPartition("grants", 1)
 
@@ -90,55 +87,40 @@ async def test_a_join_cancelled_by_shutdown_still_leaves_the_group() -> None:
     assert member.stopped
 
 
-class Handler:
-    name = "grants"
-    topics = ("grants",)
+class Rebuilds:
+    """Counts rebuilds of one group; each raises when the broker is away."""
 
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls = 0
 
-def consumer_loop(monkeypatch, joins: list[bool], rebuild_fails: bool = False) -> ConsumerLoop:
-    """A ConsumerLoop whose joins succeed or fail as `joins` says, counting group rebuilds."""
-
-    async def fake_join(consumer: Any, what: str, within_s: float) -> bool:
-        return joins.pop(0)
-
-    async def fake_rebuild(bootstrap: str, db: Any, group_id: str, topics: Any) -> bool:
-        loop.rebuilds.append(group_id)
-        if rebuild_fails:
+    async def __call__(self) -> bool:
+        self.calls += 1
+        if self.fail:
             raise KafkaConnectionError("broker away")
         return True
 
-    monkeypatch.setattr(kafka, "join_group", fake_join)
-    monkeypatch.setattr(kafka, "rebuild_group", fake_rebuild)
-    settings = JifenSettings(service_name="t")
-    loop: Any = ConsumerLoop(Handler(), settings=settings, db=None, producer=None, inbox=None)  # type: ignore[arg-type]
-    loop.rebuilds = []
-    return cast(ConsumerLoop, loop)
+
+async def test_a_second_failed_join_in_a_row_rebuilds_the_group() -> None:
+    rebuilds = Rebuilds()
+    failures = JoinFailures("jifen.grants", rebuilds)
+    assert await failures.failed() is False
+    assert rebuilds.calls == 0  # the first failure only joins again, as a new member
+    assert await failures.failed() is True
+    assert rebuilds.calls == 1
+    assert await failures.failed() is False
+    assert rebuilds.calls == 1  # the count starts over after a rebuild
+    failures.joined()  # a join that works
+    assert await failures.failed() is False
+    assert rebuilds.calls == 1  # ... and after a join that worked
+    assert await failures.failed() is True
+    assert rebuilds.calls == 2
 
 
-async def join_once(loop: ConsumerLoop) -> None:
-    loop._stopping.set()  # a member that joins goes straight to stopping: one join per call
-    await loop._run_one_consumer()
-    loop._stopping.clear()
-
-
-async def test_a_second_failed_join_in_a_row_rebuilds_the_group(monkeypatch) -> None:
-    loop: Any = consumer_loop(monkeypatch, [False, False, False, True, False, False])
-    await join_once(loop)
-    assert loop.rebuilds == []  # the first failure only joins again, as a new member
-    await join_once(loop)
-    assert loop.rebuilds == [loop.group_id]
-    await join_once(loop)
-    assert len(loop.rebuilds) == 1  # the count starts over after a rebuild
-    await join_once(loop)  # a join that works
-    await join_once(loop)
-    assert len(loop.rebuilds) == 1  # ... and after a join that worked
-    await join_once(loop)
-    assert len(loop.rebuilds) == 2
-
-
-async def test_a_rebuild_that_fails_is_tried_again_after_the_next_failed_join(monkeypatch) -> None:
-    loop: Any = consumer_loop(monkeypatch, [False, False, False], rebuild_fails=True)
-    await join_once(loop)
-    await join_once(loop)  # the rebuild raises; the loop carries on
-    await join_once(loop)
-    assert len(loop.rebuilds) == 2
+async def test_a_rebuild_that_fails_is_tried_again_after_the_next_failed_join() -> None:
+    rebuilds = Rebuilds(fail=True)
+    failures = JoinFailures("jifen.grants", rebuilds)
+    assert await failures.failed() is False
+    assert await failures.failed() is False  # the rebuild raises; the consumer carries on
+    assert await failures.failed() is False
+    assert rebuilds.calls == 2

@@ -5,7 +5,7 @@ Revises: 0001
 """
 from collections.abc import Sequence
 
-from shared.migrate import outbox_deletes_sent_rows, outbox_marks_sent_rows
+from shared.messaging.migration import outbox_deletes_sent_rows, outbox_marks_sent_rows
 
 revision: str = "0002"
 down_revision: str | None = "0001"
