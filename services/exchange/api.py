@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from services.exchange import catalog, service
-from services.exchange.domain import Outcome
+from services.exchange.domain import CatalogQuery, Outcome
 from services.exchange.schemas import (
     CancelRequest,
     DeliverRequest,
@@ -90,17 +90,10 @@ async def list_items(
         if caller is None:
             raise Unauthorized("include_unavailable needs the admin token")
         caller.require_admin()
-    return await catalog.list_items(
-        session,
-        category=category,
-        item_type=type,
-        tag=tag,
-        affordable_for=affordable_for,
-        in_stock=in_stock,
-        include_unavailable=include_unavailable,
-        limit=limit,
-        offset=offset,
+    query = CatalogQuery(
+        category, type, tag, affordable_for, in_stock, include_unavailable, limit, offset
     )
+    return await catalog.list_items(session, query)
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)

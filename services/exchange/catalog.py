@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange import repository as repo
+from services.exchange.domain import CatalogQuery
 from services.exchange.views import item_view
 from shared.errors import DomainError, NotFound
 
@@ -23,32 +24,11 @@ def _item_columns(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-async def list_items(
-    session: AsyncSession,
-    *,
-    category: str | None,
-    item_type: str | None,
-    tag: str | None,
-    affordable_for: int | None,
-    in_stock: bool,
-    include_unavailable: bool,
-    limit: int,
-    offset: int,
-) -> dict[str, Any]:
+async def list_items(session: AsyncSession, query: CatalogQuery) -> dict[str, Any]:
     """A page of the catalog (available items only unless `include_unavailable`),
     cheapest first."""
-    rows, total = await repo.list_items(
-        session,
-        now=datetime.now(UTC),
-        category=category,
-        item_type=item_type,
-        tag=tag,
-        affordable_for=affordable_for,
-        in_stock=in_stock,
-        include_unavailable=include_unavailable,
-        limit=limit,
-        offset=offset,
-    )
+    rows, total = await repo.list_items(session, query, datetime.now(UTC))
+    limit, offset = query.limit, query.offset
     return {
         "items": [item_view(r._mapping) for r in rows],
         "total": total,

@@ -12,6 +12,21 @@ from zoneinfo import ZoneInfo
 
 from shared.errors import DomainError
 
+
+@dataclass(frozen=True)
+class CatalogQuery:
+    """A page of the catalog: which items, cheapest first."""
+
+    category: str | None = None
+    item_type: str | None = None
+    tag: str | None = None
+    affordable_for: int | None = None  # only items whose price fits this balance
+    in_stock: bool = False
+    include_unavailable: bool = False  # admin: also inactive and out-of-window items
+    limit: int = 20
+    offset: int = 0
+
+
 ITEM_TYPES = ("physical", "coupon", "vip", "virtual")
 LIMIT_PERIODS = ("day", "month", "lifetime")
 # Statuses in which a redemption holds the units it reserved.

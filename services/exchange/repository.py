@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, and_, column, func, insert, or_, select, text, t
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.exchange.domain import CatalogQuery
 from services.exchange.models import coupons, items, memberships, purchase_counters, redemptions
 from shared.bulk import Bulk
 from shared.db import inline, violations
@@ -156,30 +157,20 @@ async def update_item(session: AsyncSession, item_id: str, values: dict[str, Any
 
 
 async def list_items(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    category: str | None,
-    item_type: str | None,
-    tag: str | None,
-    affordable_for: int | None,
-    in_stock: bool,
-    include_unavailable: bool,
-    limit: int,
-    offset: int,
+    session: AsyncSession, query: CatalogQuery, now: datetime
 ) -> tuple[list[Any], int]:
     conditions: list[Any] = []
-    if not include_unavailable:
+    if not query.include_unavailable:
         conditions.append(_available(now))
-    if category is not None:
-        conditions.append(items.c.category == category)
-    if item_type is not None:
-        conditions.append(items.c.type == item_type)
-    if tag is not None:
-        conditions.append(items.c.tags.any(tag))
-    if affordable_for is not None:
-        conditions.append(items.c.points_price <= affordable_for)
-    if in_stock:
+    if query.category is not None:
+        conditions.append(items.c.category == query.category)
+    if query.item_type is not None:
+        conditions.append(items.c.type == query.item_type)
+    if query.tag is not None:
+        conditions.append(items.c.tags.any(query.tag))
+    if query.affordable_for is not None:
+        conditions.append(items.c.points_price <= query.affordable_for)
+    if query.in_stock:
         conditions.append(items.c.stock > 0)
     where = and_(true(), *conditions)
     total = (
@@ -189,8 +180,8 @@ async def list_items(
         select(items)
         .where(where)
         .order_by(items.c.points_price, items.c.name, items.c.id)
-        .limit(limit)
-        .offset(offset)
+        .limit(query.limit)
+        .offset(query.offset)
     )
     return list(rows), int(total)
 
