@@ -103,15 +103,15 @@ class BehaviorProcessor(PollingWorker):
                 return await service.process_pending(session, self.limits, batch)
         # A remote enricher is asked between two units of work, never while the rows are
         # locked: read the batch, ask, then claim what no other replica took meanwhile (a row
-        # is at most enriched twice) and process it.
+        # is at most enriched twice) and process it. What this step processed decides whether
+        # the next runs at once, so rows another replica holds are not asked about in a loop.
         async with self.db.read_only() as session:
             waiting = await service.waiting(session, batch)
         if not waiting:
             return 0
         enrichments = await service.enrich(self.enricher, waiting)
         async with self.db.transaction() as session:
-            await service.process_enriched(session, enrichments, self.limits)
-        return len(waiting)
+            return await service.process_enriched(session, enrichments, self.limits)
 
     async def on_exit(self) -> None:
         await self.enricher.aclose()
