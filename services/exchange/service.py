@@ -87,6 +87,27 @@ class Finish:
     def redemption_id(self) -> str:
         return str(self.row.id)
 
+    @classmethod
+    def completed(cls, row: Any, debit: dict[str, Any]) -> Finish:
+        """A pending redemption whose debit the ledger made: completed, with its reward."""
+        values = {
+            "status": "completed",
+            "ledger_entry_id": debit["entry_id"],
+            "balance_after": debit["balance_after"],
+        }
+        return cls(row, "pending", "redemption.completed", "completed", values, reward=True)
+
+    @classmethod
+    def failed(cls, row: Any, code: str, message: str, compensated: bool) -> Finish:
+        """A pending redemption that failed: it gives back what it holds."""
+        values = {
+            "status": "failed",
+            "failure_code": code,
+            "failure_message": message,
+            "compensated": compensated,
+        }
+        return cls(row, "pending", "redemption.failed", code, values, release=True)
+
 
 def debit_key(redemption_id: str) -> str:
     """The ledger idempotency key of a redemption's debit (its refund is keyed by the same)."""
@@ -392,38 +413,19 @@ class Exchange:
         finishes = []
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, Done):
-                finishes.append(self._completion(row, outcome.body))
+                finishes.append(Finish.completed(row, outcome.body))
             elif isinstance(outcome, Refused) and outcome.code == "debit_voided":
                 # The recovery loop compensated this redemption; it will (or did) fail it.
-                finishes.append(self._failure(row, "ledger_unavailable", outcome.message, True))
+                finishes.append(Finish.failed(row, "ledger_unavailable", outcome.message, True))
             elif isinstance(outcome, Refused):
-                finishes.append(self._failure(row, outcome.code, outcome.message, False))
+                finishes.append(Finish.failed(row, outcome.code, outcome.message, False))
             else:
                 log.warning("debit of redemption %s unconfirmed: %s", row.id, outcome.reason)
                 REDEMPTIONS_UNCONFIRMED.labels("debit").inc()
-        finished = await self._finish_many(finishes, items)
+        finished = await self.finish_many(finishes, items)
         return [finished.get(row.id, row) for row in rows]
 
-    @staticmethod
-    def _completion(row: Any, debit: dict[str, Any]) -> Finish:
-        values = {
-            "status": "completed",
-            "ledger_entry_id": debit["entry_id"],
-            "balance_after": debit["balance_after"],
-        }
-        return Finish(row, "pending", "redemption.completed", "completed", values, reward=True)
-
-    @staticmethod
-    def _failure(row: Any, code: str, message: str, compensated: bool) -> Finish:
-        values = {
-            "status": "failed",
-            "failure_code": code,
-            "failure_message": message,
-            "compensated": compensated,
-        }
-        return Finish(row, "pending", "redemption.failed", code, values, release=True)
-
-    async def _finish_many(
+    async def finish_many(
         self, finishes: list[Finish], items: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Move redemptions out of their `expected` state (pending or cancelling), once each,
@@ -480,7 +482,7 @@ class Exchange:
         return {**current, **written}
 
     async def _finish(self, finish: Finish) -> Any:
-        return (await self._finish_many([finish]))[finish.redemption_id]
+        return (await self.finish_many([finish]))[finish.redemption_id]
 
     async def _release_many(self, session: AsyncSession, rows: list[Any]) -> None:
         """Give back the units (and per-user limit counts) these redemptions held: counters
@@ -618,7 +620,7 @@ class Exchange:
         if isinstance(outcome, Done):
             log.warning("compensated redemption %s (%s)", row.id, outcome.body.get("status"))
             return await self._finish(
-                self._failure(
+                Finish.failed(
                     row,
                     "ledger_unavailable",
                     "the points service did not confirm the debit in time; nothing was charged",

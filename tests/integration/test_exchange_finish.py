@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from services.exchange import repository as repo
 from services.exchange.ledger_client import LedgerClient
 from services.exchange.models import coupons
-from services.exchange.service import Exchange
+from services.exchange.service import Exchange, Finish
 from services.exchange.settings import Settings
 from shared.db import Database
 from tests.integration.helpers import (
@@ -134,10 +134,10 @@ async def test_completion_and_compensation_racing_leave_one_outcome_and_its_effe
     completed = 0
     for _ in range(10):
         row = await pending_redemption(exchange_db, item)
-        completion = service._completion(row, {"entry_id": 7, "balance_after": 0})
-        compensation = service._failure(row, "ledger_unavailable", "test", True)
+        completion = Finish.completed(row, {"entry_id": 7, "balance_after": 0})
+        compensation = Finish.failed(row, "ledger_unavailable", "test", True)
         seen = await asyncio.gather(
-            service._finish_many([completion]), service._finish_many([compensation])
+            service.finish_many([completion]), service.finish_many([compensation])
         )
         # Both finishers report the same final state: the winner's.
         final = {s[row.id].status for s in seen}
