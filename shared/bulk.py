@@ -82,7 +82,7 @@ class KeyedRows:
     """Rows addressed by a key (one or more columns), created when missing and locked in key
     order: two transactions locking overlapping sets of keys then never deadlock.
 
-        COUNTERS = KeyedRows(Bulk("counters", {"user_id": "text", "day": "date"}), "c.n")
+        COUNTERS = KeyedRows(Bulk("counters", {"user_id": "text", "day": "date"}), "t.n")
         rows = await COUNTERS.lock(session, [("ann", day), ("bob", day)])  # {key: row}
     """
 
@@ -92,18 +92,19 @@ class KeyedRows:
     _create: TextClause = field(init=False, repr=False, compare=False)
     _lock: TextClause = field(init=False, repr=False, compare=False)
 
-    @property
-    def _key_list(self) -> str:
-        return ", ".join(self.keys.columns)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_create", self.create_statement())
+        object.__setattr__(self, "_lock", self.lock_statement())
 
     def create_statement(self) -> TextClause:
         return self.keys.insert("ON CONFLICT DO NOTHING")
 
     def lock_statement(self) -> TextClause:
+        keys = ", ".join(self.keys.columns)
+        on_t = ", ".join(f"t.{c}" for c in self.keys.columns)
         return text(
-            f"SELECT {', '.join(f't.{c}' for c in self.keys.columns)}, {self.read} "
-            f"FROM {self.keys.table} t JOIN {self.keys.source()} USING ({self._key_list}) "
-            f"ORDER BY {', '.join(f't.{c}' for c in self.keys.columns)} FOR UPDATE OF t"
+            f"SELECT {on_t}, {self.read} FROM {self.keys.table} t "
+            f"JOIN {self.keys.source()} USING ({keys}) ORDER BY {on_t} FOR UPDATE OF t"
         )
 
     async def lock(
@@ -120,7 +121,3 @@ class KeyedRows:
             await session.execute(self._create, params)
         rows = await session.execute(self._lock, params)
         return {tuple(getattr(r, c) for c in names): r for r in rows}
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_create", self.create_statement())
-        object.__setattr__(self, "_lock", self.lock_statement())
