@@ -13,12 +13,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from shared.db import create_engine, database_url, ensure_database
+from shared.devstack import SERVICES
 from shared.migrate import alembic_config, upgrade
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
-
-SERVICES = ["behavior_sensor", "task_progress", "rewards_ledger", "exchange"]
 
 
 async def _fresh_database(infra, service: str) -> str:
@@ -27,7 +26,7 @@ async def _fresh_database(infra, service: str) -> str:
     return database_url(infra.database_url, name).render_as_string(hide_password=False)
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", list(SERVICES))  # every service the suite runs
 async def test_migrations_build_the_schema_the_models_describe(infra, service) -> None:
     url = await _fresh_database(infra, service)
     await asyncio.to_thread(upgrade, f"services.{service}", url)
