@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 # Topic names are part of the public contract.
 UPSTREAM_EVENTS = "upstream.events"
@@ -60,15 +60,27 @@ class BehaviorEvent(BaseModel):
     received_at: AwareDatetime
 
 
+ASSET_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+DEFAULT_ASSET = "points"
+
+
 class GrantCommand(BaseModel):
-    """One task completion turned into points, published on rewards.grants."""
+    """One reward of a task completion, published on rewards.grants.
+
+    `points` is the amount of `asset` (points, growth, balloon, ...). With `available_at` in
+    the future the lot is credited as pending (visible, not spendable) until then. A
+    completion paying several assets sends one grant per asset, each with its own grant_id.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
+    type: Literal["grant"] = "grant"
     grant_id: str = Field(min_length=1, max_length=128)
     user_id: str = Field(min_length=1, max_length=64)
+    asset: str = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN)
     points: int = Field(gt=0, le=100_000_000)
     expires_at: AwareDatetime | None = None
+    available_at: AwareDatetime | None = None
     task_id: str
     period_key: str
     completion: int = Field(ge=1)
@@ -77,13 +89,71 @@ class GrantCommand(BaseModel):
     reason: str = ""
 
 
-class LedgerEvent(BaseModel):
-    """A movement of points, published on ledger.events."""
+class ClawbackCommand(BaseModel):
+    """Take back what a grant paid, published on rewards.grants (after that grant, same key).
 
-    type: Literal["credited", "debited", "expired", "refunded", "adjusted"]
+    `clawed_total` is how much of the grant is reversed in all, this refund included (it
+    only grows); the ledger reverses the difference from what it reversed before, so a
+    replay or a duplicate reverses nothing twice.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["clawback"] = "clawback"
+    clawback_id: str = Field(min_length=1, max_length=128)
+    grant_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=64)
+    asset: str = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN)
+    clawed_total: int = Field(gt=0, le=100_000_000)
+    reference: str = Field(min_length=1, max_length=255)  # the refund behavior
+    reason: str = ""
+    occurred_at: AwareDatetime
+
+
+def _command_type(value: Any) -> str:
+    # A grant from before commands had a type has none: it is a grant.
+    if isinstance(value, dict):
+        return str(value.get("type", "grant"))
+    return str(getattr(value, "type", "grant"))
+
+
+# What rewards.grants carries: a grant, or the clawback of one.
+RewardCommand = Annotated[
+    Annotated[GrantCommand, Tag("grant")] | Annotated[ClawbackCommand, Tag("clawback")],
+    Discriminator(_command_type),
+]
+REWARD_COMMAND: TypeAdapter[GrantCommand | ClawbackCommand] = TypeAdapter(RewardCommand)
+
+
+LedgerEventType = Literal[
+    "credited",
+    "debited",
+    "expired",
+    "refunded",
+    "adjusted",
+    "pending",
+    "released",
+    "clawed_back",
+    "debt_repaid",
+    "extended",
+]
+
+
+class LedgerEvent(BaseModel):
+    """A movement of an asset on an account, published on ledger.events.
+
+    `points` moves the spendable (available) balance and `balance_after` is that balance;
+    `pending` moves the pending amount (credited, not yet available) and `debt` the debt
+    (clawed back after it was spent). Each is signed.
+    """
+
+    type: LedgerEventType
     entry_id: int
     user_id: str
+    asset: str = DEFAULT_ASSET
     points: int
+    pending: int = 0
+    debt: int = 0
     balance_after: int
     idempotency_key: str
     occurred_at: datetime

@@ -3,7 +3,7 @@ result."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -11,6 +11,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from services.rewards_ledger import service
 from services.rewards_ledger.schemas import (
     AccountOut,
+    AssetIn,
+    AssetList,
+    AssetOut,
+    BalancesOut,
     CreditRequest,
     DebitBatchOut,
     DebitBatchRequest,
@@ -18,13 +22,17 @@ from services.rewards_ledger.schemas import (
     DebitRequest,
     EntriesPage,
     EntryOut,
+    ExtensionOut,
+    ExtensionRequest,
+    LiabilityOut,
     ReconciliationOut,
     RefundOut,
     RefundRequest,
 )
 from services.rewards_ledger.settings import Settings
 from shared.auth import Principal, principal
-from shared.errors import DomainError
+from shared.errors import DomainError, InvalidInput
+from shared.events import ASSET_PATTERN, DEFAULT_ASSET
 from shared.hotpath import json_body, json_body_schema, json_response
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Snapshot, Writes
@@ -32,6 +40,7 @@ from shared.unit_of_work import Reads, Snapshot, Writes
 router = APIRouter(prefix="/v1", tags=["ledger"])
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
 Caller = Annotated[Principal, Depends(principal)]
+AssetCode = Annotated[str, Query(pattern=ASSET_PATTERN, description="asset code")]
 
 
 def settings_of(request: Request) -> Settings:
@@ -39,13 +48,51 @@ def settings_of(request: Request) -> Settings:
     return rt.settings
 
 
+@router.post("/assets", response_model=AssetOut, status_code=201)
+async def create_asset(body: AssetIn, response: Response, caller: Caller, session: Writes) -> dict:
+    """Define an asset (a campaign currency such as `balloon`). `points` and `growth` are built
+    in. The same definition again answers 200; another definition of a code is 409."""
+    caller.require_admin()
+    asset, created = await service.create_asset(session, body.model_dump())
+    if not created:
+        response.status_code = 200
+    return asset
+
+
+@router.get("/assets", response_model=AssetList)
+async def list_assets(caller: Caller, session: Reads) -> dict:
+    caller.require_admin()
+    return {"items": await service.list_assets(session)}
+
+
+@router.get("/assets/{code}", response_model=AssetOut)
+async def get_asset(
+    code: Annotated[str, Path(pattern=ASSET_PATTERN)], caller: Caller, session: Reads
+) -> dict:
+    caller.require_admin()
+    return await service.get_asset(session, code)
+
+
 @router.get("/accounts/{user_id}", response_model=AccountOut)
-async def get_account(user_id: UserId, request: Request, caller: Caller, session: Reads) -> dict:
+async def get_account(
+    user_id: UserId,
+    request: Request,
+    caller: Caller,
+    session: Reads,
+    asset: AssetCode = DEFAULT_ASSET,
+) -> dict:
     caller.require_user(user_id)
     settings = settings_of(request)
     return await service.account_view(
-        session, user_id, datetime.now(UTC), settings.expiring_soon_days
+        session, user_id, datetime.now(UTC), settings.expiring_soon_days, asset
     )
+
+
+@router.get("/accounts/{user_id}/balances", response_model=BalancesOut)
+async def get_balances(user_id: UserId, caller: Caller, session: Reads) -> dict:
+    """Every asset: available balance, pending and debt."""
+    caller.require_user(user_id)
+    return await service.balances(session, user_id)
 
 
 @router.get("/accounts/{user_id}/entries", response_model=EntriesPage)
@@ -54,10 +101,11 @@ async def list_entries(
     caller: Caller,
     session: Reads,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    asset: AssetCode = DEFAULT_ASSET,
 ) -> dict:
     caller.require_user(user_id)
-    return await service.history(session, user_id, limit, before_id)
+    return await service.history(session, user_id, limit, before_id, asset)
 
 
 @router.post("/accounts/{user_id}/debits", response_model=DebitOut, status_code=201)
@@ -67,7 +115,13 @@ async def debit(
     """Spend points (services such as exchange, or operations). Same key, same result."""
     caller.require_admin()
     result, created = await service.debit(
-        session, user_id, body.points, body.idempotency_key, body.reason, body.reference
+        session,
+        user_id,
+        body.points,
+        body.idempotency_key,
+        body.reason,
+        body.reference,
+        asset=body.asset,
     )
     if not created:
         response.status_code = 200
@@ -92,7 +146,7 @@ async def debit_batch(request: Request, session: Writes) -> Response:
     caller.require_admin()
     body = await json_body(request, DebitBatchRequest)
     commands = [
-        service.DebitCommand(d.user_id, d.points, d.idempotency_key, d.reason, d.reference)
+        service.DebitCommand(d.user_id, d.points, d.idempotency_key, d.reason, d.reference, d.asset)
         for d in body.debits
     ]
     outcomes = await service.debit_many(session, commands)
@@ -126,7 +180,12 @@ async def refund(
     """
     caller.require_admin()
     result, created = await service.refund(
-        session, user_id, body.debit_idempotency_key, body.reason, body.reference
+        session,
+        user_id,
+        body.debit_idempotency_key,
+        body.reason,
+        body.reference,
+        asset=body.asset,
     )
     if not created:
         response.status_code = 200
@@ -142,18 +201,72 @@ async def credit(
     caller: Caller,
     session: Writes,
 ) -> dict:
-    """Operations adjustment: add points as a new lot. Same key, same result."""
+    """Operations adjustment: add an asset (points by default) as a new lot. Same key, same
+    result. An account in debt repays it from these points first."""
     caller.require_admin()
-    expires_at = body.expires_at
-    if expires_at is None:
-        days = body.validity_days or settings_of(request).default_points_validity_days
-        expires_at = datetime.now(UTC) + timedelta(days=days)
     entry, created = await service.adjust(
-        session, user_id, body.points, body.idempotency_key, body.reason, expires_at, body.reference
+        session,
+        user_id,
+        body.points,
+        body.idempotency_key,
+        body.reason,
+        body.expires_at,
+        body.reference,
+        asset=body.asset,
+        validity_days=body.validity_days,
+        default_validity_days=settings_of(request).default_points_validity_days,
     )
     if not created:
         response.status_code = 200
     return entry
+
+
+@router.post("/accounts/{user_id}/extensions", response_model=ExtensionOut, status_code=201)
+async def extend(
+    user_id: UserId,
+    body: ExtensionRequest,
+    request: Request,
+    response: Response,
+    caller: Caller,
+    session: Writes,
+) -> dict:
+    """积分延期: push back the expiry of the points expiring soon, for a fee in points.
+
+    Every lot expiring within the configured window (`JIFEN_EXTENSION_WINDOW_DAYS`) that was
+    never extended gets `days` more; the fee (`JIFEN_EXTENSION_FEE_PERCENT` of the points
+    extended, at least `JIFEN_EXTENSION_FEE_MINIMUM`) is taken from the other lots,
+    earliest-expiring first. 409 `nothing_to_extend` / `insufficient_points`. The user may
+    extend their own points. Same key, same result (200).
+    """
+    caller.require_user(user_id)
+    settings = settings_of(request)
+    if body.days > settings.extension_max_days:
+        raise InvalidInput(f"days must be at most {settings.extension_max_days}")
+    result, created = await service.extend(
+        session,
+        user_id,
+        body.days,
+        body.idempotency_key,
+        asset=body.asset,
+        window_days=settings.extension_window_days,
+        fee_percent=settings.extension_fee_percent,
+        fee_minimum=settings.extension_fee_minimum,
+    )
+    if not created:
+        response.status_code = 200
+    return result
+
+
+@router.get("/reports/liability", response_model=LiabilityOut)
+async def liability(
+    request: Request, caller: Caller, session: Snapshot, asset: AssetCode = DEFAULT_ASSET
+) -> dict:
+    """Finance's view of one asset, from one snapshot: outstanding, pending, debt, what
+    expires in each of the next 12 months, and the last 30 days' movements."""
+    caller.require_admin()
+    return await service.liability_report(
+        session, asset, datetime.now(UTC), settings_of(request).tz
+    )
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut)

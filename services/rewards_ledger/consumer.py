@@ -1,20 +1,22 @@
-"""rewards.grants -> credits. One transaction per fetched batch; grant_id is the inbox id."""
+"""rewards.grants -> credits and clawbacks, one transaction per fetched batch (the inbox id is
+the grant or clawback id); the sweeps that expire and release lots."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger import service
 from services.rewards_ledger.settings import Settings
 from shared.db import Database
-from shared.events import GrantCommand
-from shared.messaging import BatchHandler, Inbound, parse_model
+from shared.events import REWARD_COMMAND, GrantCommand
+from shared.messaging import BatchHandler, Inbound, PoisonMessage
 from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
@@ -29,18 +31,28 @@ class GrantHandler(BatchHandler):
         self.topics: Sequence[str] = list(topics or [settings.grants_topic])
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        grant = parse_model(record, GrantCommand, "grant")
-        return [Inbound(message_id=grant.grant_id, value=grant)]
+        try:
+            command = REWARD_COMMAND.validate_json(record.value or b"")
+        except ValidationError as exc:
+            raise PoisonMessage(
+                f"invalid grant or clawback: {exc.errors(include_url=False)}"
+            ) from exc
+        message_id = command.grant_id if isinstance(command, GrantCommand) else command.clawback_id
+        return [Inbound(message_id=message_id, value=command)]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
-        days = self.settings.default_points_validity_days
-        await service.credit(session, [service.grant_to_credit(i.value, days) for i in items])
+        await service.apply_rewards(
+            session, [i.value for i in items], self.settings.default_points_validity_days
+        )
 
 
-class ExpirySweeper(PollingWorker):
-    """Expires past-due lots in batches; safe to run in every replica (SKIP LOCKED)."""
+Sweep = Callable[[AsyncSession, datetime, int], Awaitable[int]]
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+
+class _LotSweeper(PollingWorker):
+    """Moves due lots in batches of accounts; safe to run in every replica (SKIP LOCKED)."""
+
+    def __init__(self, settings: Settings, db: Database, sweep: Sweep) -> None:
         super().__init__(
             poll_s=settings.expiry_sweep_interval_s,
             full_batch=sys.maxsize,  # sweep_once already loops until nothing is due
@@ -48,18 +60,33 @@ class ExpirySweeper(PollingWorker):
         )
         self.settings = settings
         self.db = db
+        self._sweep = sweep
 
     async def step(self) -> int:
         return await self.sweep_once()
 
     async def sweep_once(self, now: datetime | None = None) -> int:
-        """Expire everything due by `now`; returns how many lots expired."""
-        expired_total = 0
+        """Move everything due by `now` (the clock tests move); returns how many lots moved."""
+        moved_total = 0
         while True:
             async with self.db.transaction() as session:
-                expired = await service.sweep_expired(
+                moved = await self._sweep(
                     session, now or datetime.now(UTC), self.settings.expiry_sweep_batch
                 )
-            if expired == 0:
-                return expired_total
-            expired_total += expired
+            if moved == 0:
+                return moved_total
+            moved_total += moved
+
+
+class ExpirySweeper(_LotSweeper):
+    """Expires past-due lots."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        super().__init__(settings, db, service.sweep_expired)
+
+
+class ReleaseSweeper(_LotSweeper):
+    """Makes pending lots available once their available_at has come (each exactly once)."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        super().__init__(settings, db, service.sweep_released)

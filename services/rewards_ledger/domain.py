@@ -5,7 +5,8 @@ functions what to do, and write the answer.
 - balances: the balance after each journal entry of a batch;
 - idempotency: a key used again with the same parameters is a replay, otherwise a refusal;
 - debits: how a batch of debits is judged (replay, refusal, or a new debit and its lots);
-- refunds and voids: what a refund does (replay, void, refund) and where its points go.
+- refunds and voids: what a refund does (replay, void, refund) and where its points go;
+- assets, pending lots, clawbacks with debt, and paid extensions.
 """
 
 from __future__ import annotations
@@ -13,11 +14,48 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from math import ceil
 from typing import Literal, Protocol
 
 from shared.errors import DomainError, NotFound
+from shared.events import stable_id
 
 # --- journal keys ------------------------------------------------------------------------------
+
+DEFAULT_ASSET = "points"
+Account = tuple[str, str]  # (user_id, asset): every balance, lot and key belongs to one
+
+
+def lot_id_for(journal_key: str, asset: str) -> str:
+    """The lot a credit creates: one per (journal key, asset). Points keep the id they always
+    had, so a clawback finds a grant's lot from the grant id alone."""
+    if asset == DEFAULT_ASSET:
+        return stable_id("lot", journal_key)
+    return stable_id("lot", asset, journal_key)
+
+
+def grant_journal_key(grant_id: str) -> str:
+    return f"grant:{grant_id}"
+
+
+def release_journal_key(lot_id: str) -> str:
+    """The journal key of a pending lot becoming available."""
+    return f"release:{lot_id}"
+
+
+def repay_journal_key(trigger_key: str) -> str:
+    """The journal key of the debt repaid from what the movement `trigger_key` (a credit, a
+    release, a refund) made available."""
+    return f"repay:{trigger_key}"
+
+
+def clawback_journal_key(lot_id: str, target: int) -> str:
+    """The journal key of the clawback that brought a lot's reversed total to `target`."""
+    return f"clawback:{lot_id}:{target}"
+
+
+def extension_journal_key(key: str) -> str:
+    return f"extension:{key}"
 
 
 def debit_journal_key(key: str) -> str:
@@ -67,6 +105,34 @@ class DebitVoided(DomainError):
         super().__init__(
             "debit_voided", f"debit {key!r} was cancelled before it arrived; use a new key"
         )
+
+
+class AssetNotSpendable(DomainError):
+    def __init__(self, asset: str) -> None:
+        super().__init__(
+            "asset_not_spendable", f"{asset} cannot be spent (it only counts)", asset=asset
+        )
+
+
+class NothingToExtend(DomainError):
+    def __init__(self, window_days: int) -> None:
+        super().__init__(
+            "nothing_to_extend",
+            f"no points expire within {window_days} days that were not extended before",
+            window_days=window_days,
+        )
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Totals:
+    """What an account holds: available balance, pending, and debt."""
+
+    balance: int = 0
+    pending: int = 0
+    debt: int = 0
 
 
 # --- lots --------------------------------------------------------------------------------------
@@ -207,10 +273,15 @@ class DebitCommand:
     idempotency_key: str  # the caller's key; the journal stores it as "debit:<key>"
     reason: str = ""
     reference: str | None = None
+    asset: str = DEFAULT_ASSET
 
     @property
     def journal_key(self) -> str:
         return debit_journal_key(self.idempotency_key)
+
+    @property
+    def account(self) -> Account:
+        return (self.user_id, self.asset)
 
 
 @dataclass(frozen=True)
@@ -243,7 +314,8 @@ def plan_debits(
     balances: Mapping[str, int],
     lots: Mapping[str, Sequence[SpendableLot]],
 ) -> list[DebitVerdict]:
-    """Judge a batch of debits in order, each as if it came alone after the ones before it.
+    """Judge a batch of debits of one asset in order, each as if it came alone after the ones
+    before it.
 
     `used`: the journal keys already in the journal, with what they were used for; `voided`:
     the journal keys a refund voided before their debit arrived; `balances` and `lots`: the
@@ -358,3 +430,114 @@ def restore(
 def refund_moves(user_id: str, refunded: int, restoration: Restoration) -> list[tuple[str, int]]:
     """A refund's balance moves: the refund itself, then one expiry per lapsed allocation."""
     return [(user_id, refunded)] + [(user_id, -pts) for _, pts in restoration.expiring]
+
+
+# --- clawbacks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrantedLot:
+    """The lot a grant created, as a clawback finds it."""
+
+    id: str
+    status: str  # pending | active | expired | cancelled
+    remaining: int
+
+
+@dataclass(frozen=True)
+class ClawbackPlan:
+    """How `amount` is taken back: the grant's pending lot cancelled first, or else its own
+    available lot; then other available lots of the account, earliest-expiring first; what
+    is left was spent and becomes debt (the balance never goes negative)."""
+
+    cancelled: int  # pending points of the grant's own lot, never made available
+    taken: list[tuple[str, int]]  # (lot_id, points) of available points taken back, in order
+    debt: int
+
+    @property
+    def taken_total(self) -> int:
+        return sum(pts for _, pts in self.taken)
+
+
+def plan_clawback(amount: int, own: GrantedLot, others: Sequence[SpendableLot]) -> ClawbackPlan:
+    """Take back `amount` of what the lot `own` was granted (`others`: the account's other
+    spendable lots; `own` is left out of them)."""
+    if amount <= 0:
+        raise ValueError("amount must be positive")
+    cancelled = min(amount, own.remaining) if own.status == "pending" else 0
+    left = amount - cancelled
+    taken: list[tuple[str, int]] = []
+    if own.status == "active" and own.remaining > 0 and left > 0:
+        taken.append((own.id, min(left, own.remaining)))
+        left -= taken[-1][1]
+    if left > 0:
+        spare = [lot for lot in others if lot.id != own.id and lot.remaining > 0]
+        available = sum(lot.remaining for lot in spare)
+        if available > 0:
+            taken += allocate(spare, min(left, available))
+            left -= min(left, available)
+    return ClawbackPlan(cancelled, taken, left)
+
+
+# --- extensions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExtendableLot:
+    id: str
+    remaining: int
+    expires_at: datetime | None
+    created_at: datetime
+    extended: bool  # a lot is extended at most once
+
+
+@dataclass(frozen=True)
+class ExtensionPlan:
+    extended: list[tuple[str, datetime, datetime]]  # (lot_id, old expiry, new expiry)
+    points: int  # what the extended lots hold
+    fee: int
+    fee_taken: list[tuple[str, int]]  # (lot_id, points) the fee came from
+
+
+def extension_fee(points: int, percent: float, minimum: int) -> int:
+    """The fee for extending `points`: `percent` of them rounded up, at least `minimum`."""
+    return max(minimum, ceil(points * percent / 100))
+
+
+def plan_extension(
+    lots: Sequence[ExtendableLot],
+    now: datetime,
+    window_days: int,
+    days: int,
+    fee_percent: float,
+    fee_minimum: int,
+) -> ExtensionPlan:
+    """Extend by `days` every lot expiring within `window_days` of `now` that was never
+    extended; the fee is paid from the other lots, earliest-expiring first. Raises
+    NothingToExtend, or InsufficientPoints when the other lots cannot pay the fee."""
+    horizon = now + timedelta(days=window_days)
+    chosen = [
+        lot
+        for lot in lots
+        if lot.remaining > 0
+        and not lot.extended
+        and lot.expires_at is not None
+        and now < lot.expires_at <= horizon
+    ]
+    if not chosen:
+        raise NothingToExtend(window_days)
+    points = sum(lot.remaining for lot in chosen)
+    fee = extension_fee(points, fee_percent, fee_minimum)
+    ids = {lot.id for lot in chosen}
+    payers = [
+        SpendableLot(lot.id, lot.remaining, lot.expires_at, lot.created_at)
+        for lot in lots
+        if lot.id not in ids and lot.remaining > 0
+    ]
+    fee_taken = allocate(payers, fee)
+    extended = [
+        (lot.id, lot.expires_at, lot.expires_at + timedelta(days=days))
+        for lot in sorted(chosen, key=lambda lot: (lot.expires_at, lot.id))
+        if lot.expires_at is not None
+    ]
+    return ExtensionPlan(extended, points, fee, fee_taken)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.rewards_ledger.api import router
-from services.rewards_ledger.consumer import ExpirySweeper, GrantHandler
+from services.rewards_ledger.consumer import ExpirySweeper, GrantHandler, ReleaseSweeper
 from services.rewards_ledger.models import messaging, metadata
 from services.rewards_ledger.settings import Settings
 from shared.events import LEDGER_EVENTS, REWARDS_GRANTS
@@ -11,13 +11,20 @@ from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
 
 
 def build_workers(rt: Runtime[Settings, None]) -> list[Worker]:
-    return [rt.consumer(GrantHandler(rt.settings)), ExpirySweeper(rt.settings, rt.db)]
+    return [
+        rt.consumer(GrantHandler(rt.settings)),
+        ExpirySweeper(rt.settings, rt.db),
+        ReleaseSweeper(rt.settings, rt.db),
+    ]
 
 
 SPEC = ServiceSpec(
     name="rewards_ledger",
     title="Jifen rewards ledger",
-    description="Accounts, lots with expiry, an append-only journal, debits and reconciliation.",
+    description=(
+        "Assets, accounts, lots with expiry, pending points and clawbacks, an append-only "
+        "journal, debits, extensions, liability and reconciliation."
+    ),
     package="services.rewards_ledger",
     settings_factory=Settings,
     metadata=metadata,

@@ -5,7 +5,30 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shared.events import ASSET_PATTERN, DEFAULT_ASSET
+
 KEY = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+ASSET = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN, description="asset code (default points)")
+
+
+class AssetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    code: str = Field(pattern=ASSET_PATTERN)
+    name: str = Field(min_length=1, max_length=100)
+    spendable: bool
+    expires: bool
+    default_validity_days: int | None = Field(None, ge=1, le=36500)
+
+
+class AssetOut(AssetIn):
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: datetime
+
+
+class AssetList(BaseModel):
+    items: list[AssetOut]
 
 
 class DebitRequest(BaseModel):
@@ -15,6 +38,7 @@ class DebitRequest(BaseModel):
     idempotency_key: str = KEY
     reason: str = Field("", max_length=500)
     reference: str | None = Field(None, max_length=255)
+    asset: str = ASSET
 
 
 class BatchDebit(DebitRequest):
@@ -36,6 +60,7 @@ class CreditRequest(BaseModel):
     reference: str | None = Field(None, max_length=255)
     expires_at: AwareDatetime | None = None
     validity_days: int | None = Field(None, ge=1, le=36500)
+    asset: str = ASSET
 
     @model_validator(mode="after")
     def _one_expiry(self) -> CreditRequest:
@@ -50,6 +75,15 @@ class RefundRequest(BaseModel):
     debit_idempotency_key: str = KEY
     reason: str = Field("", max_length=500)
     reference: str | None = Field(None, max_length=255)
+    asset: str = ASSET
+
+
+class ExtensionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(ge=1, le=3650, description="how many days to push the expiry back")
+    idempotency_key: str = KEY
+    asset: str = ASSET
 
 
 class Allocation(BaseModel):
@@ -61,6 +95,7 @@ class Allocation(BaseModel):
 class DebitOut(BaseModel):
     entry_id: int
     user_id: str
+    asset: str
     points: int
     balance_after: int
     idempotency_key: str
@@ -91,6 +126,7 @@ class RefundAllocation(Allocation):
 class RefundOut(BaseModel):
     status: Literal["refunded", "voided"]
     user_id: str
+    asset: str
     debit_idempotency_key: str
     entry_id: int | None
     points: int
@@ -100,17 +136,27 @@ class RefundOut(BaseModel):
     allocations: list[RefundAllocation]
 
 
+class ExtendedLot(BaseModel):
+    lot_id: str
+    old_expires_at: datetime
+    new_expires_at: datetime
+
+
 class EntryOut(BaseModel):
     id: int
+    asset: str
     kind: str
     amount: int
     balance_after: int
+    pending_delta: int = 0
+    debt_delta: int = 0
     idempotency_key: str
     reference: str | None
     reason: str
     lot_id: str | None
     created_at: datetime
     allocations: list[Allocation] = []
+    extended_lots: list[ExtendedLot] = []
 
 
 class EntriesPage(BaseModel):
@@ -124,13 +170,76 @@ class ExpiringDay(BaseModel):
     points: int
 
 
+class PendingLot(BaseModel):
+    lot_id: str
+    points: int
+    available_at: datetime | None
+
+
 class AccountOut(BaseModel):
     user_id: str
-    balance: int
+    asset: str
+    balance: int = Field(description="available: spendable when the asset is")
+    pending: int = Field(description="credited, available at each pending lot's available_at")
+    debt: int = Field(description="clawed back after it was spent; later credits repay it first")
     expiring_within_7_days: int
     expiring_within_30_days: int
     expiring_soon: list[ExpiringDay]
+    pending_lots: list[PendingLot]
     updated_at: datetime | None
+
+
+class AssetBalance(BaseModel):
+    asset: str
+    name: str
+    spendable: bool
+    balance: int
+    pending: int
+    debt: int
+
+
+class BalancesOut(BaseModel):
+    user_id: str
+    items: list[AssetBalance]
+
+
+class ExtensionOut(BaseModel):
+    entry_id: int
+    user_id: str
+    asset: str
+    days: int
+    fee: int
+    points_extended: int
+    balance_after: int
+    created_at: datetime
+    lots: list[ExtendedLot]
+    fee_allocations: list[Allocation]
+
+
+class MonthExpiry(BaseModel):
+    month: str
+    points: int
+
+
+class Flows(BaseModel):
+    since: datetime
+    issued: int = Field(description="credited, pending credits included")
+    released: int
+    spent: int = Field(description="debits and extension fees, less refunds")
+    expired: int
+    clawed_back: int = Field(description="cancelled pending, taken back, and recorded as debt")
+    debt_repaid: int
+
+
+class LiabilityOut(BaseModel):
+    asset: str
+    as_of: datetime
+    outstanding: int = Field(description="available balances, all accounts")
+    pending: int
+    debt: int
+    holders: int = Field(description="accounts with a balance")
+    expiring_by_month: list[MonthExpiry]
+    last_30_days: Flows
 
 
 class Violation(BaseModel):

@@ -13,3 +13,9 @@ class Settings(JifenSettings):
     expiry_sweep_interval_s: float = Field(60.0, gt=0)
     expiry_sweep_batch: int = Field(500, ge=1, le=10_000)
     grants_topic: str = "rewards.grants"
+    # 积分延期: which points may be extended (expiring within the window), by how many days
+    # at most, and the fee in points (a percentage of what is extended, at least the minimum).
+    extension_window_days: int = Field(30, ge=1, le=3650)
+    extension_max_days: int = Field(180, ge=1, le=3650)
+    extension_fee_percent: float = Field(10.0, ge=0, le=100)
+    extension_fee_minimum: int = Field(1, ge=1, le=1_000_000)
