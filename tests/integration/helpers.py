@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from services.rewards_ledger import service as ledger_service
 from shared.db import Database, create_engine, database_url
 from tests.conftest import ADMIN, INGEST, eventually
 
@@ -179,3 +180,10 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+async def reconciled(ledger_db: Database) -> None:
+    """The ledger's reconciliation, run on a ledger database directly, finds nothing wrong."""
+    async with ledger_db.transaction() as session:
+        report = await ledger_service.reconcile(session)
+    assert report["ok"], report["violations"]

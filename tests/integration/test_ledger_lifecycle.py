@@ -8,7 +8,6 @@ of the running suite.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,25 +17,13 @@ from services.rewards_ledger import service
 from services.rewards_ledger.consumer import ExpirySweeper
 from services.rewards_ledger.models import journal_entries, messaging
 from services.rewards_ledger.settings import Settings
-from shared.db import Database, create_engine, database_url, ensure_database
-from shared.migrate import upgrade
+from shared.db import Database
 from tests.conftest import ADMIN, eventually, unique
-from tests.integration.helpers import balance, credit, entries, reconciliation
+from tests.integration.helpers import balance, credit, entries, reconciled, reconciliation
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-async def ledger_db(infra) -> AsyncIterator[Database]:
-    name = f"jifen_ledger_{unique('life')}"
-    await ensure_database(infra.database_url, name)
-    url = database_url(infra.database_url, name)
-    await asyncio.to_thread(upgrade, "services.rewards_ledger", url.render_as_string(False))
-    db = Database(create_engine(url, pool_size=10, max_overflow=10))
-    yield db
-    await db.dispose()
 
 
 async def _give(db: Database, user: str, points: int, expires_at: datetime) -> None:
@@ -56,9 +43,7 @@ async def _count(db: Database, kind: str, user_prefix: str) -> int:
 
 
 async def _reconciled(db: Database) -> None:
-    async with db.transaction() as session:
-        report = await service.reconcile(session)
-    assert report["ok"], report["violations"]
+    await reconciled(db)
 
 
 async def test_sweeps_in_several_replicas_run_twice_expire_each_lot_once(ledger_db) -> None:
