@@ -3,7 +3,8 @@
 Starts embedded PostgreSQL and the broker in a scratch folder (or uses JIFEN_DATABASE_URL /
 JIFEN_KAFKA_BOOTSTRAP), starts every service as its own process, then measures:
 the SQL floor, end-to-end throughput and latency, latency at a fixed rate, HTTP ingest,
-a hot item under 64 concurrent redeemers, and each service's peak memory.
+a hot item under 64 concurrent redeemers, each service's peak memory, and the ledger's
+liability report on a 10M-row journal (BENCH_LIABILITY_ROWS).
 
 Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100000),
 BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10),
@@ -38,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from bench.floor import measure_floor
+from bench.liability import measure_liability
 from bench.profile import Profiler, summarize
 from services.behavior_sensor.domain import behavior_id
 from shared.db import asyncpg_kwargs, create_engine, database_url
@@ -597,6 +599,7 @@ SECTIONS = (
     "task_progress_scaling",
     "http_ingest",
     "hot_item",
+    "liability",
 )
 
 
@@ -720,6 +723,10 @@ async def measure(
         await statements.report("hot_item", results)
     await ledger.engine.dispose()
     results["peak_memory_mb"] = peak_memory_mb(stack)
+    if wanted("liability"):  # last: its 10M rows must not weigh on the sections above
+        rows = env_int("BENCH_LIABILITY_ROWS", 10_000_000)
+        print(f"liability report: generating {rows:,} journal rows ...", flush=True)
+        results["liability"] = await measure_liability(database_url_, rows)
     if "end_to_end" in results and "floor_events_per_s" in results:
         e2e = results["end_to_end"]["events_per_s"]
         results["end_to_end"]["ratio_to_floor"] = e2e / results["floor_events_per_s"]
@@ -813,6 +820,16 @@ def table(results: dict[str, Any]) -> str:
             )
         )
         rows.append(cpu_row("hot item: CPU per request", hot["cpu_ms_per_redemption"]))
+    if "liability" in results:
+        liability = results["liability"]
+        rows.append(
+            (
+                f"liability report, {liability['journal_rows']:,} journal rows",
+                f"{liability['median_s']:.2f} s",
+                f"median of 5; first {liability['first_s']:.2f} s, max {liability['max_s']:.2f} s; "
+                f"{liability['accounts']:,} accounts; rows built in {liability['build_s']:.0f} s",
+            )
+        )
     rows += [
         (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
     ]

@@ -40,7 +40,7 @@ async def measure_floor(server_url: str, user_ids: list[str], batch: int = 500) 
                 rows = await conn.fetch(
                     """INSERT INTO accounts (user_id, balance)
                        SELECT u, n FROM unnest($1::text[], $2::bigint[]) AS t(u, n)
-                       ON CONFLICT (user_id) DO UPDATE
+                       ON CONFLICT (user_id, asset) DO UPDATE
                        SET balance = accounts.balance + excluded.balance, updated_at = now()
                        RETURNING user_id, balance""",
                     list(totals),
