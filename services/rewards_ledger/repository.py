@@ -475,7 +475,15 @@ async def open_clawbacks(session: AsyncSession, lot_ids: Sequence[str]) -> list[
         return []
     rows = await session.execute(
         select(clawbacks)
-        .join(lots, lots.c.id == clawbacks.c.lot_id)
+        # Only from the account that owns the lot: a clawback naming another is never applied.
+        .join(
+            lots,
+            and_(
+                lots.c.id == clawbacks.c.lot_id,
+                lots.c.user_id == clawbacks.c.user_id,
+                lots.c.asset == clawbacks.c.asset,
+            ),
+        )
         .where(clawbacks.c.lot_id.in_(list(lot_ids)), clawbacks.c.applied < clawbacks.c.target)
         .order_by(clawbacks.c.lot_id)
         .with_for_update(of=clawbacks)

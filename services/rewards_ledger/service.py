@@ -401,9 +401,9 @@ async def _apply_clawbacks(
     rest, already spent, recorded as debt.
     """
     for claw in await repo.open_clawbacks(session, sorted(set(lot_ids))):
-        account = (claw.user_id, claw.asset)
+        account = (claw.user_id, claw.asset)  # the lot's own account (open_clawbacks)
         if account not in totals:
-            continue  # the lot belongs to another account: never taken from it
+            continue  # recorded under another user than this batch's: not locked here
         spendable, due = await repo.active_lots(session, [account], now)
         await expire_lots(session, totals, due)
         own = await repo.lot_of(session, claw.lot_id)
