@@ -152,7 +152,8 @@ class Stack:
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
         env.update(JIFEN_DATABASE_URL=self.database_url, JIFEN_KAFKA_BOOTSTRAP=self.kafka_bootstrap)
-        env.setdefault("JIFEN_LEDGER_URL", self.url("rewards_ledger"))  # exchange -> ledger
+        # exchange (debits, refunds) and task_progress (which assets exist) -> ledger
+        env.setdefault("JIFEN_LEDGER_URL", self.url("rewards_ledger"))
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         return env
 

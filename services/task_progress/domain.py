@@ -1,18 +1,22 @@
-"""Pure task rules: period keys, rule matching and advancing progress. No I/O here."""
+"""Pure task rules: period keys, rule matching, advancing progress and what a refund takes
+back. No I/O here."""
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from shared.events import stable_id
+from shared.events import DEFAULT_ASSET, stable_id
 
 Period = Literal["day", "week", "month", "once", "lifetime"]
 RuleKind = Literal["count", "amount_ratio"]
 PERIODS: tuple[str, ...] = ("day", "week", "month", "once", "lifetime")
+# Assets the ledger always has; any other reward_type is checked with the ledger.
+BUILTIN_ASSETS = frozenset({"points", "growth"})
 
 # Canonical operator -> how to test it. Word aliases are accepted at the API edge.
 OPERATORS = ("==", "!=", ">", ">=", "<", "<=", "in", "not_in", "exists", "contains")
@@ -81,6 +85,14 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Reward:
+    """A fixed amount of an asset paid on every completion besides the rule's main reward."""
+
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     action: str
@@ -96,6 +108,9 @@ class Rule:
     active: bool = True
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    reward_type: str = DEFAULT_ASSET
+    extra_rewards: tuple[Reward, ...] = ()
+    pending_days: int | None = None
 
     @property
     def cap(self) -> int | None:
@@ -129,11 +144,27 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Payout:
+    """One grant of a completion: an amount of one asset."""
+
+    grant_id: str
+    asset: str
+    points: int
+
+
+@dataclass(frozen=True)
 class Completion:
     grant_id: str
     number: int
-    points: int
+    points: int  # of the main reward (`asset`)
     expires_at: datetime | None
+    asset: str = DEFAULT_ASSET
+    available_at: datetime | None = None  # pending until then
+    extras: tuple[Payout, ...] = ()
+
+    def payouts(self) -> list[Payout]:
+        """Every grant this completion pays: the main reward first, then each extra reward."""
+        return [Payout(self.grant_id, self.asset, self.points), *self.extras]
 
 
 def advance(
@@ -163,11 +194,18 @@ def advance(
         if rule.points_validity_days
         else None
     )
+    grant_id = stable_id("grant", user_id, rule.id, key, progress.completions)
     return Completion(
-        grant_id=stable_id("grant", user_id, rule.id, key, progress.completions),
+        grant_id=grant_id,
         number=progress.completions,
         points=points,
         expires_at=expires_at,
+        asset=rule.reward_type,
+        available_at=occurred_at + timedelta(days=rule.pending_days) if rule.pending_days else None,
+        extras=tuple(
+            Payout(stable_id("grant-extra", grant_id, extra.asset), extra.asset, extra.amount)
+            for extra in rule.extra_rewards
+        ),
     )
 
 
@@ -176,3 +214,62 @@ def status_of(rule: Rule, progress: Progress) -> str:
     if cap is not None and progress.completions >= cap:
         return "completed"
     return "in_progress" if progress.count else "not_started"
+
+
+# Refunds: what an order's grants give back.
+
+
+def order_behavior_id(source: str, order_no: str) -> str:
+    """The behavior id of an order's `order_paid` (the sensor's id of (source, event_id))."""
+    return stable_id("behavior", source, order_no)
+
+
+def refunded_total(paid_cents: int, refunds_cents: Sequence[int]) -> int:
+    """How much of an order is refunded in all: the sum of its refunds, never above paid."""
+    return min(paid_cents, sum(refunds_cents))
+
+
+def clawed_total(grant_points: int, paid_cents: int, refunds_cents: Sequence[int]) -> int:
+    """How much of a grant an order's refunds take back in all: the refunded share of its
+    points, rounded down so that no one loses more than the order earned. A full refund takes
+    everything, also from an order paid with nothing."""
+    if not refunds_cents:
+        return 0
+    refunded = refunded_total(paid_cents, refunds_cents)
+    if refunded >= paid_cents:
+        return grant_points
+    return grant_points * refunded // paid_cents
+
+
+def yuan(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+@dataclass(frozen=True)
+class Clawback:
+    grant_id: str
+    asset: str
+    clawed_total: int
+
+    @property
+    def clawback_id(self) -> str:
+        # The same cumulative total always has the same id: recomputing it emits a duplicate.
+        return stable_id("clawback", self.grant_id, self.clawed_total)
+
+
+@dataclass(frozen=True)
+class OrderGrant:
+    grant_id: str
+    asset: str
+    points: int
+
+
+def clawbacks(
+    grants: Sequence[OrderGrant], paid_cents: int, refunds_cents: Sequence[int]
+) -> list[Clawback]:
+    """The cumulative clawback of every grant an order caused that its refunds touch."""
+    found = [
+        Clawback(g.grant_id, g.asset, clawed_total(g.points, paid_cents, refunds_cents))
+        for g in grants
+    ]
+    return [c for c in found if c.clawed_total > 0]

@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 from services.task_progress.api import router
+from services.task_progress.assets import AssetCatalog
 from services.task_progress.consumer import BehaviorHandler
 from services.task_progress.models import messaging, metadata
 from services.task_progress.seed import seed_demo_tasks
 from services.task_progress.settings import Settings
 from shared.events import BEHAVIOR_EVENTS, REWARDS_GRANTS
-from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
+from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
-def build_workers(rt: Runtime[Settings, None]) -> list[Worker]:
+def build_parts(platform: Platform[Settings]) -> AssetCatalog:
+    settings = platform.settings
+    return AssetCatalog(
+        settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
+    )
+
+
+def build_workers(rt: Runtime[Settings, AssetCatalog]) -> list[Worker]:
     return [rt.consumer(BehaviorHandler(rt.settings))]
+
+
+async def on_stop(rt: Runtime[Settings, AssetCatalog]) -> None:
+    await rt.parts.close()
 
 
 SPEC = ServiceSpec(
     name="task_progress",
     title="Jifen task progress",
-    description="Operations-configured task rules; per-user progress per period; one grant per completion.",
+    description="Operations-configured task rules; per-user progress per period; one grant "
+    "per reward of a completion; refunded orders take back what they earned.",
     package="services.task_progress",
     settings_factory=Settings,
     metadata=metadata,
     messaging=messaging,
     routers=[router],
     topics=[BEHAVIOR_EVENTS, REWARDS_GRANTS],
-    build_parts=no_parts,
+    build_parts=build_parts,
     build_workers=build_workers,
     seed=seed_demo_tasks,
+    on_stop=on_stop,
 )
 
 app = create_app(SPEC)

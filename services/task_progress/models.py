@@ -1,4 +1,5 @@
-"""Task rules, per-(user, task, period) progress and the grants completions produced."""
+"""Task rules, per-(user, task, period) progress, the grants completions produced, and the
+paid orders and their refunds (to take back what a refunded order earned)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ tasks = Table(
     Column("active", Boolean, nullable=False, server_default="true"),
     Column("starts_at", DateTime(timezone=True), nullable=True),
     Column("ends_at", DateTime(timezone=True), nullable=True),
+    Column("reward_type", String(32), nullable=False, server_default="points"),
+    Column("extra_rewards", JSONB, nullable=False, server_default="[]"),  # [{reward_type, amount}]
+    Column("pending_days", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("target_count >= 1", name="ck_tasks_target_count"),
@@ -76,5 +80,32 @@ grants = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("causation_event_id", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("asset", String(32), nullable=False, server_default="points"),
+    Column("available_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_grants_user", grants.c.user_id, grants.c.created_at)
+Index("ix_grants_causation", grants.c.causation_event_id)  # an order's grants, on refund
+
+# Every order_paid behavior with an amount: what a refund of it is measured against.
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_behavior_id", String(36), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("order_no", String(128), nullable=False),  # the order_paid behavior's event_id
+    Column("paid_cents", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row per refund of an order; it may arrive before its order (then applied when it comes).
+order_refunds = Table(
+    "order_refunds",
+    metadata,
+    Column("order_behavior_id", String(36), primary_key=True),
+    Column("refund_no", String(128), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("amount_cents >= 0", name="ck_order_refunds_amount"),
+)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from shared.settings import JifenSettings
 
 
@@ -7,3 +9,8 @@ class Settings(JifenSettings):
     service_name: str = "task_progress"
     database_name: str = "jifen_task_progress"
     behavior_topic: str = "behavior.events"
+    ledger_url: str = Field(
+        "http://127.0.0.1:8003",
+        description="Base URL of rewards_ledger (asks it whether a rule's reward asset exists)",
+    )
+    ledger_timeout_s: float = Field(3.0, gt=0, le=60, description="Per call to the ledger")

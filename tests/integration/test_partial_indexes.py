@@ -41,14 +41,26 @@ CASES: list[tuple[str, str, Callable[[AsyncSession], Awaitable[Any]]]] = [
         lambda s: exchange_repo.claim_unfinished(s, NOW, NOW + timedelta(seconds=10), 100),
     ),
     # Both of the lots' indexes are partial on "active with points left"; either will do.
-    ("jifen_rewards_ledger", "ix_lots_", lambda s: ledger_repo.users_with_due_lots(s, NOW, 50)),
+    ("jifen_rewards_ledger", "ix_lots_", lambda s: ledger_repo.accounts_with_due_lots(s, NOW, 50)),
     (
         "jifen_rewards_ledger",
         "ix_lots_",
-        lambda s: ledger_repo.upcoming_expiries(s, "someone", NOW, NOW + timedelta(days=7)),
+        lambda s: ledger_repo.upcoming_expiries(
+            s, "someone", "points", NOW, NOW + timedelta(days=7)
+        ),
+    ),
+    # The release sweep's poll: pending lots whose window has closed.
+    (
+        "jifen_rewards_ledger",
+        "ix_lots_pending",
+        lambda s: ledger_repo.accounts_with_releasable_lots(s, NOW, 50),
     ),
     # Not a poll, but every debit runs it: the lots with points left of the spenders.
-    ("jifen_rewards_ledger", "ix_lots_", lambda s: ledger_repo.active_lots(s, ["someone"], NOW)),
+    (
+        "jifen_rewards_ledger",
+        "ix_lots_",
+        lambda s: ledger_repo.active_lots(s, [("someone", "points")], NOW),
+    ),
 ]
 
 

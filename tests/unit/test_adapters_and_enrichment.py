@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -52,6 +53,48 @@ def test_orders_that_are_not_paid_are_ignored_and_broken_ones_are_poison() -> No
     ):
         with pytest.raises(PoisonMessage):
             OrderPaidAdapter().to_envelopes(bad)
+
+
+def test_a_refund_becomes_order_refunded_keyed_by_its_refund_number() -> None:
+    [env] = OrderPaidAdapter().to_envelopes(
+        order(
+            orderStatus="partially_refunded",
+            refundNo="R7",
+            refundAmount="30.5",
+            refundTime="2026-11-23T10:00:00+08:00",
+        )
+    )
+    assert (env.source, env.event_id, env.user_id, env.action) == (
+        "order_system",
+        "O1:refund:R7",
+        "u1",
+        "order_refunded",
+    )
+    assert env.attributes == {"order_no": "O1", "refund_no": "R7", "refund_amount_cents": 3050}
+    assert env.occurred_at == datetime(2026, 11, 23, 2, tzinfo=UTC)
+
+
+def test_a_refund_without_number_or_amount_is_the_full_order() -> None:
+    [env] = OrderPaidAdapter().to_envelopes(order(orderStatus="REFUNDED", refundTime=1763863200000))
+    assert env.event_id == "O1:refund:full"
+    assert env.attributes == {"order_no": "O1", "refund_no": "full", "refund_amount_cents": 12901}
+    assert env.occurred_at == datetime.fromtimestamp(1763863200, UTC)
+
+
+def test_broken_refunds_are_poison() -> None:
+    at = {"orderStatus": "REFUNDED", "refundTime": 1763863200000}
+    for bad in (
+        order(orderStatus="REFUNDED"),  # no refundTime
+        order(**{**at, "refundTime": "2026-11-23T10:00:00"}),  # no timezone
+        order(**at, refundAmount="-1"),
+        order(**at, refundAmount="abc"),
+        order(**at, refundAmount="129.01"),  # more than payAmount 129.005
+        order(**at, orderNo="O" * 120, refundNo="R" * 20),  # event_id too long
+    ):
+        with pytest.raises(PoisonMessage):
+            OrderPaidAdapter().to_envelopes(bad)
+    [env] = OrderPaidAdapter().to_envelopes(order(**at, refundAmount="0"))
+    assert env.attributes["refund_amount_cents"] == 0
 
 
 def test_envelope_adapter_validates_the_contract() -> None:
