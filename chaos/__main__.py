@@ -42,7 +42,8 @@ def main() -> int:
         print(
             f"seed {outcome.seed}: {status} in {outcome.seconds:.0f}s; "
             f"{outcome.events_accepted} events ({outcome.sends} sends), "
-            f"redemptions {outcome.redemptions}; restarts so far {env.supervisor.restarts}\n"
+            f"redemptions {outcome.redemptions}; {outcome.orders}; "
+            f"restarts so far {env.supervisor.restarts}\n"
             f"  faults: {'; '.join(outcome.faults)}",
             flush=True,
         )

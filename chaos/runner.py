@@ -3,13 +3,17 @@
 One environment (embedded PostgreSQL, the broker, every service as a process, a supervisor
 that restarts whatever dies) serves all cycles. A cycle:
 1. sends a stream of behaviors (Kafka and HTTP, with duplicates and out-of-order times) and
-   redemptions of a fresh item, retrying whatever was not acknowledged, as a real client does;
+   redemptions of a fresh item, retrying whatever was not acknowledged, as a real client does,
+   and orders with refunds through the order adapter (chaos.orders), releasing pending order
+   points with the ledger's sweeper as an extra replica whose clock is past the window;
 2. meanwhile applies the seeded fault plan (chaos.schedule); failpoints also SIGKILL services
    between a DB commit and the offset commit, after a publish, after a ledger debit;
 3. heals (all services up, extra replicas gone), waits for the work to settle, then checks:
    every accepted behavior credited exactly once, no negative balance or lot, the item's
    stock + what its redemptions hold = its initial stock, one net debit per completed
-   redemption and none for the others, and both reconciliations clean.
+   redemption and none for the others, every order credited once per rule and every refund
+   clawed back exactly (each buyer holds what their orders kept, nothing pending, no debt),
+   every pending lot released once, and both reconciliations clean.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupIdNotFound, KafkaError
 
+from chaos.orders import OrderFlow, create_rules
 from chaos.schedule import CONSUMERS, Fault, Plan
 from services.behavior_sensor.domain import behavior_id
 from shared.db import asyncpg_kwargs, database_url
@@ -131,6 +136,7 @@ class Outcome:
     events_accepted: int = 0
     sends: int = 0
     redemptions: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, int] = field(default_factory=dict)  # orders, refunds, releases
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -168,12 +174,14 @@ class Environment:
         async with httpx.AsyncClient(headers=ADMIN, timeout=30) as client:
             found = await client.get(f"{self.stack.url('task_progress')}/v1/tasks")
             if any(t["action"] == ACTION for t in found.json()["items"]):
+                await create_rules(client, self.stack.url("task_progress"))
                 return
             response = await client.post(
                 f"{self.stack.url('task_progress')}/v1/tasks",
                 json={"name": "chaos: 1 point per tick", "action": ACTION, "reward_points": 1},
             )
             response.raise_for_status()
+            await create_rules(client, self.stack.url("task_progress"))
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -185,6 +193,7 @@ class Environment:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=60_000
         )
+        orders = OrderFlow(self.database, prefix, random.Random(plan.seed * 31))
         await producer.start()
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -194,6 +203,8 @@ class Environment:
                 work = asyncio.gather(
                     self._send_events(client, producer, plan, rng, prefix, accepted, outcome),
                     self._redeem(client, item, redeemers, redemption_ids),
+                    orders.send(producer),
+                    orders.release_during(12),
                 )
                 faults = asyncio.create_task(self._apply_faults(plan.faults, rng))
                 try:
@@ -204,8 +215,10 @@ class Environment:
                     await asyncio.wait_for(faults, timeout=300)
                 await self._heal()
                 outcome.events_accepted = len(accepted)
-                await self._settle(accepted, item["id"])
+                await self._settle(accepted, item["id"], orders)
                 await self._check(accepted, item, redemption_ids, outcome)
+                outcome.problems += await orders.unsettled() + await orders.holdings()
+                outcome.orders = orders.summary()
         except Exception as exc:  # anything unexpected is a failed cycle, with its seed
             outcome.problems.append(f"cycle aborted: {type(exc).__name__}: {exc}")
             await self._heal()
@@ -455,9 +468,13 @@ class Environment:
 
     # -- settle and check -----------------------------------------------------------------
 
-    async def _settle(self, accepted: dict[str, str], item_id: str) -> None:
+    async def _settle(self, accepted: dict[str, str], item_id: str, orders: OrderFlow) -> None:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
+            await orders.release()  # what was credited pending since the last sweep
+            if await orders.unsettled():
+                await asyncio.sleep(0.5)
+                continue
             credited = await self._credited(list(set(accepted.values())))
             unsettled = await self._scalar(
                 "jifen_exchange",
