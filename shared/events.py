@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
@@ -16,6 +16,8 @@ BEHAVIOR_DIVERTED = "behavior.diverted"
 REWARDS_GRANTS = "rewards.grants"
 LEDGER_EVENTS = "ledger.events"
 EXCHANGE_EVENTS = "exchange.events"
+PROGRESS_EVENTS = "progress.events"
+ENGAGEMENT_EVENTS = "engagement.events"
 
 
 def dlq_topic(topic: str) -> str:
@@ -181,4 +183,51 @@ class ExchangeEvent(BaseModel):
     compensated: bool = False
     fulfilment_status: str | None = None
     reward: dict[str, Any] | None = None
+    occurred_at: datetime
+
+
+class RewardAmount(BaseModel):
+    asset: str = Field(pattern=ASSET_PATTERN)
+    amount: int
+
+
+class ProgressEvent(BaseModel):
+    """What task_progress decided, published on progress.events keyed by user_id.
+
+    - `task.completed`: a completion of a task (period_key, completion, rewards paid);
+    - `checkin.recorded`: a check-in day (`day` in the business timezone, `kind` normal or
+      makeup) with the streak it is part of (`streak`: its position in the run of consecutive
+      days) and the rewards it paid;
+    - `streak.broken`: a check-in after a gap; `previous_streak` is the run that ended on
+      `last_day`.
+
+    `event_id` is deterministic: a replay publishes the same id again.
+    """
+
+    type: Literal["task.completed", "checkin.recorded", "streak.broken"]
+    event_id: str
+    user_id: str
+    task_id: str
+    rule_version: int = 1
+    period_key: str | None = None
+    completion: int | None = None
+    rewards: list[RewardAmount] = Field(default_factory=list)
+    day: date | None = None
+    kind: Literal["normal", "makeup"] | None = None
+    streak: int | None = None
+    previous_streak: int | None = None
+    last_day: date | None = None
+    occurred_at: datetime
+
+
+class EngagementEvent(BaseModel):
+    """What the engagement service decided, published on engagement.events keyed by user_id
+    (or by board code for a leaderboard): `badge.awarded`, `tier.changed`,
+    `leaderboard.closed`. `data` carries the details of each type (see the engagement
+    service's README section)."""
+
+    type: Literal["badge.awarded", "tier.changed", "leaderboard.closed"]
+    event_id: str
+    user_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime
