@@ -7,37 +7,45 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.task_progress import checkins, service
 from services.task_progress import repository as repo
-from services.task_progress import service
-from services.task_progress.assets import AssetCatalog
+from services.task_progress.ledger_client import LedgerClient
 from services.task_progress.schemas import (
+    CheckinsOut,
+    MakeupOut,
+    MakeupRequest,
     OrderOut,
     OrderSettlement,
     RefundRequest,
+    SimulateRequest,
+    SimulationOut,
     TaskCreate,
     TaskList,
     TaskOut,
     TaskPatch,
+    TaskVersions,
     UserTasks,
     reward_assets,
 )
 from services.task_progress.settings import Settings
+from services.task_progress.simulate import simulate
 from shared.auth import Principal, principal
 from shared.service import Runtime, runtime_of
-from shared.unit_of_work import Reads, Writes
+from shared.unit_of_work import Reads, Snapshot, Writes
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
+UserId = Annotated[str, Path(min_length=1, max_length=64)]
 Caller = Annotated[Principal, Depends(principal)]
 TaskId = Annotated[str, Path(min_length=1, max_length=36)]
 OrderNo = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def assets_of(request: Request) -> AssetCatalog:
-    rt: Runtime[Settings, AssetCatalog] = runtime_of(request)
+def assets_of(request: Request) -> LedgerClient:
+    rt: Runtime[Settings, LedgerClient] = runtime_of(request)
     return rt.parts
 
 
-Assets = Annotated[AssetCatalog, Depends(assets_of)]
+Assets = Annotated[LedgerClient, Depends(assets_of)]
 
 
 # The asset checks come before the first statement: the request's transaction has not taken
@@ -120,3 +128,60 @@ async def get_order(
     """A paid order, its refunds and its grants with how much of each is taken back."""
     caller.require_admin()
     return await service.order_view(session, source, order_no)
+
+
+@router.post("/tasks/simulate", response_model=SimulationOut)
+async def simulate_rule(
+    body: SimulateRequest, request: Request, caller: Caller, session: Snapshot
+) -> dict:
+    """Dry run: what a draft rule would have paid on the behaviors seen in [from, to),
+    decided by the same code as the live rule (progress counted from `from`). Writes
+    nothing. Behaviors are kept JIFEN_BEHAVIOR_HISTORY_HOURS."""
+    caller.require_admin()
+    await assets_of(request).require(reward_assets(body.rule.model_dump()))
+    return await simulate(session, body, runtime_of(request).settings.tz)
+
+
+@router.get("/tasks/{task_id}/versions", response_model=TaskVersions)
+async def task_versions(task_id: TaskId, caller: Caller, session: Reads) -> dict:
+    """Every version of a rule: what it paid from when. Grants name the version that paid
+    them (in the ledger entry's reason)."""
+    caller.require_admin()
+    return await service.task_versions(session, task_id)
+
+
+@router.get("/users/{user_id}/checkins", response_model=CheckinsOut)
+async def user_checkins(
+    user_id: UserId,
+    request: Request,
+    caller: Caller,
+    session: Reads,
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    task_id: Annotated[str | None, Query(min_length=1, max_length=36)] = None,
+) -> dict:
+    """A month of check-ins (default: this month, business timezone) of a check-in rule
+    (default: the first active one), with the streaks and what today and tomorrow pay."""
+    caller.require_user(user_id)
+    tz = runtime_of(request).settings.tz
+    return await checkins.calendar(session, user_id, task_id, month, tz)
+
+
+@router.post(
+    "/users/{user_id}/checkins/makeup",
+    response_model=MakeupOut,
+    status_code=201,
+    responses={200: {"model": MakeupOut, "description": "that day was made up before"}},
+)
+async def makeup(user_id: UserId, body: MakeupRequest, request: Request, caller: Caller) -> object:
+    """补签: check in a missed day, paid with points (409 `insufficient_points`,
+    `makeup_limit_reached`, `makeup_not_allowed`; 503 `ledger_unavailable` leaves it to
+    be retried). Only the ladder steps the make-up newly reaches are paid. The same day
+    again answers the first result (200) and charges nothing more."""
+    caller.require_user(user_id)
+    rt: Runtime[Settings, LedgerClient] = runtime_of(request)
+    answer, created = await checkins.makeup(
+        rt.db, rt.parts, user_id, body.task_id, body.day, body.idempotency_key, rt.settings.tz
+    )
+    if created:
+        return answer
+    return JSONResponse(MakeupOut.model_validate(answer).model_dump(mode="json"))

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from shared.events import DEFAULT_ASSET, stable_id
 
 Period = Literal["day", "week", "month", "once", "lifetime"]
-RuleKind = Literal["count", "amount_ratio"]
+RuleKind = Literal["count", "amount_ratio", "checkin"]
 PERIODS: tuple[str, ...] = ("day", "week", "month", "once", "lifetime")
 # Assets the ledger always has; any other reward_type is checked with the ledger.
 BUILTIN_ASSETS = frozenset({"points", "growth"})
@@ -111,6 +111,9 @@ class Rule:
     reward_type: str = DEFAULT_ASSET
     extra_rewards: tuple[Reward, ...] = ()
     pending_days: int | None = None
+    version: int = 1
+    ladder: Ladder | None = None  # check-in rules
+    makeup: Makeup | None = None
 
     @property
     def cap(self) -> int | None:
@@ -209,6 +212,38 @@ def advance(
     )
 
 
+Match = tuple[Any, Rule, str]  # (behavior, rule, period key)
+
+
+def match_rules(rules: dict[str, list[Rule]], events: Sequence[Any], tz: ZoneInfo) -> list[Match]:
+    """Every (behavior, rule, period key) where a behavior counts for a rule (`rules` by
+    action; behaviors have action, occurred_at, attributes). The live consumer and the dry
+    run both start here."""
+    return [
+        (event, rule, period_key(rule.period, event.occurred_at, tz))
+        for event in events
+        for rule in rules.get(event.action, ())
+        if rule.matches(event.action, event.occurred_at, event.attributes)
+    ]
+
+
+def complete(
+    matches: Sequence[Match], state: dict[tuple[str, str, str], Progress]
+) -> list[tuple[Any, Rule, str, Completion]]:
+    """Advance the progress of each count or ratio match in order (`state` by (user, task,
+    period), updated in place) and return the completions: the one decision both the live
+    consumer and the dry run make."""
+    done = []
+    for event, rule, key in matches:
+        progress = state.setdefault((event.user_id, rule.id, key), Progress())
+        completion = advance(
+            rule, progress, event.user_id, key, event.occurred_at, event.attributes
+        )
+        if completion is not None:
+            done.append((event, rule, key, completion))
+    return done
+
+
 def status_of(rule: Rule, progress: Progress) -> str:
     cap = rule.cap
     if cap is not None and progress.completions >= cap:
@@ -273,3 +308,217 @@ def clawbacks(
         for g in grants
     ]
     return [c for c in found if c.clawed_total > 0]
+
+
+# Check-ins (签到): a reward ladder by streak day.
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    day: int  # the streak position from which `amount` is paid
+    amount: int
+
+
+@dataclass(frozen=True)
+class Makeup:
+    """补签: a missed day within `window_days` of today may be made up, `max_per_month`
+    times per calendar month, for `cost_points` points."""
+
+    window_days: int
+    max_per_month: int
+    cost_points: int
+
+
+@dataclass(frozen=True)
+class Ladder:
+    steps: tuple[LadderStep, ...]
+    cycle_days: int  # after this many days the ladder restarts (or holds at its last step)
+    after_cycle: str = "restart"  # restart | hold
+
+    def step(self, position: int) -> int:
+        """Which ladder day a streak position is paid as."""
+        if position <= 0:
+            raise ValueError("a streak position starts at 1")
+        if self.after_cycle == "hold":
+            return min(position, self.cycle_days)
+        return (position - 1) % self.cycle_days + 1
+
+    def amount(self, position: int) -> int:
+        """What the check-in at this streak position pays: the ladder entry with the largest
+        day not past its step (nothing before the first entry)."""
+        step = self.step(position)
+        paid = [s.amount for s in self.steps if s.day <= step]
+        return paid[-1] if paid else 0
+
+
+@dataclass(frozen=True)
+class CheckinDay:
+    """A checked-in day as stored: its kind, its position in its run of consecutive days,
+    and what it has paid so far."""
+
+    kind: str  # normal | makeup
+    streak: int
+    paid: int
+
+
+@dataclass(frozen=True)
+class DayChange:
+    day: date
+    kind: str
+    streak: int
+    paid: int  # after this change
+    grant: int  # paid now: what the new position is worth beyond what the day paid before
+
+
+@dataclass(frozen=True)
+class CheckinPlan:
+    changes: list[DayChange]  # the new day first, then the later days of its run
+    broken: tuple[int, date] | None  # (previous streak, its last day) when this ends a gap
+
+
+def plan_checkin(
+    ladder: Ladder,
+    days: dict[date, CheckinDay],
+    new_day: date,
+    kind: str,
+    last_before: tuple[date, int] | None = None,
+) -> CheckinPlan | None:
+    """Add a check-in on `new_day` to a user's check-in `days` of one rule.
+
+    `days` must hold the day before `new_day` (if checked in) and every checked-in day after
+    it; `last_before`: the latest checked-in day before `new_day` with its streak, if any.
+    The new day's streak position follows the day before it; the days after it in the same
+    run move up by as many positions. Each day is paid what its position is worth beyond what
+    it paid before (never less: a longer streak never takes back). Returns None when the day
+    is already checked in (a replay or a second check-in the same day).
+    """
+    if new_day in days:
+        return None
+    before = days.get(new_day - timedelta(days=1))
+    position = before.streak + 1 if before is not None else 1
+    changes: list[DayChange] = []
+    day, day_kind, paid_before = new_day, kind, 0
+    while True:
+        target = ladder.amount(position)
+        paid = max(paid_before, target)
+        changes.append(DayChange(day, day_kind, position, paid, paid - paid_before))
+        day += timedelta(days=1)
+        following = days.get(day)
+        if following is None:
+            break
+        position += 1
+        day_kind, paid_before = following.kind, following.paid
+    broken = None
+    if before is None and last_before is not None and kind == "normal":
+        broken = (last_before[1], last_before[0])
+    return CheckinPlan(changes, broken)
+
+
+def current_streak(days: dict[date, int], today: date) -> int:
+    """The streak as of `today` (`days`: checked-in day -> its stored streak position):
+    counted back from today, or from yesterday when today has no check-in yet."""
+    if today in days:
+        return days[today]
+    return days.get(today - timedelta(days=1), 0)
+
+
+def checkin_day(occurred_at: datetime, tz: ZoneInfo) -> date:
+    """The business day a check-in belongs to (23:59 and 00:01 are two days)."""
+    return occurred_at.astimezone(tz).date()
+
+
+def checkin_grant_id(user_id: str, task_id: str, day: date, paid: int) -> str:
+    """A check-in day's grant, by what the day has paid in all once it is made: recomputing
+    the same change mints the same id, so nothing is paid twice."""
+    return stable_id("checkin", user_id, task_id, day.isoformat(), paid)
+
+
+@dataclass
+class DayBook:
+    """One user's check-in days of one rule, as far as a batch needs them: the days from the
+    day before its earliest check-in on, and the latest day before that (`last_loaded`)."""
+
+    days: dict[date, CheckinDay] = field(default_factory=dict)
+    last_loaded: tuple[date, int] | None = None
+    changed: set[date] = field(default_factory=set)
+
+    def last_before(self, day: date) -> tuple[date, int] | None:
+        earlier = [d for d in self.days if d < day]
+        if earlier:
+            latest = max(earlier)
+            return latest, self.days[latest].streak
+        return self.last_loaded
+
+    def check_in(self, ladder: Ladder, day: date, kind: str) -> CheckinPlan | None:
+        """Add a check-in (see plan_checkin) and keep its changes."""
+        plan = plan_checkin(ladder, self.days, day, kind, self.last_before(day))
+        if plan is not None:
+            for c in plan.changes:
+                self.days[c.day] = CheckinDay(c.kind, c.streak, c.paid)
+                self.changed.add(c.day)
+        return plan
+
+
+# Rules as stored.
+
+RULE_FIELDS = (
+    "action",
+    "kind",
+    "reward_points",
+    "period",
+    "target_count",
+    "max_per_period",
+    "amount_unit_cents",
+    "amount_attribute",
+    "points_validity_days",
+    "active",
+    "starts_at",
+    "ends_at",
+    "reward_type",
+    "pending_days",
+    "version",
+)
+# What decides what a rule pays: a change to any of these makes a new version.
+REWARD_FIELDS = (
+    "action",
+    "kind",
+    "target_count",
+    "reward_points",
+    "amount_unit_cents",
+    "amount_attribute",
+    "period",
+    "max_per_period",
+    "conditions",
+    "points_validity_days",
+    "starts_at",
+    "ends_at",
+    "reward_type",
+    "extra_rewards",
+    "pending_days",
+    "ladder",
+    "cycle_days",
+    "after_cycle",
+    "makeup",
+)
+
+
+def rule_from_row(row: Any) -> Rule:
+    """A rule from its stored row (or any object with the same attributes)."""
+    values = {f: getattr(row, f) for f in RULE_FIELDS}
+    conditions = tuple(
+        Condition(c["attribute"], c["op"], c.get("value")) for c in row.conditions or []
+    )
+    extras = tuple(Reward(e["reward_type"], e["amount"]) for e in row.extra_rewards or [])
+    ladder = None
+    if row.ladder:
+        steps = tuple(LadderStep(s["day"], s["amount"]) for s in row.ladder)
+        ladder = Ladder(steps, row.cycle_days or steps[-1].day, row.after_cycle or "restart")
+    makeup = Makeup(**row.makeup) if row.makeup else None
+    return Rule(
+        id=row.id,
+        conditions=conditions,
+        extra_rewards=extras,
+        ladder=ladder,
+        makeup=makeup,
+        **values,
+    )

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from services.task_progress.api import router
-from services.task_progress.assets import AssetCatalog
 from services.task_progress.consumer import BehaviorHandler
-from services.task_progress.models import messaging, metadata
+from services.task_progress.ledger_client import LedgerClient
+from services.task_progress.models import PURGES, messaging, metadata
 from services.task_progress.seed import seed_demo_tasks
 from services.task_progress.settings import Settings
-from shared.events import BEHAVIOR_EVENTS, REWARDS_GRANTS
+from shared.events import BEHAVIOR_EVENTS, PROGRESS_EVENTS, REWARDS_GRANTS
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
-def build_parts(platform: Platform[Settings]) -> AssetCatalog:
+def build_parts(platform: Platform[Settings]) -> LedgerClient:
     settings = platform.settings
-    return AssetCatalog(
+    return LedgerClient(
         settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
     )
 
 
-def build_workers(rt: Runtime[Settings, AssetCatalog]) -> list[Worker]:
+def build_workers(rt: Runtime[Settings, LedgerClient]) -> list[Worker]:
     return [rt.consumer(BehaviorHandler(rt.settings))]
 
 
-async def on_stop(rt: Runtime[Settings, AssetCatalog]) -> None:
+async def on_stop(rt: Runtime[Settings, LedgerClient]) -> None:
     await rt.parts.close()
 
 
@@ -37,7 +37,8 @@ SPEC = ServiceSpec(
     metadata=metadata,
     messaging=messaging,
     routers=[router],
-    topics=[BEHAVIOR_EVENTS, REWARDS_GRANTS],
+    topics=[BEHAVIOR_EVENTS, REWARDS_GRANTS, PROGRESS_EVENTS],
+    purges=PURGES,
     build_parts=build_parts,
     build_workers=build_workers,
     seed=seed_demo_tasks,

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.messaging import add_messaging_tables
+from shared.messaging import Purge, add_messaging_tables
 
 metadata = MetaData()
 messaging = add_messaging_tables(metadata)
@@ -47,6 +48,13 @@ tasks = Table(
     Column("reward_type", String(32), nullable=False, server_default="points"),
     Column("extra_rewards", JSONB, nullable=False, server_default="[]"),  # [{reward_type, amount}]
     Column("pending_days", Integer, nullable=True),
+    # check-in rules: [{day, amount}], the cycle and what happens after it, make-ups
+    Column("ladder", JSONB, nullable=True),
+    Column("cycle_days", Integer, nullable=True),
+    Column("after_cycle", String(16), nullable=False, server_default="restart"),
+    Column("makeup", JSONB, nullable=True),  # {window_days, max_per_month, cost_points}
+    # bumped by every change of a field that decides what the rule pays (task_versions)
+    Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("target_count >= 1", name="ck_tasks_target_count"),
@@ -82,6 +90,7 @@ grants = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("asset", String(32), nullable=False, server_default="points"),
     Column("available_at", DateTime(timezone=True), nullable=True),
+    Column("rule_version", Integer, nullable=False, server_default="1"),
 )
 Index("ix_grants_user", grants.c.user_id, grants.c.created_at)
 Index("ix_grants_causation", grants.c.causation_event_id)  # an order's grants, on refund
@@ -109,3 +118,58 @@ order_refunds = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("amount_cents >= 0", name="ck_order_refunds_amount"),
 )
+
+# Every version of a rule: what it paid from `created_at` on.
+task_versions = Table(
+    "task_versions",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("rule", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# A user's check-in days per check-in rule: kind, position in its run of consecutive days,
+# and what the day has paid so far (a longer streak later pays only the difference).
+checkins = Table(
+    "checkins",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("task_id", String(36), ForeignKey("tasks.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("kind", String(8), nullable=False),  # normal | makeup
+    Column("streak", Integer, nullable=False),
+    Column("paid", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# 补签 requests: pending until the ledger has taken the cost, then done (with the answer).
+makeups = Table(
+    "makeups",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("task_id", String(36), ForeignKey("tasks.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | done
+    Column("cost_points", Integer, nullable=False),
+    Column("result", JSONB, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# What task_progress has seen, for the dry run of a draft rule (kept
+# JIFEN_BEHAVIOR_HISTORY_HOURS).
+behavior_history = Table(
+    "behavior_history",
+    metadata,
+    Column("behavior_id", String(36), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("attributes", JSONB, nullable=False, server_default="{}"),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_behavior_history_action", behavior_history.c.action, behavior_history.c.occurred_at)
+Index("ix_behavior_history_received_at", behavior_history.c.received_at, postgresql_using="brin")
+
+PURGES = (Purge("behavior_history", "received_at < :cutoff", "behavior_history_hours"),)

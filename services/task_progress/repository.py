@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.task_progress.models import grants, order_refunds, orders, progress, tasks
+from services.task_progress.models import (
+    behavior_history,
+    checkins,
+    grants,
+    makeups,
+    order_refunds,
+    orders,
+    progress,
+    task_versions,
+    tasks,
+)
 from shared.bulk import Bulk, KeyedRows
 
 ProgressKey = tuple[str, str, str]  # (user_id, task_id, period_key)
@@ -81,6 +92,7 @@ GRANTS = Bulk(
         "causation_event_id": "text",
         "asset": "text",
         "available_at": "timestamptz",
+        "rule_version": "integer",
     },
 )
 LOCKED_PROGRESS = KeyedRows(PROGRESS_KEYS, "t.count AS n, t.completions, t.points, t.last_event_at")
@@ -218,3 +230,207 @@ async def grants_caused_by(session: AsyncSession, order_ids: Sequence[str]) -> d
         for r in rows:
             found[r.causation_event_id].append(r)
     return found
+
+
+# --- rule versions -----------------------------------------------------------------------------
+
+
+async def insert_version(
+    session: AsyncSession, task_id: str, version: int, rule: dict[str, Any]
+) -> None:
+    await session.execute(
+        pg_insert(task_versions)
+        .values(task_id=task_id, version=version, rule=rule)
+        .on_conflict_do_nothing()
+    )
+
+
+async def versions_of(session: AsyncSession, task_id: str) -> list[Any]:
+    rows = await session.execute(
+        select(task_versions)
+        .where(task_versions.c.task_id == task_id)
+        .order_by(task_versions.c.version)
+    )
+    return list(rows)
+
+
+# --- behavior history --------------------------------------------------------------------------
+
+HISTORY = Bulk(
+    "behavior_history",
+    {
+        "behavior_id": "text",
+        "user_id": "text",
+        "action": "text",
+        "occurred_at": "timestamptz",
+        "attributes": "jsonb",
+    },
+)
+_INSERT_HISTORY = HISTORY.insert("ON CONFLICT DO NOTHING")
+
+
+async def insert_history(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(_INSERT_HISTORY, HISTORY.params(rows))
+
+
+async def stream_history(
+    session: AsyncSession, action: str, start: datetime, end: datetime, chunk: int = 5000
+) -> AsyncIterator[Sequence[Any]]:
+    """The stored behaviors of `action` in [start, end), in time order, `chunk` rows at a
+    time (a server-side cursor: memory stays flat however many there are)."""
+    result = await session.stream(
+        select(
+            behavior_history.c.behavior_id,
+            behavior_history.c.user_id,
+            behavior_history.c.action,
+            behavior_history.c.occurred_at,
+            behavior_history.c.attributes,
+        )
+        .where(
+            behavior_history.c.action == action,
+            behavior_history.c.occurred_at >= start,
+            behavior_history.c.occurred_at < end,
+        )
+        .order_by(behavior_history.c.occurred_at, behavior_history.c.behavior_id)
+        .execution_options(yield_per=chunk)
+    )
+    async for part in result.partitions(chunk):
+        yield part
+
+
+# --- check-ins ---------------------------------------------------------------------------------
+
+CHECKIN_FROM = Bulk("checkins", {"user_id": "text", "task_id": "text", "day": "date"})
+# Per (user, task, day): the stored days from the day before on, and the last day before it.
+_CHECKINS_FROM = text(
+    "SELECT c.user_id, c.task_id, c.day, c.kind, c.streak, c.paid "
+    f"FROM {CHECKIN_FROM.source()} "
+    "JOIN checkins c ON c.user_id = v.user_id AND c.task_id = v.task_id "
+    "AND c.day >= v.day - 1"
+)
+_LAST_BEFORE = text(
+    "SELECT v.user_id, v.task_id, v.day AS asked, last.day, last.streak "
+    f"FROM {CHECKIN_FROM.source()} "
+    "JOIN LATERAL (SELECT day, streak FROM checkins c WHERE c.user_id = v.user_id "
+    "AND c.task_id = v.task_id AND c.day < v.day ORDER BY day DESC LIMIT 1) last ON true"
+)
+CHECKIN_ROWS = Bulk(
+    "checkins",
+    {
+        "user_id": "text",
+        "task_id": "text",
+        "day": "date",
+        "kind": "text",
+        "streak": "integer",
+        "paid": "bigint",
+    },
+)
+_SAVE_CHECKINS = CHECKIN_ROWS.insert(
+    "ON CONFLICT (user_id, task_id, day) DO UPDATE "
+    "SET streak = excluded.streak, paid = excluded.paid"
+)
+
+
+async def checkin_days(
+    session: AsyncSession, asked: Sequence[tuple[str, str, date]]
+) -> tuple[list[Any], list[Any]]:
+    """For (user, task, day) asked: every stored day from the day before on, and the latest
+    stored day before it (the caller holds the (user, task) lock)."""
+    if not asked:
+        return [], []
+    params = CHECKIN_FROM.params({"user_id": u, "task_id": t, "day": d} for u, t, d in asked)
+    days = list(await session.execute(_CHECKINS_FROM, params))
+    last = list(await session.execute(_LAST_BEFORE, params))
+    return days, last
+
+
+async def save_checkins(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(_SAVE_CHECKINS, CHECKIN_ROWS.params(rows))
+
+
+async def checkins_between(
+    session: AsyncSession, user_id: str, task_id: str, first: date, last: date
+) -> list[Any]:
+    rows = await session.execute(
+        select(checkins.c.day, checkins.c.kind, checkins.c.streak, checkins.c.paid)
+        .where(
+            checkins.c.user_id == user_id,
+            checkins.c.task_id == task_id,
+            checkins.c.day >= first,
+            checkins.c.day <= last,
+        )
+        .order_by(checkins.c.day)
+    )
+    return list(rows)
+
+
+async def longest_streak(session: AsyncSession, user_id: str, task_id: str) -> int:
+    result = await session.execute(
+        select(func.coalesce(func.max(checkins.c.streak), 0)).where(
+            checkins.c.user_id == user_id, checkins.c.task_id == task_id
+        )
+    )
+    return int(result.scalar_one())
+
+
+async def first_checkin_task(session: AsyncSession) -> Any:
+    result = await session.execute(
+        select(tasks)
+        .where(tasks.c.kind == "checkin", tasks.c.active)
+        .order_by(tasks.c.created_at, tasks.c.id)
+        .limit(1)
+    )
+    return result.one_or_none()
+
+
+# --- make-ups ----------------------------------------------------------------------------------
+
+
+async def makeup_of(session: AsyncSession, user_id: str, task_id: str, day: date) -> Any:
+    result = await session.execute(
+        select(makeups).where(
+            makeups.c.user_id == user_id, makeups.c.task_id == task_id, makeups.c.day == day
+        )
+    )
+    return result.one_or_none()
+
+
+async def makeups_in_month(
+    session: AsyncSession, user_id: str, task_id: str, first: date, last: date
+) -> int:
+    result = await session.execute(
+        select(func.count()).where(
+            makeups.c.user_id == user_id,
+            makeups.c.task_id == task_id,
+            makeups.c.day >= first,
+            makeups.c.day <= last,
+        )
+    )
+    return int(result.scalar_one())
+
+
+async def insert_makeup(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(pg_insert(makeups).values(**values).on_conflict_do_nothing())
+
+
+async def finish_makeup(
+    session: AsyncSession, user_id: str, task_id: str, day: date, result: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(makeups)
+        .where(makeups.c.user_id == user_id, makeups.c.task_id == task_id, makeups.c.day == day)
+        .values(status="done", result=result)
+    )
+
+
+async def drop_makeup(session: AsyncSession, user_id: str, task_id: str, day: date) -> None:
+    await session.execute(
+        delete(makeups).where(
+            makeups.c.user_id == user_id,
+            makeups.c.task_id == task_id,
+            makeups.c.day == day,
+            makeups.c.status == "pending",
+        )
+    )

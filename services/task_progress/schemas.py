@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,6 +48,26 @@ class ExtraReward(BaseModel):
     amount: int = Field(ge=1, le=1_000_000)
 
 
+class LadderStepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    day: int = Field(ge=1, le=366, description="streak day from which this amount is paid")
+    amount: int = Field(ge=1, le=1_000_000)
+
+
+class MakeupIn(BaseModel):
+    """补签: which missed days may be made up, how often, at what cost in points."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_days: int = Field(ge=1, le=31, description="how far back a missed day may be")
+    max_per_month: int = Field(ge=1, le=31, description="make-ups per calendar month")
+    cost_points: int = Field(ge=0, le=1_000_000)
+
+
+AfterCycle = Literal["restart", "hold"]
+
+
 class _TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -56,7 +76,11 @@ class _TaskFields(BaseModel):
     action: str = Field(pattern=ACTION_PATTERN)
     kind: RuleKind = "count"
     target_count: int = Field(1, ge=1, le=100_000)
-    reward_points: int = Field(ge=1, le=1_000_000)
+    reward_points: int = Field(
+        None,  # type: ignore[assignment]  # check-in rules take theirs from the ladder
+        ge=1,
+        le=1_000_000,
+    )
     amount_unit_cents: int | None = Field(None, ge=1, le=10**12)
     amount_attribute: str = Field("amount_cents", min_length=1, max_length=64)
     period: Period = "day"
@@ -71,9 +95,38 @@ class _TaskFields(BaseModel):
     pending_days: int | None = Field(
         None, ge=1, le=365, description="rewards are pending (not spendable) for this many days"
     )
+    ladder: list[LadderStepIn] | None = Field(None, min_length=1, max_length=60)
+    cycle_days: int | None = Field(
+        None, ge=1, le=366, description="the ladder restarts (or holds) after this many days"
+    )
+    after_cycle: AfterCycle = "restart"
+    makeup: MakeupIn | None = None
+
+
+def check_checkin_rule(fields: dict[str, Any]) -> None:
+    ladder = fields.get("ladder")
+    if fields.get("kind") != "checkin":
+        if ladder or fields.get("makeup") or fields.get("cycle_days"):
+            raise ValueError("ladder, cycle_days and makeup belong to check-in rules")
+        return
+    if not ladder:
+        raise ValueError("a check-in rule needs a ladder: [{day, amount}, ...]")
+    days = [step["day"] for step in ladder]
+    if days[0] != 1 or days != sorted(set(days)):
+        raise ValueError("ladder days start at 1 and increase")
+    if fields.get("period", "day") != "day" or fields.get("target_count", 1) != 1:
+        raise ValueError("a check-in rule counts one check-in per business day (period day)")
+    if fields.get("extra_rewards"):
+        raise ValueError("a check-in rule pays its ladder in reward_type, without extra_rewards")
+    cycle = fields.get("cycle_days")
+    if cycle is not None and cycle < days[-1]:
+        raise ValueError("cycle_days cannot be shorter than the ladder")
 
 
 def check_rule(fields: dict[str, Any]) -> None:
+    check_checkin_rule(fields)
+    if fields.get("kind") != "checkin" and fields.get("reward_points") is None:
+        raise ValueError("reward_points is required")
     if fields.get("kind") == "amount_ratio":
         if not fields.get("amount_unit_cents"):
             raise ValueError(
@@ -105,6 +158,12 @@ class TaskCreate(_TaskFields):
     @model_validator(mode="after")
     def _consistent(self) -> TaskCreate:
         check_rule(self.model_dump())
+        if self.kind == "checkin":
+            assert self.ladder  # check_rule
+            if self.reward_points is None:  # shown as what the ladder pays at its top
+                self.reward_points = max(step.amount for step in self.ladder)
+            if self.cycle_days is None:
+                self.cycle_days = self.ladder[-1].day
         return self
 
 
@@ -122,6 +181,7 @@ NOT_NULL = frozenset(
         "active",
         "reward_type",
         "extra_rewards",
+        "after_cycle",
     }
 )
 
@@ -149,6 +209,10 @@ class TaskPatch(BaseModel):
     reward_type: str | None = Field(None, pattern=ASSET_PATTERN)
     extra_rewards: list[ExtraReward] | None = Field(None, max_length=MAX_EXTRA_REWARDS)
     pending_days: int | None = Field(None, ge=1, le=365)
+    ladder: list[LadderStepIn] | None = Field(None, min_length=1, max_length=60)
+    cycle_days: int | None = Field(None, ge=1, le=366)
+    after_cycle: AfterCycle | None = None
+    makeup: MakeupIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> TaskPatch:
@@ -163,8 +227,100 @@ class TaskOut(_TaskFields):
     model_config = ConfigDict(extra="ignore")
 
     id: str
+    version: int = Field(description="bumped by every change of what the rule pays")
     created_at: datetime
     updated_at: datetime
+
+
+class TaskVersion(BaseModel):
+    version: int
+    rule: dict[str, Any] = Field(description="the fields that decide what the rule pays")
+    created_at: datetime
+
+
+class TaskVersions(BaseModel):
+    task_id: str
+    items: list[TaskVersion]
+
+
+class SimulateRequest(BaseModel):
+    """A draft rule replayed on the behaviors of [from, to)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    rule: TaskCreate
+    from_: AwareDatetime = Field(alias="from")
+    to: AwareDatetime
+
+    @model_validator(mode="after")
+    def _window(self) -> SimulateRequest:
+        if self.to <= self.from_:
+            raise ValueError("to must be after from")
+        if (self.to - self.from_).days > 366:
+            raise ValueError("simulate at most 366 days at a time")
+        return self
+
+
+class SimulatedUser(BaseModel):
+    user_id: str
+    completions: int
+    rewards: dict[str, int]
+
+
+class SimulatedDay(BaseModel):
+    day: date
+    behaviors: int
+    completions: int
+    rewards: dict[str, int]
+
+
+class SimulationOut(BaseModel):
+    behaviors_scanned: int
+    users_matched: int
+    completions: int
+    rewards: dict[str, int]
+    top_users: list[SimulatedUser]
+    by_day: list[SimulatedDay]
+
+
+class CheckinDayOut(BaseModel):
+    day: date
+    kind: Literal["normal", "makeup"]
+
+
+class CheckinsOut(BaseModel):
+    user_id: str
+    task_id: str
+    month: str
+    reward_type: str
+    days: list[CheckinDayOut]
+    current_streak: int
+    longest_streak: int
+    today_reward: int = Field(description="what today's check-in pays (or paid)")
+    tomorrow_reward: int = Field(description="what tomorrow's pays if the streak holds")
+
+
+class MakeupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=36)
+    day: date
+    idempotency_key: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+
+
+class RewardOut(BaseModel):
+    asset: str
+    amount: int
+
+
+class MakeupOut(BaseModel):
+    user_id: str
+    task_id: str
+    day: date
+    kind: Literal["makeup"] = "makeup"
+    streak: int = Field(description="the made-up day's position in its streak")
+    cost_points: int
+    rewards: list[RewardOut] = Field(description="what the make-up paid: only new ladder steps")
 
 
 class TaskList(BaseModel):

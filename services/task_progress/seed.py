@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from services.task_progress import repository as repo
 from services.task_progress.schemas import TaskCreate
+from services.task_progress.service import rule_snapshot
 from shared.events import stable_id
 from shared.service import Runtime
 
 DEMO_TASKS = [
     {
         "name": "Daily check-in",
-        "description": "Check in once a day",
+        "description": "Check in every day: 5 points, rising to 30 on the 7th day in a row",
         "action": "checkin",
-        "reward_points": 5,
-        "period": "day",
-        "max_per_period": 1,
+        "kind": "checkin",
+        "ladder": [
+            {"day": 1, "amount": 5},
+            {"day": 3, "amount": 10},
+            {"day": 5, "amount": 15},
+            {"day": 7, "amount": 30},
+        ],
+        "cycle_days": 7,
+        "after_cycle": "restart",
+        "makeup": {"window_days": 7, "max_per_month": 2, "cost_points": 20},
     },
     {
         "name": "Daily login",
@@ -82,8 +90,6 @@ async def seed_demo_tasks(rt: Runtime) -> None:
     async with rt.db.transaction() as session:
         for spec in DEMO_TASKS:
             body = TaskCreate.model_validate(spec)
-            await repo.insert_task(
-                session,
-                {"id": stable_id("demo-task", body.name), **body.model_dump()},
-                if_absent=True,
-            )
+            task_id = stable_id("demo-task", body.name)
+            await repo.insert_task(session, {"id": task_id, **body.model_dump()}, if_absent=True)
+            await repo.insert_version(session, task_id, 1, rule_snapshot(body.model_dump()))

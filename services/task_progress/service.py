@@ -13,132 +13,120 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.task_progress import checkins
 from services.task_progress import repository as repo
 from services.task_progress.domain import (
+    REWARD_FIELDS,
     Clawback,
-    Condition,
     OrderGrant,
     Progress,
-    Reward,
     Rule,
-    advance,
     clawbacks,
+    complete,
+    match_rules,
     order_behavior_id,
     period_end,
     period_key,
     refunded_total,
+    rule_from_row,
     status_of,
     yuan,
 )
+from services.task_progress.emit import Output
 from services.task_progress.metrics import CLAWBACKS, REFUNDS
 from services.task_progress.models import messaging
 from services.task_progress.schemas import TaskCreate, TaskPatch, check_rule
 from shared.errors import InvalidInput, NotFound
-from shared.events import REWARDS_GRANTS, BehaviorEvent, ClawbackCommand, GrantCommand
+from shared.events import REWARDS_GRANTS, BehaviorEvent, ClawbackCommand
 from shared.messaging import OutgoingEvent, add_to_outbox
-from shared.metrics import GRANTS_ISSUED
 
 log = logging.getLogger(__name__)
 ORDER_PAID = "order_paid"
 ORDER_REFUNDED = "order_refunded"
-
-RULE_FIELDS = (
-    "action",
-    "kind",
-    "reward_points",
-    "period",
-    "target_count",
-    "max_per_period",
-    "amount_unit_cents",
-    "amount_attribute",
-    "points_validity_days",
-    "active",
-    "starts_at",
-    "ends_at",
-    "reward_type",
-    "pending_days",
-)
-
-
-def rule_from_row(row: Any) -> Rule:
-    values = {f: getattr(row, f) for f in RULE_FIELDS}
-    conditions = tuple(
-        Condition(c["attribute"], c["op"], c.get("value")) for c in row.conditions or []
-    )
-    extras = tuple(Reward(e["reward_type"], e["amount"]) for e in row.extra_rewards or [])
-    return Rule(id=row.id, conditions=conditions, extra_rewards=extras, **values)
 
 
 async def apply_behaviors(session: AsyncSession, events: list[BehaviorEvent], tz: ZoneInfo) -> int:
     """Advance progress for a batch of behaviors; returns how many grants were issued.
 
     Set-based: one query for rules, one to lock every touched progress row, one update,
-    one insert of grants and one of outbox rows, whatever the batch size. Paid orders are
-    recorded with one more insert; refunds are recorded and applied after the grants, so a
-    refund that waited for its order takes back what that order has just earned.
+    one insert each of grants, history and outbox rows, whatever the batch size (check-ins
+    add one read of the days they touch). Paid orders are recorded with one more insert;
+    refunds are recorded and applied after the grants, so a refund that waited for its
+    order takes back what that order has just earned.
     """
+    await repo.insert_history(
+        session,
+        [
+            {
+                "behavior_id": e.behavior_id,
+                "user_id": e.user_id,
+                "action": e.action,
+                "occurred_at": e.occurred_at,
+                "attributes": e.attributes,
+            }
+            for e in events
+        ],
+    )
     issued = await _advance_progress(session, events, tz)
     await _record_orders_and_refunds(session, events)
     return issued
 
 
-async def _advance_progress(
-    session: AsyncSession, events: list[BehaviorEvent], tz: ZoneInfo
-) -> int:
+async def active_rules(session: AsyncSession) -> dict[str, list[Rule]]:
     rules: dict[str, list[Rule]] = {}
     for row in await repo.active_tasks(session):
         rule = rule_from_row(row)
         rules.setdefault(rule.action, []).append(rule)
-    matches = [
-        (event, rule, period_key(rule.period, event.occurred_at, tz))
-        for event in events
-        for rule in rules.get(event.action, ())
-        if rule.matches(event.action, event.occurred_at, event.attributes)
-    ]
+    return rules
+
+
+async def _advance_progress(
+    session: AsyncSession, events: list[BehaviorEvent], tz: ZoneInfo
+) -> int:
+    matches = match_rules(await active_rules(session), events, tz)
     if not matches:
         return 0
-    locked = await repo.lock_progress(session, [(e.user_id, r.id, key) for e, r, key in matches])
+    counted = [m for m in matches if m[1].kind != "checkin"]
+    checked_in = [m for m in matches if m[1].kind == "checkin"]
+    locked = await repo.lock_progress(
+        session,
+        [(e.user_id, r.id, key) for e, r, key in counted]
+        + [checkins.lock_key(e.user_id, r.id) for e, r, _ in checked_in],
+    )
     state = {
         k: Progress(row.n, row.completions, row.points, row.last_event_at)
         for k, row in locked.items()
+        if k[2] != checkins.CHECKIN_KEY
     }
-    grant_rows, outgoing = [], []
-    for event, rule, key in matches:
-        pkey = (event.user_id, rule.id, key)
-        done = advance(rule, state[pkey], event.user_id, key, event.occurred_at, event.attributes)
-        if done is None:
-            continue
-        for payout in done.payouts():
-            command = GrantCommand(
+    out = Output()
+    for event, rule, key, done in complete(counted, state):
+        payouts = done.payouts()
+        for payout in payouts:
+            out.grant(
+                rule,
+                event.user_id,
                 grant_id=payout.grant_id,
-                user_id=event.user_id,
                 asset=payout.asset,
                 points=payout.points,
-                expires_at=done.expires_at,
-                available_at=done.available_at,
-                task_id=rule.id,
                 period_key=key,
                 completion=done.number,
-                causation_event_id=event.behavior_id,
+                cause=event.behavior_id,
                 occurred_at=event.occurred_at,
+                expires_at=done.expires_at,
+                available_at=done.available_at,
+                what=f"completion {done.number} ({key})",
             )
-            grant_rows.append(
-                {
-                    "grant_id": payout.grant_id,
-                    "user_id": event.user_id,
-                    "task_id": rule.id,
-                    "period_key": key,
-                    "completion": done.number,
-                    "points": payout.points,
-                    "expires_at": done.expires_at,
-                    "causation_event_id": event.behavior_id,
-                    "asset": payout.asset,
-                    "available_at": done.available_at,
-                }
-            )
-            outgoing.append(OutgoingEvent(REWARDS_GRANTS, event.user_id, command.model_dump_json()))
-        GRANTS_ISSUED.labels(rule.id).inc()
-    rules_by_id = {r.id: r for _, r, _ in matches}
+        out.progress(
+            "task.completed",
+            rule,
+            event.user_id,
+            (done.grant_id,),
+            event.occurred_at,
+            [(p.asset, p.points) for p in payouts],
+            period_key=key,
+            completion=done.number,
+        )
+    rules_by_id = {r.id: r for _, r, _ in counted}
     await repo.save_progress(
         session,
         [
@@ -155,9 +143,8 @@ async def _advance_progress(
             for (u, t, p), s in state.items()
         ],
     )
-    await repo.insert_grants(session, grant_rows)
-    await add_to_outbox(session, messaging.outbox, outgoing)
-    return len(grant_rows)
+    await checkins.apply_checkins(session, checked_in, out, tz)
+    return await out.write(session)
 
 
 def _is_amount(value: Any) -> TypeGuard[int]:
@@ -396,11 +383,23 @@ def _row_to_dict(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+def rule_snapshot(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a rule that decide what it pays, as JSON (a version's record)."""
+    return {
+        f: fields[f].astimezone(UTC).isoformat()
+        if isinstance(fields.get(f), datetime)
+        else fields.get(f)
+        for f in REWARD_FIELDS
+    }
+
+
 async def create_task(
     session: AsyncSession, body: TaskCreate, task_id: str | None = None
 ) -> dict[str, Any]:
     task_id = task_id or str(uuid.uuid4())
-    await repo.insert_task(session, {"id": task_id, **body.model_dump(mode="python")})
+    values = body.model_dump(mode="python")
+    await repo.insert_task(session, {"id": task_id, **values})
+    await repo.insert_version(session, task_id, 1, rule_snapshot(values))
     return await get_task(session, task_id)
 
 
@@ -412,18 +411,37 @@ async def get_task(session: AsyncSession, task_id: str) -> dict[str, Any]:
 
 
 async def patch_task(session: AsyncSession, task_id: str, patch: TaskPatch) -> dict[str, Any]:
+    """Change a rule. A change to what it pays makes a new version: behaviors from then on
+    are paid by it, and progress already made in the current period counts toward it."""
     row = await repo.get_task(session, task_id, for_update=True)
     if row is None:
         raise NotFound("task", task_id)
     changes = patch.model_dump(exclude_unset=True, mode="python")
     merged = {**_row_to_dict(row), **changes}
+    if merged["kind"] == "checkin" and merged.get("ladder") and not merged.get("cycle_days"):
+        changes["cycle_days"] = merged["cycle_days"] = merged["ladder"][-1]["day"]
     try:
         check_rule(merged)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
+    before = rule_snapshot(_row_to_dict(row))
+    after = rule_snapshot(merged)
+    if after != before:
+        changes["version"] = row.version + 1
     if changes:
         await repo.update_task(session, task_id, changes)
+    if after != before:
+        await repo.insert_version(session, task_id, row.version + 1, after)
     return await get_task(session, task_id)
+
+
+async def task_versions(session: AsyncSession, task_id: str) -> dict[str, Any]:
+    await get_task(session, task_id)
+    rows = await repo.versions_of(session, task_id)
+    return {
+        "task_id": task_id,
+        "items": [{"version": r.version, "rule": r.rule, "created_at": r.created_at} for r in rows],
+    }
 
 
 async def user_tasks(

@@ -14,3 +14,9 @@ class Settings(JifenSettings):
         description="Base URL of rewards_ledger (asks it whether a rule's reward asset exists)",
     )
     ledger_timeout_s: float = Field(3.0, gt=0, le=60, description="Per call to the ledger")
+    behavior_history_hours: int = Field(
+        90 * 24,
+        ge=1,
+        le=24 * 3650,
+        description="how long behaviors are kept for the dry run of a draft rule",
+    )

@@ -25,10 +25,12 @@ from shared.worker import PollingWorker
 @dataclass(frozen=True)
 class Purge:
     """One kind of row to forget: those of `table` matching `older_than` (a condition on
-    `:cutoff`), deleted `:limit` at a time."""
+    `:cutoff`), deleted `:limit` at a time. `:cutoff` is now less the hours in the settings
+    attribute `retention` (the dedupe retention unless a table keeps its rows longer)."""
 
     table: str
     older_than: str
+    retention: str = "dedupe_retention_hours"
 
     def statement(self) -> TextClause:
         return text(
@@ -57,10 +59,14 @@ class RetentionSweeper(PollingWorker):
 
     async def step(self) -> int:
         """Purge one batch of each table; returns the largest batch (a full one runs again)."""
-        cutoff = datetime.now(UTC) - timedelta(hours=self.settings.dedupe_retention_hours)
-        params = {"cutoff": cutoff, "limit": self.settings.retention_batch_size}
+        now = datetime.now(UTC)
         most = 0
         for purge, statement in self.purges:
+            hours = float(getattr(self.settings, purge.retention))
+            params = {
+                "cutoff": now - timedelta(hours=hours),
+                "limit": self.settings.retention_batch_size,
+            }
             async with self.db.transaction() as session:
                 deleted = len((await session.execute(statement, params)).all())
             if deleted:

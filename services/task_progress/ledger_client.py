@@ -1,4 +1,5 @@
-"""Which reward assets exist: the ledger owns them, a rule may only name one it knows."""
+"""task_progress's calls to rewards_ledger: which reward assets exist (a rule may only name
+one the ledger knows) and the debit that pays for a make-up check-in."""
 
 from __future__ import annotations
 
@@ -21,12 +22,10 @@ class LedgerUnavailable(DomainError):
         )
 
 
-class AssetCatalog:
-    """Checks asset codes with the ledger's `GET /v1/assets/{code}` (admin token).
-
-    Asked only when a rule is created or its rewards change, before the request touches the
-    database, so no connection or row lock waits on the ledger.
-    """
+class LedgerClient:
+    """The ledger's HTTP API with the admin token. Asset codes are checked only when a rule
+    is created or its rewards change, before the request touches the database, so no
+    connection or row lock waits on the ledger; the same holds for make-up debits."""
 
     def __init__(self, base_url: str, admin_token: str, timeout_s: float) -> None:
         self._http = httpx.AsyncClient(
@@ -59,3 +58,27 @@ class AssetCatalog:
                 f"unknown reward asset {', '.join(unknown)}: create it in rewards_ledger first",
                 unknown_assets=unknown,
             )
+
+    async def debit(self, user_id: str, points: int, key: str, reason: str) -> int:
+        """Take `points` with an idempotency key (a retry with the same key is the same
+        debit); returns the balance after. A refusal (insufficient_points, ...) is raised as
+        the ledger's own error; no definite answer is LedgerUnavailable (503): the caller may
+        retry with the same key."""
+        body = {"points": points, "idempotency_key": key, "reason": reason}
+        try:
+            response = await self._http.post(
+                f"/v1/accounts/{quote(user_id, safe='')}/debits", json=body
+            )
+        except httpx.HTTPError as exc:
+            raise LedgerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        if response.status_code in (200, 201):
+            return int(response.json()["balance_after"])
+        if 400 <= response.status_code < 500:
+            answer = response.json()
+            raise DomainError(
+                str(answer.get("error", "refused")),
+                str(answer.get("message", "the ledger refused the debit")),
+                status=response.status_code,
+                **(answer.get("details") or {}),
+            )
+        raise LedgerUnavailable(f"it answered {response.status_code}")

@@ -1,0 +1,115 @@
+"""What task_progress writes for a decision: grant rows (its own record), rewards.grants
+commands for the ledger and progress.events for the services that follow a user's progress,
+all through the outbox of the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.task_progress import repository as repo
+from services.task_progress.domain import Rule
+from services.task_progress.models import messaging
+from shared.events import (
+    PROGRESS_EVENTS,
+    REWARDS_GRANTS,
+    GrantCommand,
+    ProgressEvent,
+    RewardAmount,
+    stable_id,
+)
+from shared.messaging import OutgoingEvent, add_to_outbox
+from shared.metrics import GRANTS_ISSUED
+
+
+@dataclass
+class Output:
+    """A batch's writes, gathered and then written with one statement per table."""
+
+    grant_rows: list[dict[str, Any]] = field(default_factory=list)
+    outgoing: list[OutgoingEvent] = field(default_factory=list)
+
+    def grant(
+        self,
+        rule: Rule,
+        user_id: str,
+        *,
+        grant_id: str,
+        asset: str,
+        points: int,
+        period_key: str,
+        completion: int,
+        cause: str,
+        occurred_at: datetime,
+        expires_at: datetime | None,
+        available_at: datetime | None,
+        what: str,
+    ) -> None:
+        """One grant of one asset; the ledger entry's reason names the rule version."""
+        command = GrantCommand(
+            grant_id=grant_id,
+            user_id=user_id,
+            asset=asset,
+            points=points,
+            expires_at=expires_at,
+            available_at=available_at,
+            task_id=rule.id,
+            period_key=period_key,
+            completion=completion,
+            causation_event_id=cause,
+            occurred_at=occurred_at,
+            reason=f"task {rule.id} v{rule.version}: {what}",
+        )
+        self.grant_rows.append(
+            {
+                "grant_id": grant_id,
+                "user_id": user_id,
+                "task_id": rule.id,
+                "period_key": period_key,
+                "completion": completion,
+                "points": points,
+                "expires_at": expires_at,
+                "causation_event_id": cause,
+                "asset": asset,
+                "available_at": available_at,
+                "rule_version": rule.version,
+            }
+        )
+        self.outgoing.append(OutgoingEvent(REWARDS_GRANTS, user_id, command.model_dump_json()))
+        GRANTS_ISSUED.labels(rule.id).inc()
+
+    def progress(
+        self,
+        event_type: str,
+        rule: Rule,
+        user_id: str,
+        identity: tuple[object, ...],
+        occurred_at: datetime,
+        rewards: list[tuple[str, int]] | None = None,
+        **fields: Any,
+    ) -> None:
+        """One progress.events message; `identity` makes its event_id (the same decision
+        replayed publishes the same id)."""
+        event = ProgressEvent(
+            type=event_type,  # type: ignore[arg-type]
+            event_id=stable_id("progress", event_type, *identity),
+            user_id=user_id,
+            task_id=rule.id,
+            rule_version=rule.version,
+            rewards=[RewardAmount(asset=a, amount=n) for a, n in rewards or []],
+            occurred_at=occurred_at,
+            **fields,
+        )
+        self.outgoing.append(OutgoingEvent(PROGRESS_EVENTS, user_id, event.model_dump_json()))
+
+    async def write(self, session: AsyncSession) -> int:
+        await repo.insert_grants(session, self.grant_rows)
+        await add_to_outbox(session, messaging.outbox, self.outgoing)
+        return len(self.grant_rows)
+
+
+def day_key(day: date) -> str:
+    return day.isoformat()
