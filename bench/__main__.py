@@ -4,7 +4,9 @@ Starts embedded PostgreSQL and the broker in a scratch folder (or uses JIFEN_DAT
 JIFEN_KAFKA_BOOTSTRAP), starts every service as its own process, then measures:
 the SQL floor, end-to-end throughput and latency, latency at a fixed rate, HTTP ingest,
 a hot item under 64 concurrent redeemers, each service's peak memory, and the ledger's
-liability report on a 10M-row journal (BENCH_LIABILITY_ROWS).
+liability report on a 10M-row journal (BENCH_LIABILITY_ROWS), check-ins through the pipeline
+(BENCH_CHECKIN_USERS x 5 days) and the dry run of a rule over 1M stored behaviors
+(BENCH_DRY_RUN_ROWS).
 
 Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100000),
 BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10),
@@ -28,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from bench.dry_run import measure_dry_run
 from bench.floor import measure_floor
 from bench.liability import measure_liability
 from bench.profile import Profiler, summarize
@@ -599,8 +602,33 @@ SECTIONS = (
     "task_progress_scaling",
     "http_ingest",
     "hot_item",
+    "checkins",
+    "dry_run",
     "liability",
 )
+CHECKIN_ACTION = "bench_checkin"
+CHECKIN_DAYS = 5
+
+
+def checkin_envelopes(users: int, days: int) -> list[dict[str, Any]]:
+    """Each user checks in on each of the last `days` business days, in day order (one
+    partition per user keeps them in that order): every check-in pays one grant."""
+    today = datetime.now(UTC)
+    out = []
+    for back in range(days - 1, -1, -1):
+        at = (today - timedelta(days=back)).isoformat()
+        out += [
+            {
+                "event_id": uuid.uuid4().hex,
+                "source": SOURCE,
+                "user_id": f"checkin-{u}",
+                "action": CHECKIN_ACTION,
+                "occurred_at": at,
+                "attributes": {},
+            }
+            for u in range(users)
+        ]
+    return out
 
 
 async def settle_database(server_url: str, timeout: float = 120) -> float:
@@ -647,6 +675,17 @@ async def measure(
         r = await client.post(
             f"{stack.url('task_progress')}/v1/tasks",
             json={"name": "bench: 1 point per tick", "action": ACTION, "reward_points": 1},
+        )
+        r.raise_for_status()
+        ladder = [{"day": d, "amount": d} for d in range(1, 8)]
+        r = await client.post(
+            f"{stack.url('task_progress')}/v1/tasks",
+            json={
+                "name": "bench: daily check-in",
+                "action": CHECKIN_ACTION,
+                "kind": "checkin",
+                "ladder": ladder,
+            },
         )
         r.raise_for_status()
     if wanted("floor"):
@@ -701,6 +740,22 @@ async def measure(
             results["task_progress_scaling"] = await task_progress_scaling(
                 stack, producer, database_url_, users, scale_n
             )
+        if wanted("checkins"):
+            await drain(database_url_, bootstrap, timeout=600)
+            await settle_database(database_url_)
+            checkin_users = env_int("BENCH_CHECKIN_USERS", 10_000)
+            print(f"check-ins: {checkin_users} users x {CHECKIN_DAYS} days ...", flush=True)
+            before = cpu_seconds(stack, broker_pid)
+            results["checkins"] = await produce_and_wait(
+                producer,
+                ledger,
+                checkin_envelopes(checkin_users, CHECKIN_DAYS),
+                None,
+                timeout=600,
+            )
+            results["checkins"]["cpu_ms_per_event"] = cpu_ms_per_event(
+                before, cpu_seconds(stack, broker_pid), results["checkins"]["credited"]
+            )
     finally:
         await producer.stop()
     if wanted("http_ingest"):
@@ -723,6 +778,10 @@ async def measure(
         await statements.report("hot_item", results)
     await ledger.engine.dispose()
     results["peak_memory_mb"] = peak_memory_mb(stack)
+    if wanted("dry_run"):
+        rows = env_int("BENCH_DRY_RUN_ROWS", 1_000_000)
+        print(f"dry run of a rule over {rows:,} stored behaviors ...", flush=True)
+        results["dry_run"] = await measure_dry_run(database_url_, rows)
     if wanted("liability"):  # last: its 10M rows must not weigh on the sections above
         rows = env_int("BENCH_LIABILITY_ROWS", 10_000_000)
         print(f"liability report: generating {rows:,} journal rows ...", flush=True)
@@ -820,6 +879,28 @@ def table(results: dict[str, Any]) -> str:
             )
         )
         rows.append(cpu_row("hot item: CPU per request", hot["cpu_ms_per_redemption"]))
+    if "checkins" in results:
+        checkins = results["checkins"]
+        rows.append(
+            (
+                "check-ins through the pipeline",
+                f"{checkins['events_per_s']:,.0f} check-ins/s",
+                f"p99 {checkins['p99_ms']:,.0f} ms; {checkins['credited']:,}/"
+                f"{checkins['distinct']:,} paid; streaks of {CHECKIN_DAYS} days",
+            )
+        )
+        if "cpu_ms_per_event" in checkins:
+            rows.append(cpu_row("  CPU per check-in", checkins["cpu_ms_per_event"]))
+    if "dry_run" in results:
+        dry = results["dry_run"]
+        rows.append(
+            (
+                f"dry run over {dry['rows']:,} stored behaviors",
+                f"{dry['seconds']:.1f} s",
+                f"{dry['behaviors_per_s']:,.0f} behaviors/s; {dry['completions']:,} completions "
+                f"of {dry['users']:,} users; rows built in {dry['build_s']:.0f} s",
+            )
+        )
     if "liability" in results:
         liability = results["liability"]
         rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -28,9 +29,23 @@ ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 JIFEN_NAMESPACE = uuid.UUID("6f1c1d7e-3a52-4f0e-9a77-4f0d7c1b5e21")
 
 
+_NAMESPACE_BYTES = JIFEN_NAMESPACE.bytes
+
+
 def stable_id(*parts: object) -> str:
-    """A deterministic UUID from its parts: replaying the same input yields the same id."""
-    return str(uuid.uuid5(JIFEN_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+    """A deterministic UUID from its parts: replaying the same input yields the same id.
+
+    Exactly `str(uuid.uuid5(JIFEN_NAMESPACE, "\\x1f".join(map(str, parts))))` (a test holds
+    them equal), computed without the UUID object: ids are minted for every behavior, grant,
+    lot and event, and uuid5's objects were a third of a dry run's time.
+    """
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, parts)).encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class BehaviorEnvelope(BaseModel):

@@ -7,6 +7,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -26,16 +27,16 @@ _ORDERING = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operat
 
 def period_key(period: str, occurred_at: datetime, tz: ZoneInfo) -> str:
     """Which period a behavior belongs to, by when it happened in the business timezone."""
+    if period in ("once", "lifetime"):
+        return period
     local = occurred_at.astimezone(tz)
     if period == "day":
-        return local.strftime("%Y-%m-%d")
+        return local.date().isoformat()  # YYYY-MM-DD, cheaper than strftime on every event
     if period == "week":
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
     if period == "month":
-        return local.strftime("%Y-%m")
-    if period in ("once", "lifetime"):
-        return period
+        return f"{local.year:04d}-{local.month:02d}"
     raise ValueError(f"unknown period {period!r}")
 
 
@@ -127,7 +128,7 @@ class Rule:
             return False
         if self.ends_at is not None and occurred_at >= self.ends_at:
             return False
-        return all(c.holds(attributes) for c in self.conditions)
+        return not self.conditions or all(c.holds(attributes) for c in self.conditions)
 
     def points_for(self, attributes: dict[str, Any]) -> int:
         if self.kind == "amount_ratio":
@@ -157,17 +158,34 @@ class Payout:
 
 @dataclass(frozen=True)
 class Completion:
-    grant_id: str
+    """A completion of a rule by a user in a period. Its grant ids are derived when asked for
+    (the dry run never asks: minting ids was most of its time)."""
+
+    user_id: str
+    rule_id: str
+    period_key: str
     number: int
     points: int  # of the main reward (`asset`)
     expires_at: datetime | None
     asset: str = DEFAULT_ASSET
     available_at: datetime | None = None  # pending until then
-    extras: tuple[Payout, ...] = ()
+    extra_rewards: tuple[Reward, ...] = ()
+
+    @cached_property
+    def grant_id(self) -> str:
+        return stable_id("grant", self.user_id, self.rule_id, self.period_key, self.number)
+
+    def rewards(self) -> list[tuple[str, int]]:
+        """(asset, amount) of every grant, the main reward first."""
+        return [(self.asset, self.points)] + [(e.asset, e.amount) for e in self.extra_rewards]
 
     def payouts(self) -> list[Payout]:
         """Every grant this completion pays: the main reward first, then each extra reward."""
-        return [Payout(self.grant_id, self.asset, self.points), *self.extras]
+        main = self.grant_id
+        return [Payout(main, self.asset, self.points)] + [
+            Payout(stable_id("grant-extra", main, e.asset), e.asset, e.amount)
+            for e in self.extra_rewards
+        ]
 
 
 def advance(
@@ -197,18 +215,16 @@ def advance(
         if rule.points_validity_days
         else None
     )
-    grant_id = stable_id("grant", user_id, rule.id, key, progress.completions)
     return Completion(
-        grant_id=grant_id,
+        user_id=user_id,
+        rule_id=rule.id,
+        period_key=key,
         number=progress.completions,
         points=points,
         expires_at=expires_at,
         asset=rule.reward_type,
         available_at=occurred_at + timedelta(days=rule.pending_days) if rule.pending_days else None,
-        extras=tuple(
-            Payout(stable_id("grant-extra", grant_id, extra.asset), extra.asset, extra.amount)
-            for extra in rule.extra_rewards
-        ),
+        extra_rewards=rule.extra_rewards,
     )
 
 
@@ -235,7 +251,9 @@ def complete(
     consumer and the dry run make."""
     done = []
     for event, rule, key in matches:
-        progress = state.setdefault((event.user_id, rule.id, key), Progress())
+        progress = state.get((event.user_id, rule.id, key))
+        if progress is None:
+            progress = state[(event.user_id, rule.id, key)] = Progress()
         completion = advance(
             rule, progress, event.user_id, key, event.occurred_at, event.attributes
         )
