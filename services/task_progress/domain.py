@@ -118,8 +118,9 @@ class Rule:
 
     @property
     def cap(self) -> int | None:
-        """Completions allowed per period; a 'once' task completes once, ever."""
-        return 1 if self.period == "once" else self.max_per_period
+        """Completions allowed per period; a 'once' task completes once, ever, and a check-in
+        rule once a day."""
+        return 1 if self.period == "once" or self.kind == "checkin" else self.max_per_period
 
     def matches(self, action: str, occurred_at: datetime, attributes: dict[str, Any]) -> bool:
         if not self.active or action != self.action:

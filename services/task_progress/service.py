@@ -456,10 +456,19 @@ async def user_tasks(
     rows.sort(key=lambda r: (r.created_at, r.id))
     keys = [(r.id, period_key(r.period, now, tz)) for r in rows]
     found = await repo.progress_for_user(session, user_id, keys)
+    today = now.astimezone(tz).date()
+    checked_in = {
+        r.id: await repo.checkins_between(session, user_id, r.id, today, today)
+        for r in rows
+        if r.kind == "checkin"
+    }
     items = []
     for row, (task_id, key) in zip(rows, keys, strict=True):
         p = found.get((task_id, key))
         state = Progress(p._mapping["count"], p.completions, p.points) if p else Progress()
+        if task_id in checked_in:  # a check-in rule's day is its check-in
+            days = checked_in[task_id]
+            state = Progress(len(days), len(days), sum(d.paid for d in days))
         rule = rule_from_row(row)
         items.append(
             {

@@ -15,6 +15,7 @@ from tests.integration.helpers import (
     create_task,
     credit,
     entries,
+    read_topic,
     send,
     wait_for_balance,
 )
@@ -269,3 +270,45 @@ async def test_bad_input_is_refused_and_changes_nothing(http) -> None:
     assert not_checkin.status_code == 404
     missing = await tasks.get(f"/v1/tasks/{unique('t')}/versions", headers=ADMIN)
     assert missing.status_code == 404
+
+
+async def test_progress_events_tell_completions_checkins_and_broken_streaks(http, infra) -> None:
+    tasks, sensor = http("task_progress"), http("behavior_sensor")
+    rule, action = await checkin_rule(tasks)
+    user = unique("events")
+    d = today() - timedelta(days=5)
+    await check_in(
+        sensor, user, action, at(d), at(d + timedelta(days=1)), at(d + timedelta(days=3))
+    )
+
+    mine = await read_topic(
+        infra.kafka_bootstrap,
+        "progress.events",
+        at_least=4,
+        keep=lambda m: m.get("user_id") == user,
+        then_wait_ms=1500,
+    )
+    recorded = sorted(
+        (m["day"], m["streak"], m["rewards"][0]["amount"])
+        for m in mine
+        if m["type"] == "checkin.recorded"
+    )
+    assert recorded == [
+        (d.isoformat(), 1, 5),
+        ((d + timedelta(days=1)).isoformat(), 2, 5),
+        ((d + timedelta(days=3)).isoformat(), 1, 5),
+    ]
+    [broken] = [m for m in mine if m["type"] == "streak.broken"]
+    assert broken["previous_streak"] == 2 and broken["task_id"] == rule["id"]
+    assert len({m["event_id"] for m in mine}) == len(mine)  # each decision told once
+
+
+async def test_the_tasks_view_shows_todays_check_in_as_done(http) -> None:
+    tasks, sensor, ledger = http("task_progress"), http("behavior_sensor"), http("rewards_ledger")
+    rule, action = await checkin_rule(tasks)
+    user = unique("view")
+    await check_in(sensor, user, action, at(today(), 8))
+    await wait_for_balance(ledger, user, 5)
+    items = (await tasks.get(f"/v1/users/{user}/tasks", headers=ADMIN)).json()["items"]
+    [mine] = [i for i in items if i["task_id"] == rule["id"]]
+    assert (mine["status"], mine["completions"], mine["points_earned"]) == ("completed", 1, 5)
