@@ -5,8 +5,9 @@ JIFEN_KAFKA_BOOTSTRAP), starts every service as its own process, then measures:
 the SQL floor, end-to-end throughput and latency, latency at a fixed rate, HTTP ingest,
 a hot item under 64 concurrent redeemers, each service's peak memory, and the ledger's
 liability report on a 10M-row journal (BENCH_LIABILITY_ROWS), check-ins through the pipeline
-(BENCH_CHECKIN_USERS x 5 days) and the dry run of a rule over 1M stored behaviors
-(BENCH_DRY_RUN_ROWS).
+(BENCH_CHECKIN_USERS x 5 days), engagement's leaderboard update lag and rank reads with 1M
+ranked users (BENCH_ENGAGEMENT_*, see bench/engagement.py) and the dry run of a rule over 1M
+stored behaviors (BENCH_DRY_RUN_ROWS).
 
 Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100000),
 BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10),
@@ -40,6 +41,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from bench import engagement as engagement_bench
 from bench.dry_run import measure_dry_run
 from bench.floor import measure_floor
 from bench.liability import measure_liability
@@ -603,6 +605,7 @@ SECTIONS = (
     "http_ingest",
     "hot_item",
     "checkins",
+    "engagement",
     "dry_run",
     "liability",
 )
@@ -778,6 +781,11 @@ async def measure(
         await statements.report("hot_item", results)
     await ledger.engine.dispose()
     results["peak_memory_mb"] = peak_memory_mb(stack)
+    if wanted("engagement"):
+        await drain(database_url_, bootstrap, timeout=600)
+        await settle_database(database_url_)
+        print("engagement: update lag, and rank reads with 1M ranked users ...", flush=True)
+        results.update(await engagement_bench.measure(stack, database_url_))
     if wanted("dry_run"):
         rows = env_int("BENCH_DRY_RUN_ROWS", 1_000_000)
         print(f"dry run of a rule over {rows:,} stored behaviors ...", flush=True)
@@ -891,6 +899,7 @@ def table(results: dict[str, Any]) -> str:
         )
         if "cpu_ms_per_event" in checkins:
             rows.append(cpu_row("  CPU per check-in", checkins["cpu_ms_per_event"]))
+    rows += engagement_bench.rows(results)
     if "dry_run" in results:
         dry = results["dry_run"]
         rows.append(

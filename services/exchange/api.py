@@ -38,7 +38,7 @@ MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
 REFUSALS: dict[int | str, dict[str, Any]] = {
     409: {
         "description": "Refused with a stable code: insufficient_points, out_of_stock, "
-        "limit_reached, item_inactive, idempotency_key_reused"
+        "limit_reached, item_inactive, tier_required, idempotency_key_reused"
     }
 }
 

@@ -138,6 +138,16 @@ def refusal(item: Any, quantity: int, now: datetime) -> tuple[str, str] | None:
     return None
 
 
+def tier_refusal(
+    item: Any, member_level: int, required_level: int | None
+) -> tuple[str, str] | None:
+    """The refusal of a tier-only item to a member below its tier, or None. A tier this
+    service has not heard of yet (no tier.changed has named it) admits nobody."""
+    if item.min_tier is None or (required_level is not None and member_level >= required_level):
+        return None
+    return "tier_required", f"{item.name} is for members of tier {item.min_tier} and above"
+
+
 def out_of_stock(item_name: str, quantity: int) -> tuple[str, str]:
     return "out_of_stock", f"{item_name} has fewer than {quantity} left"
 

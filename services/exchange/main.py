@@ -9,7 +9,8 @@ from services.exchange.recovery import RecoveryWorker
 from services.exchange.seed import seed
 from services.exchange.service import Exchange
 from services.exchange.settings import Settings
-from shared.events import EXCHANGE_EVENTS
+from services.exchange.tiers import TierHandler
+from shared.events import ENGAGEMENT_EVENTS, EXCHANGE_EVENTS
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
@@ -27,7 +28,7 @@ async def on_stop(rt: Runtime[Settings, Exchange]) -> None:
 
 
 def build_workers(rt: Runtime[Settings, Exchange]) -> list[Worker]:
-    return [RecoveryWorker(rt.parts)]
+    return [RecoveryWorker(rt.parts), rt.consumer(TierHandler())]
 
 
 SPEC = ServiceSpec(
@@ -39,7 +40,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     messaging=messaging,
     routers=[router],
-    topics=[EXCHANGE_EVENTS],
+    topics=[EXCHANGE_EVENTS, ENGAGEMENT_EVENTS],
     build_parts=build_parts,
     build_workers=build_workers,
     seed=seed,

@@ -50,6 +50,7 @@ items = Table(
     Column("ends_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("min_tier", String(32), nullable=True),  # lowest member tier that may redeem it
     CheckConstraint("stock >= 0", name="ck_items_stock_not_negative"),
     CheckConstraint("stock <= stock_total", name="ck_items_stock_within_total"),
     CheckConstraint("points_price > 0", name="ck_items_price_positive"),
@@ -132,4 +133,25 @@ memberships = Table(
     Column("user_id", String(64), primary_key=True),
     Column("vip_until", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Member tiers as engagement decides them (engagement.events tier.changed): a local read model,
+# so that a redemption checks a tier-only item without a call to another service. `sequence`
+# is the user's count of tier changes; an older event never overwrites a newer one.
+member_tiers = Table(
+    "member_tiers",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("tier", String(32), nullable=True),
+    Column("sequence", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+# The tier ladder's order (code -> level, 1 = lowest), from the newest ladder version seen.
+tier_ladder = Table(
+    "tier_ladder",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("level", Integer, nullable=False),
+    Column("min_growth", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
 )

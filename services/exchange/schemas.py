@@ -47,6 +47,11 @@ class ItemCreate(_ItemFields):
     per_user_limit: PerUserLimit | None = None
     vip_days: int | None = Field(None, ge=1, le=3650)
     coupon_value_cents: int | None = Field(None, ge=1, le=100_000_000)
+    min_tier: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$",
+        description="lowest member tier (engagement's ladder) that may redeem the item",
+    )
     active: bool = True
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
@@ -75,13 +80,25 @@ class ItemPatch(_ItemFields):
     per_user_limit: PerUserLimit | None = None
     vip_days: int | None = Field(None, ge=1, le=3650)
     coupon_value_cents: int | None = Field(None, ge=1, le=100_000_000)
+    min_tier: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$",
+        description="lowest member tier (engagement's ladder) that may redeem the item",
+    )
     active: bool | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _not_null(self) -> ItemPatch:
-        nullable = {"image_url", "per_user_limit", "starts_at", "ends_at", "coupon_value_cents"}
+        nullable = {
+            "image_url",
+            "per_user_limit",
+            "starts_at",
+            "ends_at",
+            "coupon_value_cents",
+            "min_tier",
+        }
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -104,6 +121,7 @@ class ItemOut(BaseModel):
     per_user_limit: PerUserLimit | None
     vip_days: int | None
     coupon_value_cents: int | None
+    min_tier: str | None = None
     active: bool
     available: bool
     starts_at: datetime | None

@@ -295,6 +295,21 @@ class Exchange:
         for row in rows:
             if (refusal := domain.refusal(items[row.item_id], row.quantity, now)) is not None:
                 failures[row.id] = refusal
+        # Tier-only items: the member's tier from the local read model (no remote call).
+        tiered = [r for r in rows if r.id not in failures and items[r.item_id].min_tier]
+        if tiered:
+            members, required = await repo.tier_levels(
+                session,
+                [r.user_id for r in tiered],
+                [items[r.item_id].min_tier for r in tiered],
+            )
+            for row in tiered:
+                item = items[row.item_id]
+                refusal = domain.tier_refusal(
+                    item, members.get(row.user_id, 0), required.get(item.min_tier)
+                )
+                if refusal is not None:
+                    failures[row.id] = refusal
         # Per-user limits, in a fixed order so that concurrent batches never deadlock on them.
         limited = sorted(
             (row for row in rows if row.limit_period_key and row.id not in failures),

@@ -35,7 +35,7 @@ from services.task_progress.domain import (
     current_streak,
     rule_from_row,
 )
-from services.task_progress.emit import Output, day_key
+from services.task_progress.emit import Output, day_key, tier_book
 from services.task_progress.ledger_client import LedgerClient
 from shared.db import Database
 from shared.errors import DomainError, NotFound
@@ -288,7 +288,7 @@ async def makeup(
             return dict(found.result), False
         books = await load_books(session, {(user_id, rule.id): day})
         book = books[(user_id, rule.id)]
-        out = Output()
+        out = Output(tiers=await tier_book(session, {user_id}))
         moment = datetime.combine(day, datetime.min.time(), tz)
         plan = book.check_in(rule.ladder, day, "makeup")
         paid = (

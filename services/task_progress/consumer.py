@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.task_progress import repository as repo
 from services.task_progress import service
 from services.task_progress.settings import Settings
-from shared.events import BehaviorEvent
-from shared.messaging import BatchHandler, Inbound, parse_model
+from shared.events import ENGAGEMENT_EVENTS, BehaviorEvent, EngagementEvent
+from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
 
 
 class BehaviorHandler(BatchHandler):
@@ -27,3 +28,43 @@ class BehaviorHandler(BatchHandler):
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         await service.apply_behaviors(session, [i.value for i in items], self.tz)
+
+
+class TierHandler(BatchHandler):
+    """engagement.events -> the tier history the points multiplier reads (tier.changed only;
+    a change is kept by (user, sequence), so replays change nothing)."""
+
+    name = "task_progress.tiers"
+    topics = (ENGAGEMENT_EVENTS,)
+    use_inbox = False
+
+    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+        event = parse_model(record, EngagementEvent, "engagement event")
+        if event.type != "tier.changed":
+            return []
+        data = event.data
+        sequence, multiplier = data.get("sequence"), data.get("multiplier", 1.0)
+        if (
+            not event.user_id
+            or not isinstance(sequence, int)
+            or isinstance(multiplier, bool)
+            or not isinstance(multiplier, (int, float))
+            or not 0 < multiplier <= 100
+        ):
+            raise PoisonMessage("tier.changed needs user_id, an int sequence and a multiplier")
+        return [Inbound(event.event_id, event)]
+
+    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+        await repo.insert_tier_changes(
+            session,
+            [
+                {
+                    "user_id": i.value.user_id,
+                    "sequence": i.value.data["sequence"],
+                    "tier": i.value.data.get("tier"),
+                    "multiplier": i.value.data.get("multiplier", 1.0),
+                    "effective_at": i.value.occurred_at,
+                }
+                for i in items
+            ],
+        )

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.task_progress import repository as repo
-from services.task_progress.domain import Rule
+from services.task_progress.domain import Rule, TierBook, multiplied
 from services.task_progress.models import messaging
 from shared.events import (
+    DEFAULT_ASSET,
     PROGRESS_EVENTS,
     REWARDS_GRANTS,
     GrantCommand,
@@ -31,6 +32,7 @@ class Output:
 
     grant_rows: list[dict[str, Any]] = field(default_factory=list)
     outgoing: list[OutgoingEvent] = field(default_factory=list)
+    tiers: TierBook = field(default_factory=TierBook)  # points are multiplied by the tier held
 
     def grant(
         self,
@@ -48,7 +50,13 @@ class Output:
         available_at: datetime | None,
         what: str,
     ) -> None:
-        """One grant of one asset; the ledger entry's reason names the rule version."""
+        """One grant of one asset; the ledger entry's reason names the rule version. Points
+        are multiplied by the member tier the user held when the behavior happened."""
+        if asset == DEFAULT_ASSET:
+            multiplier = self.tiers.multiplier(user_id, occurred_at)
+            if multiplier != 1.0:
+                points = multiplied(points, multiplier)
+                what = f"{what}, tier x{multiplier:g}"
         command = GrantCommand(
             grant_id=grant_id,
             user_id=user_id,
@@ -113,3 +121,11 @@ class Output:
 
 def day_key(day: date) -> str:
     return day.isoformat()
+
+
+async def tier_book(session: AsyncSession, user_ids: set[str]) -> TierBook:
+    """The tier changes known for these users."""
+    book = TierBook()
+    for r in await repo.tier_changes_of(session, sorted(user_ids)):
+        book.add(r.user_id, r.effective_at, r.sequence, float(r.multiplier))
+    return book

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from services.task_progress.api import router
-from services.task_progress.consumer import BehaviorHandler
+from services.task_progress.consumer import BehaviorHandler, TierHandler
 from services.task_progress.ledger_client import LedgerClient
 from services.task_progress.models import PURGES, messaging, metadata
 from services.task_progress.seed import seed_demo_tasks
 from services.task_progress.settings import Settings
-from shared.events import BEHAVIOR_EVENTS, PROGRESS_EVENTS, REWARDS_GRANTS
+from shared.events import BEHAVIOR_EVENTS, ENGAGEMENT_EVENTS, PROGRESS_EVENTS, REWARDS_GRANTS
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
@@ -20,7 +20,7 @@ def build_parts(platform: Platform[Settings]) -> LedgerClient:
 
 
 def build_workers(rt: Runtime[Settings, LedgerClient]) -> list[Worker]:
-    return [rt.consumer(BehaviorHandler(rt.settings))]
+    return [rt.consumer(BehaviorHandler(rt.settings)), rt.consumer(TierHandler())]
 
 
 async def on_stop(rt: Runtime[Settings, LedgerClient]) -> None:
@@ -37,7 +37,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     messaging=messaging,
     routers=[router],
-    topics=[BEHAVIOR_EVENTS, REWARDS_GRANTS, PROGRESS_EVENTS],
+    topics=[BEHAVIOR_EVENTS, REWARDS_GRANTS, PROGRESS_EVENTS, ENGAGEMENT_EVENTS],
     purges=PURGES,
     build_parts=build_parts,
     build_workers=build_workers,

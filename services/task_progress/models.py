@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -173,3 +174,15 @@ Index("ix_behavior_history_action", behavior_history.c.action, behavior_history.
 Index("ix_behavior_history_received_at", behavior_history.c.received_at, postgresql_using="brin")
 
 PURGES = (Purge("behavior_history", "received_at < :cutoff", "behavior_history_hours"),)
+
+# The member tiers engagement decided (tier.changed), each from when it took effect: a grant
+# of points is multiplied by the tier its user held when the behavior happened.
+tier_history = Table(
+    "tier_history",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("sequence", Integer, primary_key=True),  # the user's count of tier changes
+    Column("tier", String(64), nullable=True),
+    Column("multiplier", Numeric(8, 4), nullable=False),
+    Column("effective_at", DateTime(timezone=True), nullable=False),
+)

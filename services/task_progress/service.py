@@ -32,7 +32,7 @@ from services.task_progress.domain import (
     status_of,
     yuan,
 )
-from services.task_progress.emit import Output
+from services.task_progress.emit import Output, tier_book
 from services.task_progress.metrics import CLAWBACKS, REFUNDS
 from services.task_progress.models import messaging
 from services.task_progress.schemas import TaskCreate, TaskPatch, check_rule
@@ -98,7 +98,7 @@ async def _advance_progress(
         for k, row in locked.items()
         if k[2] != checkins.CHECKIN_KEY
     }
-    out = Output()
+    out = Output(tiers=await tier_book(session, {e.user_id for e, _, _ in matches}))
     for event, rule, key, done in complete(counted, state):
         payouts = done.payouts()
         for payout in payouts:

@@ -92,3 +92,19 @@ def test_the_current_streak_counts_from_today_or_else_yesterday() -> None:
     assert current_streak(days, day(3)) == 3
     assert current_streak(days, day(4)) == 3  # not checked in yet today
     assert current_streak(days, day(5)) == 0
+
+
+def test_points_follow_the_tier_held_when_the_behavior_happened() -> None:
+    from datetime import UTC, datetime
+
+    from services.task_progress.domain import TierBook, multiplied
+
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    book = TierBook()
+    book.add("ann", t0 + timedelta(days=10), 2, 2.0)
+    book.add("ann", t0, 1, 1.5)  # learned out of order
+    assert book.multiplier("ann", t0 - timedelta(seconds=1)) == 1.0
+    assert book.multiplier("ann", t0 + timedelta(days=1)) == 1.5
+    assert book.multiplier("ann", t0 + timedelta(days=10)) == 2.0
+    assert book.multiplier("bob", t0) == 1.0
+    assert [multiplied(p, 1.5) for p in (1, 3, 10)] == [1, 4, 15]  # rounded down, at least 1

@@ -1,0 +1,78 @@
+"""The topics engagement reads -> scores, counters, flags, tiers and badges, one transaction
+per fetched batch (exactly once through the inbox; ids are namespaced by topic)."""
+
+from __future__ import annotations
+
+import json
+
+from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.engagement import service
+from services.engagement.index import IndexWriter
+from services.engagement.settings import Settings
+from shared.events import (
+    BEHAVIOR_DIVERTED,
+    BEHAVIOR_EVENTS,
+    EXCHANGE_EVENTS,
+    LEDGER_EVENTS,
+    PROGRESS_EVENTS,
+    BehaviorEvent,
+    ExchangeEvent,
+    LedgerEvent,
+    ProgressEvent,
+)
+from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+
+TOPICS = (LEDGER_EVENTS, BEHAVIOR_EVENTS, PROGRESS_EVENTS, EXCHANGE_EVENTS, BEHAVIOR_DIVERTED)
+
+
+class EngagementHandler(BatchHandler):
+    name = "engagement.events"
+    topics = TOPICS
+    use_inbox = True
+
+    def __init__(self, settings: Settings, writer: IndexWriter) -> None:
+        self.settings = settings
+        self.writer = writer
+
+    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+        topic = record.topic
+        if topic == LEDGER_EVENTS:
+            ledger = parse_model(record, LedgerEvent, "ledger event")
+            return [Inbound(f"ledger:{ledger.entry_id}", ledger)]
+        if topic == BEHAVIOR_EVENTS:
+            behavior = parse_model(record, BehaviorEvent, "behavior event")
+            return [Inbound(f"behavior:{behavior.behavior_id}", behavior)]
+        if topic == PROGRESS_EVENTS:
+            progress = parse_model(record, ProgressEvent, "progress event")
+            return [Inbound(f"progress:{progress.event_id}", progress)]
+        if topic == EXCHANGE_EVENTS:
+            exchange = parse_model(record, ExchangeEvent, "exchange event")
+            return [Inbound(f"exchange:{exchange.redemption_id}:{exchange.type}", exchange)]
+        if topic == BEHAVIOR_DIVERTED:
+            diverted = parse_model(record, BehaviorEvent, "diverted behavior")
+            try:
+                reason = str(json.loads(record.value or b"{}").get("reason", ""))
+            except ValueError as exc:  # parse_model accepted it, so this cannot happen
+                raise PoisonMessage(str(exc)) from exc
+            return [Inbound(f"diverted:{diverted.behavior_id}", (diverted, reason))]
+        raise PoisonMessage(f"engagement does not read {topic}")
+
+    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+        batch = service.Batch()
+        for item in items:
+            value = item.value
+            if isinstance(value, LedgerEvent):
+                batch.ledger.append(value)
+            elif isinstance(value, ProgressEvent):
+                batch.progress.append(value)
+            elif isinstance(value, ExchangeEvent):
+                batch.exchange.append(value)
+            elif isinstance(value, tuple):
+                behavior, reason = value
+                batch.diverted.append(behavior)
+                batch.reasons[behavior.behavior_id] = reason
+            else:
+                batch.behaviors.append(value)
+        await service.apply_batch(session, batch, self.settings, self.writer)
