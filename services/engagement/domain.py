@@ -12,6 +12,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from shared.events import LedgerEvent, stable_id
+from shared.periods import CALENDAR_UNITS, calendar_key
 
 Window = Literal["day", "week", "month", "all_time"]
 Metric = Literal["points_earned", "growth_earned", "action_count"]
@@ -49,17 +50,11 @@ def earned_delta(event: LedgerEvent) -> int:
 
 def period_key(window: str, at: datetime, tz: ZoneInfo) -> str:
     """The period of a board's window that `at` falls in, in the business timezone."""
-    local = at.astimezone(tz)
-    if window == "day":
-        return local.strftime("%Y-%m-%d")
-    if window == "week":
-        year, week, _ = local.isocalendar()
-        return f"{year}-W{week:02d}"
-    if window == "month":
-        return local.strftime("%Y-%m")
     if window == "all_time":
         return ALL_TIME
-    raise ValueError(f"unknown window {window!r}")
+    if window not in CALENDAR_UNITS:
+        raise ValueError(f"unknown window {window!r}")
+    return calendar_key(window, at, tz)
 
 
 def period_bounds(window: str, key: str, tz: ZoneInfo) -> tuple[datetime, datetime] | None:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from shared.events import DEFAULT_ASSET, stable_id
+from shared.periods import calendar_key
 
 Period = Literal["day", "week", "month", "once", "lifetime"]
 RuleKind = Literal["count", "amount_ratio", "checkin"]
@@ -29,15 +30,9 @@ def period_key(period: str, occurred_at: datetime, tz: ZoneInfo) -> str:
     """Which period a behavior belongs to, by when it happened in the business timezone."""
     if period in ("once", "lifetime"):
         return period
-    local = occurred_at.astimezone(tz)
-    if period == "day":
-        return local.date().isoformat()  # YYYY-MM-DD, cheaper than strftime on every event
-    if period == "week":
-        year, week, _ = local.isocalendar()
-        return f"{year}-W{week:02d}"
-    if period == "month":
-        return f"{local.year:04d}-{local.month:02d}"
-    raise ValueError(f"unknown period {period!r}")
+    if period not in PERIODS:
+        raise ValueError(f"unknown period {period!r}")
+    return calendar_key(period, occurred_at, tz)
 
 
 def period_end(period: str, now: datetime, tz: ZoneInfo) -> datetime | None:
