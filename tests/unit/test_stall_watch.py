@@ -124,3 +124,41 @@ async def test_a_rebuild_that_fails_is_tried_again_after_the_next_failed_join() 
     assert await failures.failed() is False  # the rebuild raises; the consumer carries on
     assert await failures.failed() is False
     assert rebuilds.calls == 2
+
+
+class HangingMember:
+    """A member with no partitions whose offset reads never come back (a coordinator stuck
+    in a rebalance)."""
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        await asyncio.sleep(3600)
+        return {}
+
+
+async def test_offsets_that_cannot_be_read_in_time_for_a_while_mean_rejoin() -> None:
+    watch = StallWatch(after_s=0.1)
+    member = HangingMember()
+    verdicts = [await asyncio.wait_for(watch.stalled(member, ["grants"], "t"), 5)]
+    while not verdicts[-1]:  # each look gives up after after_s, never hangs
+        await asyncio.sleep(0.1)
+        verdicts.append(await asyncio.wait_for(watch.stalled(member, ["grants"], "t"), 5))
+    assert verdicts[0] is False and 2 <= len(verdicts) <= 4
+
+
+class UnreadableMember(HangingMember):
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        raise KafkaConnectionError()
+
+
+async def test_offsets_unreadable_for_a_while_mean_rejoin_but_a_blip_does_not() -> None:
+    watch = StallWatch(after_s=0.05)
+    member = UnreadableMember()
+    assert await watch.stalled(member, ["grants"], "t") is False  # the broker may be away
+    await asyncio.sleep(0.2)
+    assert await watch.stalled(member, ["grants"], "t") is True  # past 3 x after_s

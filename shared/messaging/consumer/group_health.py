@@ -39,6 +39,7 @@ class StallWatch:
 
     def reset(self) -> None:
         self.empty_since: float | None = None
+        self._failing_since: float | None = None
         self._looked_at = 0.0
         self._seen: dict[TopicPartition, int] | None = None
 
@@ -67,13 +68,29 @@ class StallWatch:
         if not self.due(now):
             return False
         try:
-            waiting = await waiting_offsets(consumer, topics)
-        except KafkaError as exc:  # the broker is away: not a verdict on the group
-            log.debug("stall check skipped: %s", exc)
-            return False
+            # Bounded: reading committed offsets waits for the group coordinator, and in chaos
+            # run seed 7057 (a member rejoining after a broker pause) that looked like 4.5
+            # minutes with this member holding no partitions and the group's records unread.
+            waiting = await asyncio.wait_for(waiting_offsets(consumer, topics), self.after_s)
+        except (TimeoutError, KafkaError) as exc:
+            # The broker may just be away: not a verdict on the group, unless it lasts.
+            self._failing_since = self._failing_since or now
+            unreadable = time.monotonic() - self._failing_since
+            if unreadable < 3 * self.after_s:
+                log.debug("stall check skipped: %r", exc)
+                return False
+            log.warning(
+                "%s: no partitions, and the group's offsets unreadable for %.0fs (%r); "
+                "leaving and joining the group again",
+                what,
+                unreadable,
+                exc,
+            )
+            return True
         except Exception:  # a watchdog must never be what stops the consumer
             log.warning("stall check failed", exc_info=True)
             return False
+        self._failing_since = None
         if not self.observe(now, waiting):
             return False
         log.warning(
