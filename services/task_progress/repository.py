@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
+import asyncpg
 from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.task_progress.models import (
-    behavior_history,
     checkins,
     grants,
     makeups,
@@ -283,6 +284,18 @@ class StoredBehavior(NamedTuple):
     attributes: Any  # a dict, or None when the caller's rule never reads attributes
 
 
+class StoredRow(asyncpg.Record):
+    """A stored behavior as asyncpg decodes it (no attributes), readable by name like the
+    live consumer's events: no Python object is made per row."""
+
+    __slots__ = ()
+    behavior_id = property(itemgetter(0))
+    user_id = property(itemgetter(1))
+    action = property(itemgetter(2))
+    occurred_at = property(itemgetter(3))
+    attributes = property(itemgetter(4))
+
+
 async def stream_history(
     session: AsyncSession,
     action: str,
@@ -291,11 +304,12 @@ async def stream_history(
     *,
     with_attributes: bool = True,
     chunk: int = 20_000,
-) -> AsyncIterator[list[StoredBehavior]]:
+) -> AsyncIterator[Sequence[Any]]:
     """The stored behaviors of `action` in [start, end), in time order (as the index has
     them), `chunk` at a time through a server-side cursor of the session's own connection
     (its transaction and snapshot): memory stays flat however many there are. Read with
-    asyncpg directly: SQLAlchemy's rows cost twice the time of the whole decision."""
+    asyncpg directly: SQLAlchemy's rows cost twice the time of the whole decision. Without
+    attributes (for a rule that never reads them) each row's attributes are None."""
     attributes = "attributes::text" if with_attributes else "NULL"
     sql = (
         f"SELECT behavior_id, user_id, action, occurred_at, {attributes} FROM behavior_history "
@@ -303,8 +317,7 @@ async def stream_history(
     )
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
     assert raw is not None
-    cursor = await raw.cursor(sql, action, start, end)
-    make = StoredBehavior._make
+    cursor = await raw.cursor(sql, action, start, end, record_class=StoredRow)
     while True:
         rows = await cursor.fetch(chunk)
         if not rows:
@@ -312,24 +325,7 @@ async def stream_history(
         if with_attributes:
             yield [StoredBehavior(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
         else:
-            yield [make(r) for r in rows]
-
-
-async def history_by_day(
-    session: AsyncSession, action: str, start: datetime, end: datetime, tz: Any
-) -> list[tuple[date, int]]:
-    """How many behaviors of `action` each business day of [start, end) has."""
-    local_day = func.date(func.timezone(str(tz), behavior_history.c.occurred_at))
-    rows = await session.execute(
-        select(local_day, func.count())
-        .where(
-            behavior_history.c.action == action,
-            behavior_history.c.occurred_at >= start,
-            behavior_history.c.occurred_at < end,
-        )
-        .group_by(local_day)
-    )
-    return [(r[0], int(r[1])) for r in rows]
+            yield rows
 
 
 # --- check-ins ---------------------------------------------------------------------------------

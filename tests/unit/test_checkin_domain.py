@@ -108,3 +108,24 @@ def test_points_follow_the_tier_held_when_the_behavior_happened() -> None:
     assert book.multiplier("ann", t0 + timedelta(days=10)) == 2.0
     assert book.multiplier("bob", t0) == 1.0
     assert [multiplied(p, 1.5) for p in (1, 3, 10)] == [1, 4, 15]  # rounded down, at least 1
+
+
+def test_behaviors_are_counted_by_business_day_across_midnight() -> None:
+    from collections import namedtuple
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from services.task_progress.simulate import Tally, count_by_day
+
+    row = namedtuple("row", "occurred_at")
+    tz = ZoneInfo("Asia/Shanghai")
+    local_midnight = datetime(2026, 11, 2, tzinfo=tz)
+    times = [local_midnight + timedelta(minutes=m) for m in (-61, -1, 0, 1, 60 * 24 + 5)]
+    days: dict = {}
+    count_by_day([row(t.astimezone(UTC)) for t in times], tz, days)
+    assert {d: t.behaviors for d, t in days.items()} == {
+        date(2026, 11, 1): 2,
+        date(2026, 11, 2): 2,
+        date(2026, 11, 3): 1,
+    }
+    assert all(isinstance(t, Tally) for t in days.values())
