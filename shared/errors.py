@@ -121,3 +121,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=500, content=error_body("internal_error", "an unexpected error occurred")
         )
+
+
+class RejectNulBytes:
+    """ASGI middleware: a request with a NUL character in its path or query string is
+    answered 422 before any route sees it. PostgreSQL cannot store NUL in text, so such a
+    value would otherwise reach the database and fail there as a 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            if "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query:
+                body = error_body("validation_error", "NUL characters are not allowed in a URL")
+                await JSONResponse(status_code=422, content=body)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

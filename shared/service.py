@@ -24,7 +24,7 @@ from sqlalchemy import MetaData
 
 from shared.auth import Authenticator
 from shared.db import Database, create_engine, database_url, ensure_database
-from shared.errors import install_error_handlers
+from shared.errors import RejectNulBytes, install_error_handlers
 from shared.events import dlq_topic
 from shared.logs import configure_logging
 from shared.messaging import (
@@ -237,6 +237,7 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
     install_error_handlers(app)
+    app.add_middleware(RejectNulBytes)
     install_metrics(app, settings.service_name)
     health = APIRouter(tags=["health"])
 

@@ -63,7 +63,7 @@ async def list_tasks(
     session: Reads,
     active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict:
     caller.require_admin()
     rows, total = await repo.list_tasks(session, active, limit, offset)

@@ -60,6 +60,10 @@ CASES = [
     ("behavior_sensor", "POST", "/v1/events", {}, GOOD_EVENT, 401),
     ("behavior_sensor", "POST", "/v1/events", {"X-Api-Key": "wrong"}, GOOD_EVENT, 401),
     ("behavior_sensor", "GET", "/v1/diverted?limit=0", ADMIN, None, 422),
+    # found by a first fuzzing pass: both answered 500
+    ("behavior_sensor", "GET", "/v1/diverted?user_id=%00", ADMIN, None, 422),
+    ("task_progress", "GET", "/v1/tasks?offset=9223372036854775809", ADMIN, None, 422),
+    ("rewards_ledger", "GET", "/v1/accounts/a%00b", ADMIN, None, 422),
     ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "reward_points": 0}, 422),
     ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "period": "fortnight"}, 422),
     ("task_progress", "POST", "/v1/tasks", ADMIN, {**GOOD_TASK, "kind": "amount_ratio"}, 422),
