@@ -28,6 +28,7 @@ SERVICES: dict[str, int] = {  # service -> port offset from the base port (contr
     "rewards_ledger": 3,
     "exchange": 4,
     "engagement": 5,
+    "notifier": 6,
 }
 CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
@@ -42,6 +43,7 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     ),
     "jifen.exchange.tiers": ("engagement.events",),
     "jifen.task_progress.tiers": ("engagement.events",),
+    "jifen.notifier.events": ("progress.events", "exchange.events", "engagement.events"),
 }
 
 

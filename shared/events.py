@@ -19,6 +19,8 @@ LEDGER_EVENTS = "ledger.events"
 EXCHANGE_EVENTS = "exchange.events"
 PROGRESS_EVENTS = "progress.events"
 ENGAGEMENT_EVENTS = "engagement.events"
+NOTIFY_EVENTS = "notify.events"
+EXPERIMENT_EXPOSURES = "experiment.exposures"
 
 
 def dlq_topic(topic: str) -> str:
@@ -245,4 +247,42 @@ class EngagementEvent(BaseModel):
     event_id: str
     user_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime
+
+
+NotificationCategory = Literal["transactional", "reminders", "marketing"]
+
+
+class NotifyEvent(BaseModel):
+    """What the notifier did with one notification, on notify.events keyed by user_id:
+    `sent` when a provider accepted it, `opened` when the user opened it (once per
+    notification). `trigger` names the cause (`points_expiring`, `streak_at_risk`,
+    `tasks_unfinished`, `redemption_shipped`, `redemption_delivered`, `tier_changed`,
+    `badge_awarded`, `campaign`); `experiment`/`variant` are set when the copy came from an
+    A/B experiment. The event id is derived from the notification id and the type, so a
+    replay publishes the same ids."""
+
+    type: Literal["sent", "opened"]
+    event_id: str
+    notification_id: str
+    user_id: str
+    category: NotificationCategory
+    trigger: str
+    campaign_id: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+    provider: str | None = None
+    occurred_at: datetime
+
+
+class ExperimentExposure(BaseModel):
+    """A user was shown a variant of an experiment, on experiment.exposures keyed by
+    user_id. Logged once per (experiment, user): `event_id` is
+    `stable_id("exposure", experiment, user_id)`, so a consumer de-duplicates by it."""
+
+    event_id: str
+    experiment: str
+    variant: str
+    user_id: str
+    source: str  # the service that showed it
     occurred_at: datetime

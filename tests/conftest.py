@@ -28,6 +28,7 @@ from shared.devstack import (
 )
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 from tests.faults import FaultProxy
+from tests.push_fakes import PushFakes
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 INGEST = {"X-Api-Key": DEV_INGEST_KEY}
@@ -57,7 +58,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 def _free_base_port() -> int:
     for _ in range(50):
         base = random.randrange(20000, 40000, 10)
-        if not any(port_open("127.0.0.1", base + i) for i in range(1, 6)):
+        if not any(port_open("127.0.0.1", base + i) for i in range(1, 7)):
             return base
     raise RuntimeError("no free port range")
 
@@ -75,6 +76,15 @@ TEST_ENV = {
     "JIFEN_LEDGER_TIMEOUT_S": "2",
     "JIFEN_RECOVERY_INTERVAL_S": "0.5",
     "JIFEN_PENDING_DEADLINE_S": "8",
+    # notifier: quick polls and retries, a short lease (the kill -9 test waits it out), and
+    # campaigns and batches small enough that a kill lands mid-campaign
+    "JIFEN_DISPATCH_POLL_S": "0.2",
+    "JIFEN_DISPATCH_LEASE_S": "8",
+    "JIFEN_DISPATCH_BATCH": "100",
+    "JIFEN_RETRY_BASE_S": "0.5",
+    "JIFEN_PROVIDER_TIMEOUT_S": "3",
+    "JIFEN_CAMPAIGN_CHUNK": "100",
+    "JIFEN_CAMPAIGN_POLL_S": "0.2",
 }
 
 
@@ -92,12 +102,23 @@ def ledger_link(base_port: int) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture(scope="session")
-def stack(infra: Infra, base_port: int, ledger_link: FaultProxy) -> Iterator[Stack]:
+def push_fakes(infra: Infra) -> Iterator[PushFakes]:
+    """Fake APNs (HTTP/2 over TLS), FCM (OAuth + HTTP v1) and webhook servers the notifier
+    in the running suite sends to."""
+    fakes = PushFakes(infra.data_dir / "push").start()
+    yield fakes
+    fakes.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    infra: Infra, base_port: int, ledger_link: FaultProxy, push_fakes: PushFakes
+) -> Iterator[Stack]:
     stack = Stack(
         database_url=infra.database_url,
         kafka_bootstrap=infra.kafka_bootstrap,
         base_port=base_port,
-        env={**TEST_ENV, "JIFEN_LEDGER_URL": ledger_link.url},
+        env={**TEST_ENV, **push_fakes.env(), "JIFEN_LEDGER_URL": ledger_link.url},
         log_dir=infra.data_dir / "logs",
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.rewards_ledger.api import router
+from services.rewards_ledger.reports import router as reports_router
 from services.rewards_ledger.consumer import ExpirySweeper, GrantHandler, ReleaseSweeper
 from services.rewards_ledger.models import messaging, metadata
 from services.rewards_ledger.settings import Settings
@@ -29,7 +30,7 @@ SPEC = ServiceSpec(
     settings_factory=Settings,
     metadata=metadata,
     messaging=messaging,
-    routers=[router],
+    routers=[router, reports_router],
     topics=[REWARDS_GRANTS, LEDGER_EVENTS],
     build_parts=no_parts,
     build_workers=build_workers,

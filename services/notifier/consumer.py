@@ -1,0 +1,140 @@
+"""The events that cause notifications, one transaction per fetched batch (exactly once
+through the inbox; the notifications' ids come from their causes as well):
+
+- progress.events: check-ins and daily task completions feed the streak and unfinished-task
+  reminders' read models;
+- exchange.events: a parcel shipped or delivered (transactional);
+- engagement.events: a tier changed (transactional), a badge awarded (a reminder)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifier import domain, service
+from services.notifier.service import Batch, Planned
+from services.notifier.settings import Settings
+from shared.db import after_commit
+from shared.events import (
+    ENGAGEMENT_EVENTS,
+    EXCHANGE_EVENTS,
+    PROGRESS_EVENTS,
+    EngagementEvent,
+    ExchangeEvent,
+    ProgressEvent,
+)
+from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+from shared.worker import PollingWorker
+
+TOPICS = (PROGRESS_EVENTS, EXCHANGE_EVENTS, ENGAGEMENT_EVENTS)
+SHIPPING = {
+    "redemption.shipped": "redemption_shipped",
+    "redemption.delivered": "redemption_delivered",
+}
+
+
+class NotifierHandler(BatchHandler):
+    name = "notifier.events"
+    topics = TOPICS
+    use_inbox = True
+
+    def __init__(self, settings: Settings, dispatcher: PollingWorker | None = None) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+
+    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+        topic = record.topic
+        if topic == PROGRESS_EVENTS:
+            progress = parse_model(record, ProgressEvent, "progress event")
+            return [Inbound(f"progress:{progress.event_id}", progress)]
+        if topic == EXCHANGE_EVENTS:
+            exchange = parse_model(record, ExchangeEvent, "exchange event")
+            return [Inbound(f"exchange:{exchange.redemption_id}:{exchange.type}", exchange)]
+        if topic == ENGAGEMENT_EVENTS:
+            engagement = parse_model(record, EngagementEvent, "engagement event")
+            return [Inbound(f"engagement:{engagement.event_id}", engagement)]
+        raise PoisonMessage(f"notifier does not read {topic}")
+
+    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+        batch = Batch()
+        now = datetime.now(UTC)
+        for item in items:
+            event = item.value
+            if isinstance(event, ProgressEvent):
+                collect_progress(batch, event)
+            elif isinstance(event, ExchangeEvent):
+                collect_exchange(batch, event, now)
+            elif isinstance(event, EngagementEvent):
+                collect_engagement(batch, event, now)
+        await service.apply_batch(session, self.settings, batch)
+        if batch.planned and self.dispatcher is not None:
+            after_commit(session, self.dispatcher.wake)
+
+
+def collect_progress(batch: Batch, event: ProgressEvent) -> None:
+    if event.type == "checkin.recorded" and event.day is not None and event.streak is not None:
+        batch.checkins.append((event.user_id, event.day, event.streak))
+    elif event.type == "task.completed" and service.is_daily_period(event.period_key):
+        assert event.period_key is not None
+        day = datetime.strptime(event.period_key, "%Y-%m-%d").date()
+        batch.task_days.append((event.user_id, event.task_id, day))
+
+
+def collect_exchange(batch: Batch, event: ExchangeEvent, now: datetime) -> None:
+    trigger = SHIPPING.get(event.type)
+    if trigger is None:
+        return
+    batch.planned.append(
+        Planned(
+            id=domain.notification_id(trigger, event.redemption_id),
+            user_id=event.user_id,
+            trigger=trigger,
+            due_at=now,
+            template=trigger,
+            variables={
+                "item_id": event.item_id,
+                "quantity": event.quantity,
+                "redemption_id": event.redemption_id,
+            },
+        )
+    )
+
+
+def collect_engagement(batch: Batch, event: EngagementEvent, now: datetime) -> None:
+    if event.user_id is None:
+        return
+    data = event.data
+    if event.type == "tier.changed":
+        batch.tiers.append((event.user_id, data.get("tier"), int(data.get("sequence") or 0)))
+        if data.get("tier") is None:
+            return  # dropped out of every tier: nothing to congratulate
+        template = "tier_raised" if data.get("direction") == "up" else "tier_lowered"
+        batch.planned.append(
+            Planned(
+                id=domain.notification_id("tier_changed", event.event_id),
+                user_id=event.user_id,
+                trigger="tier_changed",
+                due_at=now,
+                template=template,
+                variables={
+                    "tier": data.get("tier"),
+                    "tier_name": data.get("tier_name") or data.get("tier"),
+                },
+            )
+        )
+    elif event.type == "badge.awarded":
+        batch.planned.append(
+            Planned(
+                id=domain.notification_id("badge_awarded", event.event_id),
+                user_id=event.user_id,
+                trigger="badge_awarded",
+                due_at=now,
+                template="badge_awarded",
+                variables={
+                    "badge": data.get("badge"),
+                    "name": data.get("name") or data.get("badge"),
+                },
+            )
+        )

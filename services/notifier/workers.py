@@ -1,0 +1,112 @@
+"""notifier's background loops: the dispatcher (claim, send, record), the daily triggers and
+the campaign expander. All are safe in every replica (SKIP LOCKED claims, locked runs)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from services.notifier import domain, service
+from services.notifier import repository as repo
+from services.notifier.metrics import DISPATCH_SECONDS
+from services.notifier.providers import Providers
+from services.notifier.settings import Settings
+from services.notifier.triggers import TRIGGERS, Scanner, trigger_time
+from shared.db import Database
+from shared.worker import PollingWorker
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(PollingWorker):
+    """Sends what is due: one batch per step, in two transactions around the providers."""
+
+    def __init__(self, settings: Settings, db: Database, providers: Providers) -> None:
+        super().__init__(
+            poll_s=settings.dispatch_poll_s,
+            full_batch=settings.dispatch_batch,
+            backoff_cap_s=settings.retry_backoff_max_s,
+            linger_s=0.02,
+        )
+        self.settings = settings
+        self.db = db
+        self.providers = providers
+
+    async def dispatch_once(self, now: datetime | None = None) -> int:
+        started = time.perf_counter()
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            jobs = await service.claim(session, self.settings, now)
+        if not jobs:
+            return 0
+        await service.send(
+            jobs, self.providers, self.settings.provider_concurrency, self.mark_sending
+        )
+        async with self.db.transaction() as session:
+            await service.record(session, self.settings, jobs, datetime.now(UTC))
+        DISPATCH_SECONDS.observe(time.perf_counter() - started)
+        return len(jobs)
+
+    async def mark_sending(self, ids: list[str]) -> None:
+        async with self.db.transaction() as session:
+            await repo.mark_sending(session, ids)
+
+    async def step(self) -> int:
+        return await self.dispatch_once()
+
+
+class TriggerScheduler(PollingWorker):
+    """Starts each daily trigger once its local time has come, per timezone in use."""
+
+    def __init__(self, settings: Settings, scanner: Scanner, db: Database) -> None:
+        super().__init__(
+            poll_s=settings.trigger_poll_s,
+            full_batch=1_000_000_000,  # one pass per poll
+            backoff_cap_s=settings.retry_backoff_max_s,
+        )
+        self.settings = settings
+        self.scanner = scanner
+        self.db = db
+        self.finished: set[tuple[str, str, str]] = set()
+
+    async def tick(self, now: datetime | None = None) -> int:
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            zones = {self.settings.business_timezone, *await repo.timezones_in_use(session)}
+        queued = 0
+        for tz in sorted(zones):
+            local = now.astimezone(ZoneInfo(tz))
+            for trigger in TRIGGERS:
+                key = (trigger, tz, local.date().isoformat())
+                if key in self.finished:
+                    continue
+                if local.time().replace(tzinfo=None) < domain.parse_hhmm(
+                    trigger_time(self.settings, trigger)
+                ):
+                    continue
+                result = await self.scanner.run(trigger, tz, local.date(), now)
+                queued += int(result["queued"])
+                if result["status"] == "done":
+                    self.finished.add(key)
+        return queued
+
+    async def step(self) -> int:
+        await self.tick()
+        return 0
+
+
+class CampaignExpander(PollingWorker):
+    """Queues due campaigns' recipients, a chunk per step."""
+
+    def __init__(self, settings: Settings, scanner: Scanner) -> None:
+        super().__init__(
+            poll_s=settings.campaign_poll_s,
+            full_batch=1,
+            backoff_cap_s=settings.retry_backoff_max_s,
+        )
+        self.scanner = scanner
+
+    async def step(self) -> int:
+        return 1 if await self.scanner.expand_one(datetime.now(UTC)) else 0

@@ -1,0 +1,392 @@
+"""Fake push providers for tests, the bench and chaos, served for real over the network:
+
+- APNs: HTTP/2 over TLS (hypercorn, a throwaway CA from trustme), checking the ES256
+  provider token against the public half of the .p8 key it handed out, the topic and the
+  push type, as Apple does;
+- FCM: the OAuth2 token endpoint (checks the RS256 JWT-bearer assertion of the service
+  account it handed out) and HTTP v1 `messages:send` (checks the access token);
+- a webhook endpoint.
+
+Tokens steer the answers: a token starting `bad` is unregistered (APNs 410 Unregistered,
+FCM 404 UNREGISTERED, webhook 410), `flaky` fails with 503 on its first request, and
+`throttle` gets 429 with Retry-After: 1 on its first. Every accepted message is recorded;
+`GET /_deliveries` on either server lists them (other processes read them that way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from shared.devstack import free_port
+
+Scope = dict[str, Any]
+
+
+@dataclass
+class Recorded:
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)  # token -> requests seen
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, delivery: dict[str, Any]) -> None:
+        with self.lock:
+            self.deliveries.append(delivery)
+
+    def seen(self, token: str) -> int:
+        with self.lock:
+            self.requests[token] += 1
+            return self.requests[token]
+
+
+async def _body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _answer(
+    send: Any,
+    status: int,
+    body: dict[str, Any] | list[Any] | None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    raw = json.dumps(body).encode() if body is not None else b""
+    head = [(b"content-type", b"application/json")]
+    head += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": raw})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+
+
+def _steer(recorded: Recorded, token: str) -> str | None:
+    """What a token's request should get: None (accept), 'bad', 'flaky' or 'throttle'."""
+    count = recorded.seen(token)
+    if token.startswith("bad"):
+        return "bad"
+    if token.startswith("flaky") and count == 1:
+        return "flaky"
+    if token.startswith("throttle") and count == 1:
+        return "throttle"
+    return None
+
+
+class PushFakes:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.apns = Recorded()
+        self.fcm = Recorded()
+        self.webhook = Recorded()
+        self.apns_port = free_port()
+        self.fcm_port = free_port()
+        self.team_id, self.key_id, self.topic = "TEAM123456", "KEY1234567", "com.jifen.test"
+        self.project = "jifen-test"
+        # APNs: the .p8 signing key (PKCS#8 PEM, P-256) and its public half.
+        apns_key = ec.generate_private_key(ec.SECP256R1())
+        self.apns_key_path = directory / "AuthKey.p8"
+        self.apns_key_path.write_bytes(
+            apns_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self._apns_public = apns_key.public_key()
+        # FCM: a service account whose token_uri is this fake.
+        account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._account_public = account_key.public_key()
+        self.account_email = "jifen-test@jifen-test.iam.gserviceaccount.com"
+        self.service_account_path = directory / "service-account.json"
+        self.service_account_path.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": self.project,
+                    "private_key_id": "k1",
+                    "private_key": account_key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    ).decode(),
+                    "client_email": self.account_email,
+                    "token_uri": f"http://127.0.0.1:{self.fcm_port}/token",
+                }
+            )
+        )
+        self._access_tokens: set[str] = set()
+        # TLS for the APNs fake.
+        ca = trustme.CA()
+        self.ca_path = directory / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.cert_path = directory / "server.pem"
+        self.key_path = directory / "server.key"
+        cert.private_key_pem.write_to_path(str(self.key_path))
+        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
+        for extra in cert.cert_chain_pems[1:]:
+            with self.cert_path.open("ab") as f:
+                f.write(extra.bytes())
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # -- what the notifier is configured with -------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {
+            "JIFEN_IOS_PROVIDER": "apns",
+            "JIFEN_ANDROID_PROVIDER": "fcm",
+            "JIFEN_WEB_PROVIDER": "webhook",
+            "JIFEN_APNS_URL": f"https://127.0.0.1:{self.apns_port}",
+            "JIFEN_APNS_TOPIC": self.topic,
+            "JIFEN_APNS_TEAM_ID": self.team_id,
+            "JIFEN_APNS_KEY_ID": self.key_id,
+            "JIFEN_APNS_KEY_PATH": str(self.apns_key_path),
+            "JIFEN_APNS_CA_FILE": str(self.ca_path),
+            "JIFEN_FCM_URL": f"http://127.0.0.1:{self.fcm_port}",
+            "JIFEN_FCM_PROJECT_ID": self.project,
+            "JIFEN_FCM_SERVICE_ACCOUNT_PATH": str(self.service_account_path),
+            "JIFEN_WEBHOOK_URL": f"http://127.0.0.1:{self.fcm_port}/webhook",
+        }
+
+    # -- the servers ----------------------------------------------------------------------
+
+    async def _apns_app(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/_deliveries":
+            with self.apns.lock:
+                await _answer(send, 200, list(self.apns.deliveries))
+            return
+        body = await _body(receive)
+        headers = _headers(scope)
+        if scope.get("http_version") != "2":
+            await _answer(send, 505, {"reason": "HTTP/2 required"})
+            return
+        if scope["method"] != "POST" or not path.startswith("/3/device/"):
+            await _answer(send, 404, {"reason": "BadPath"})
+            return
+        try:
+            scheme, _, signed = headers.get("authorization", "").partition(" ")
+            assert scheme.lower() == "bearer"
+            header = jwt.get_unverified_header(signed)
+            assert header.get("kid") == self.key_id and header.get("alg") == "ES256"
+            claims = jwt.decode(signed, self._apns_public, algorithms=["ES256"])
+            assert claims["iss"] == self.team_id and abs(time.time() - claims["iat"]) < 3600
+        except (AssertionError, jwt.PyJWTError, KeyError):
+            await _answer(send, 403, {"reason": "InvalidProviderToken"})
+            return
+        if headers.get("apns-topic") != self.topic:
+            await _answer(send, 400, {"reason": "TopicDisallowed"})
+            return
+        if headers.get("apns-push-type") != "alert":
+            await _answer(send, 400, {"reason": "InvalidPushType"})
+            return
+        token = path.removeprefix("/3/device/")
+        steer = _steer(self.apns, token)
+        if steer == "bad":
+            await _answer(
+                send, 410, {"reason": "Unregistered", "timestamp": int(time.time() * 1000)}
+            )
+            return
+        if steer == "flaky":
+            await _answer(send, 503, {"reason": "ServiceUnavailable"})
+            return
+        if steer == "throttle":
+            await _answer(send, 429, {"reason": "TooManyRequests"}, {"retry-after": "1"})
+            return
+        payload = json.loads(body)
+        apns_id = headers.get("apns-id") or str(uuid.uuid4())
+        self.apns.add(
+            {
+                "token": token,
+                "apns_id": apns_id,
+                "collapse_id": headers.get("apns-collapse-id"),
+                "priority": headers.get("apns-priority"),
+                "title": payload["aps"]["alert"]["title"],
+                "body": payload["aps"]["alert"]["body"],
+                "notification_id": payload.get("notification_id"),
+            }
+        )
+        await _answer(send, 200, None, {"apns-id": apns_id, "apns-unique-id": str(uuid.uuid4())})
+
+    async def _fcm_app(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        body = await _body(receive)
+        headers = _headers(scope)
+        if path == "/_deliveries":
+            with self.fcm.lock:
+                fcm = list(self.fcm.deliveries)
+            with self.webhook.lock:
+                hooks = list(self.webhook.deliveries)
+            await _answer(send, 200, {"fcm": fcm, "webhook": hooks})
+            return
+        if path == "/token":
+            await self._oauth(body, send)
+            return
+        if path == "/webhook":
+            message = json.loads(body)
+            steer = _steer(self.webhook, message["token"])
+            if steer == "bad":
+                await _answer(send, 410, {"error": "gone"})
+            elif steer in ("flaky", "throttle"):
+                await _answer(send, 503, {"error": "unavailable"})
+            else:
+                self.webhook.add(message)
+                await _answer(send, 200, {"id": f"hook-{uuid.uuid4().hex[:12]}"})
+            return
+        if path != f"/v1/projects/{self.project}/messages:send" or scope["method"] != "POST":
+            await _answer(send, 404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+            return
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
+        if bearer not in self._access_tokens:
+            await _answer(send, 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})
+            return
+        message = json.loads(body)["message"]
+        token = message["token"]
+        steer = _steer(self.fcm, token)
+        if steer == "bad":
+            await _answer(
+                send,
+                404,
+                {
+                    "error": {
+                        "code": 404,
+                        "status": "NOT_FOUND",
+                        "message": "Requested entity was not found.",
+                        "details": [
+                            {
+                                "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                                "errorCode": "UNREGISTERED",
+                            }
+                        ],
+                    }
+                },
+            )
+            return
+        if steer in ("flaky", "throttle"):
+            code = 503 if steer == "flaky" else 429
+            status = "UNAVAILABLE" if steer == "flaky" else "RESOURCE_EXHAUSTED"
+            await _answer(
+                send, code, {"error": {"code": code, "status": status}}, {"retry-after": "1"}
+            )
+            return
+        name = f"projects/{self.project}/messages/{uuid.uuid4().int % 10**16}"
+        self.fcm.add(
+            {
+                "token": token,
+                "name": name,
+                "title": message["notification"]["title"],
+                "body": message["notification"]["body"],
+                "notification_id": message["data"].get("notification_id"),
+                "collapse_key": message.get("android", {}).get("collapse_key"),
+            }
+        )
+        await _answer(send, 200, {"name": name})
+
+    async def _oauth(self, body: bytes, send: Any) -> None:
+        from urllib.parse import parse_qs
+
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        try:
+            assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            claims = jwt.decode(
+                form["assertion"],
+                self._account_public,
+                algorithms=["RS256"],
+                audience=f"http://127.0.0.1:{self.fcm_port}/token",
+            )
+            assert claims["iss"] == self.account_email
+            assert claims["scope"] == "https://www.googleapis.com/auth/firebase.messaging"
+        except (AssertionError, KeyError, jwt.PyJWTError):
+            await _answer(send, 400, {"error": "invalid_grant"})
+            return
+        token = f"ya29.{uuid.uuid4().hex}"
+        self._access_tokens.add(token)
+        await _answer(
+            send, 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+        )
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stop = asyncio.Event()
+        apns = Config()
+        apns.bind = [f"127.0.0.1:{self.apns_port}"]
+        apns.certfile = str(self.cert_path)
+        apns.keyfile = str(self.key_path)
+        apns.alpn_protocols = ["h2"]
+        apns.accesslog = None
+        apns.errorlog = None
+        fcm = Config()
+        fcm.bind = [f"127.0.0.1:{self.fcm_port}"]
+        fcm.accesslog = None
+        fcm.errorlog = None
+        fcm.keep_alive_timeout = 75
+        servers = [
+            asyncio.ensure_future(serve(self._apns_app, apns, shutdown_trigger=self._stop.wait)),  # type: ignore[arg-type]
+            asyncio.ensure_future(serve(self._fcm_app, fcm, shutdown_trigger=self._stop.wait)),  # type: ignore[arg-type]
+        ]
+        ready.set()
+        await asyncio.gather(*servers)
+
+    def start(self) -> PushFakes:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._serve(ready))
+
+        self._thread = threading.Thread(target=run, name="push-fakes", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        from shared.devstack import port_open
+
+        deadline = time.monotonic() + 10
+        while not (
+            port_open("127.0.0.1", self.apns_port) and port_open("127.0.0.1", self.fcm_port)
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the push fakes did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    # -- what was delivered ----------------------------------------------------------------
+
+    def delivered(self, notification_id: str | None = None) -> list[dict[str, Any]]:
+        """Every accepted message (all providers), or those of one notification."""
+        out = []
+        for kind, recorded in (("apns", self.apns), ("fcm", self.fcm), ("webhook", self.webhook)):
+            with recorded.lock:
+                for d in recorded.deliveries:
+                    if notification_id is None or d.get("notification_id") == notification_id:
+                        out.append({"provider": kind, **d})
+        return out
