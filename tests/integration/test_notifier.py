@@ -491,3 +491,69 @@ async def test_bad_input_is_refused_and_changes_nothing(http) -> None:
     assert (await notifier.get(f"/v1/users/{user}/devices", headers=mine)).json()["items"] == []
     assert (await prefs(notifier, user))["categories"]["transactional"] is True
     assert await records(notifier, user) == []
+
+
+async def test_streak_task_tier_and_badge_messages_come_from_the_events(http, producer) -> None:
+    notifier = http("notifier")
+    user = unique("habits")
+    await device(notifier, user, "ios")
+    await no_quiet_hours(notifier, user)
+    today = datetime.now(SHANGHAI).date()
+    yesterday = today - timedelta(days=1)
+    now = datetime.now(UTC).isoformat()
+
+    def progress(event_type: str, **fields: Any) -> bytes:
+        return json.dumps(
+            {
+                "type": event_type,
+                "event_id": uuid.uuid4().hex,
+                "user_id": user,
+                "task_id": "daily_checkin",
+                "occurred_at": now,
+                **fields,
+            }
+        ).encode()
+
+    await producer.send_and_wait(
+        "progress.events",
+        progress("checkin.recorded", day=yesterday.isoformat(), kind="normal", streak=4),
+        key=user.encode(),
+    )
+    await producer.send_and_wait(
+        "progress.events",
+        progress(
+            "task.completed", task_id="like_3", period_key=yesterday.isoformat(), completion=1
+        ),
+        key=user.encode(),
+    )
+    tier = {
+        "type": "tier.changed",
+        "event_id": uuid.uuid4().hex,
+        "user_id": user,
+        "data": {"tier": "gold", "tier_name": "黄金会员", "direction": "up", "sequence": 1},
+        "occurred_at": now,
+    }
+    await producer.send_and_wait("engagement.events", json.dumps(tier).encode(), key=user.encode())
+    [raised] = await settled_records(notifier, user, 1)
+    assert raised["trigger"] == "tier_changed" and raised["category"] == "transactional"
+    assert "黄金会员" in raised["body"] and raised["status"] == "sent"
+
+    # The consumer has applied the check-in and the task (the tier came after them on the
+    # same partition): 20:00 and 18:00 runs for today remind the user.
+    await run_trigger(notifier, "streak_at_risk", today)
+    await run_trigger(notifier, "tasks_unfinished", today)
+    found = {n["trigger"]: n for n in await settled_records(notifier, user, 3)}
+    assert found["streak_at_risk"]["body"] == "连续签到4天,今日签到可获得额外积分!"
+    assert found["tasks_unfinished"]["data"]["count"] == "1"
+    # The tier change also put the user in the tier's campaign audience.
+    tiered = await campaign(notifier, [], audience={"tier": "gold"}, category="reminders")
+    got = await eventually(lambda: _campaign_done(notifier, tiered["id"]), timeout=30, interval=0.3)
+    assert got["recipients"] >= 1
+    found = {n["trigger"]: n for n in await settled_records(notifier, user, 4)}
+    assert found["campaign"]["status"] == "sent"
+
+
+async def _campaign_done(notifier: httpx.AsyncClient, campaign_id: str) -> dict[str, Any]:
+    got = (await notifier.get(f"/v1/campaigns/{campaign_id}", headers=ADMIN)).json()
+    assert got["status"] == "done", got
+    return dict(got)
