@@ -257,9 +257,10 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
         for worker in runtime.workers:
-            checks[
+            name = getattr(worker, "health_name", None) or (
                 type(worker).__name__ + getattr(getattr(worker, "handler", None), "name", "")
-            ] = "ok" if worker.healthy else "not running"
+            )  # health_name: a worker that runs in several copies tells them apart
+            checks[name] = "ok" if worker.healthy else "not running"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "degraded", "role": settings.role, "checks": checks},

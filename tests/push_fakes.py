@@ -1,6 +1,6 @@
 """Fake push providers for tests, the bench and chaos, served for real over the network:
 
-- APNs: HTTP/2 over TLS (hypercorn, a throwaway CA from trustme), checking the ES256
+- APNs: HTTP/2 over TLS (granian, a throwaway CA from trustme), checking the ES256
   provider token against the public half of the .p8 key it handed out, the topic and the
   push type, as Apple does;
 - FCM: the OAuth2 token endpoint (checks the RS256 JWT-bearer assertion of the service
@@ -15,8 +15,10 @@ FCM 404 UNREGISTERED, webhook 410), `flaky` fails with 503 on its first request,
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,14 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
-from shared.devstack import free_port
+from shared.devstack import free_port, port_open
+
+CONFIG_ENV = "JIFEN_PUSH_FAKES_CONFIG"
+ROOT = Path(__file__).resolve().parent.parent
 
 Scope = dict[str, Any]
 
@@ -91,88 +95,27 @@ def _steer(recorded: Recorded, token: str) -> str | None:
     return None
 
 
-class PushFakes:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+class FakeState:
+    """The servers' side, built in each server process from the config file PushFakes wrote.
+    A provider token or access token is verified once and then remembered, as the real
+    services do (an APNs token lives up to an hour)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.team_id, self.key_id, self.topic = config["team_id"], config["key_id"], config["topic"]
+        self.project, self.fcm_port = config["project"], config["fcm_port"]
+        key = serialization.load_pem_private_key(Path(config["apns_key"]).read_bytes(), None)
+        self._apns_public = key.public_key()
+        account = json.loads(Path(config["service_account"]).read_text())
+        self.account_email = account["client_email"]
+        private = serialization.load_pem_private_key(account["private_key"].encode(), None)
+        self._account_public = private.public_key()
+        self._access_tokens: set[str] = set()
+        self._provider_tokens: set[str] = set()
         self.apns = Recorded()
         self.fcm = Recorded()
         self.webhook = Recorded()
-        self.apns_port = free_port()
-        self.fcm_port = free_port()
-        self.team_id, self.key_id, self.topic = "TEAM123456", "KEY1234567", "com.jifen.test"
-        self.project = "jifen-test"
-        # APNs: the .p8 signing key (PKCS#8 PEM, P-256) and its public half.
-        apns_key = ec.generate_private_key(ec.SECP256R1())
-        self.apns_key_path = directory / "AuthKey.p8"
-        self.apns_key_path.write_bytes(
-            apns_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self._apns_public = apns_key.public_key()
-        # FCM: a service account whose token_uri is this fake.
-        account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._account_public = account_key.public_key()
-        self.account_email = "jifen-test@jifen-test.iam.gserviceaccount.com"
-        self.service_account_path = directory / "service-account.json"
-        self.service_account_path.write_text(
-            json.dumps(
-                {
-                    "type": "service_account",
-                    "project_id": self.project,
-                    "private_key_id": "k1",
-                    "private_key": account_key.private_bytes(
-                        serialization.Encoding.PEM,
-                        serialization.PrivateFormat.PKCS8,
-                        serialization.NoEncryption(),
-                    ).decode(),
-                    "client_email": self.account_email,
-                    "token_uri": f"http://127.0.0.1:{self.fcm_port}/token",
-                }
-            )
-        )
-        self._access_tokens: set[str] = set()
-        # TLS for the APNs fake.
-        ca = trustme.CA()
-        self.ca_path = directory / "ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_path))
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.cert_path = directory / "server.pem"
-        self.key_path = directory / "server.key"
-        cert.private_key_pem.write_to_path(str(self.key_path))
-        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
-        for extra in cert.cert_chain_pems[1:]:
-            with self.cert_path.open("ab") as f:
-                f.write(extra.bytes())
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
 
-    # -- what the notifier is configured with -------------------------------------------
-
-    def env(self) -> dict[str, str]:
-        return {
-            "JIFEN_IOS_PROVIDER": "apns",
-            "JIFEN_ANDROID_PROVIDER": "fcm",
-            "JIFEN_WEB_PROVIDER": "webhook",
-            "JIFEN_APNS_URL": f"https://127.0.0.1:{self.apns_port}",
-            "JIFEN_APNS_TOPIC": self.topic,
-            "JIFEN_APNS_TEAM_ID": self.team_id,
-            "JIFEN_APNS_KEY_ID": self.key_id,
-            "JIFEN_APNS_KEY_PATH": str(self.apns_key_path),
-            "JIFEN_APNS_CA_FILE": str(self.ca_path),
-            "JIFEN_FCM_URL": f"http://127.0.0.1:{self.fcm_port}",
-            "JIFEN_FCM_PROJECT_ID": self.project,
-            "JIFEN_FCM_SERVICE_ACCOUNT_PATH": str(self.service_account_path),
-            "JIFEN_WEBHOOK_URL": f"http://127.0.0.1:{self.fcm_port}/webhook",
-        }
-
-    # -- the servers ----------------------------------------------------------------------
-
-    async def _apns_app(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def apns_app(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         path = scope["path"]
@@ -188,16 +131,18 @@ class PushFakes:
         if scope["method"] != "POST" or not path.startswith("/3/device/"):
             await _answer(send, 404, {"reason": "BadPath"})
             return
-        try:
-            scheme, _, signed = headers.get("authorization", "").partition(" ")
-            assert scheme.lower() == "bearer"
-            header = jwt.get_unverified_header(signed)
-            assert header.get("kid") == self.key_id and header.get("alg") == "ES256"
-            claims = jwt.decode(signed, self._apns_public, algorithms=["ES256"])
-            assert claims["iss"] == self.team_id and abs(time.time() - claims["iat"]) < 3600
-        except (AssertionError, jwt.PyJWTError, KeyError):
-            await _answer(send, 403, {"reason": "InvalidProviderToken"})
-            return
+        scheme, _, signed = headers.get("authorization", "").partition(" ")
+        if signed not in self._provider_tokens:
+            try:
+                assert scheme.lower() == "bearer"
+                header = jwt.get_unverified_header(signed)
+                assert header.get("kid") == self.key_id and header.get("alg") == "ES256"
+                claims = jwt.decode(signed, self._apns_public, algorithms=["ES256"])  # type: ignore[arg-type]
+                assert claims["iss"] == self.team_id and abs(time.time() - claims["iat"]) < 3600
+            except (AssertionError, jwt.PyJWTError, KeyError):
+                await _answer(send, 403, {"reason": "InvalidProviderToken"})
+                return
+            self._provider_tokens.add(signed)
         if headers.get("apns-topic") != self.topic:
             await _answer(send, 400, {"reason": "TopicDisallowed"})
             return
@@ -232,7 +177,7 @@ class PushFakes:
         )
         await _answer(send, 200, None, {"apns-id": apns_id, "apns-unique-id": str(uuid.uuid4())})
 
-    async def _fcm_app(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def fcm_app(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         path = scope["path"]
@@ -316,7 +261,7 @@ class PushFakes:
             assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
             claims = jwt.decode(
                 form["assertion"],
-                self._account_public,
+                self._account_public,  # type: ignore[arg-type]
                 algorithms=["RS256"],
                 audience=f"http://127.0.0.1:{self.fcm_port}/token",
             )
@@ -331,62 +276,158 @@ class PushFakes:
             send, 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
         )
 
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stop = asyncio.Event()
-        apns = Config()
-        apns.bind = [f"127.0.0.1:{self.apns_port}"]
-        apns.certfile = str(self.cert_path)
-        apns.keyfile = str(self.key_path)
-        apns.alpn_protocols = ["h2"]
-        apns.accesslog = None
-        apns.errorlog = None
-        fcm = Config()
-        fcm.bind = [f"127.0.0.1:{self.fcm_port}"]
-        fcm.accesslog = None
-        fcm.errorlog = None
-        fcm.keep_alive_timeout = 75
-        servers = [
-            asyncio.ensure_future(serve(self._apns_app, apns, shutdown_trigger=self._stop.wait)),  # type: ignore[arg-type]
-            asyncio.ensure_future(serve(self._fcm_app, fcm, shutdown_trigger=self._stop.wait)),  # type: ignore[arg-type]
-        ]
-        ready.set()
-        await asyncio.gather(*servers)
+
+_STATE: FakeState | None = None
+
+
+def _state() -> FakeState:
+    global _STATE
+    if _STATE is None:
+        _STATE = FakeState(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
+    return _STATE
+
+
+async def apns_app(scope: Scope, receive: Any, send: Any) -> None:
+    """The fake APNs (served over HTTP/2 with TLS by granian)."""
+    await _state().apns_app(scope, receive, send)
+
+
+async def fcm_app(scope: Scope, receive: Any, send: Any) -> None:
+    """The fake FCM (OAuth token endpoint, messages:send) and webhook."""
+    await _state().fcm_app(scope, receive, send)
+
+
+class PushFakes:
+    """Writes the keys, certificates and service account, and runs the two fake servers in
+    granian processes of their own (a Rust HTTP/1.1 and HTTP/2 server: the fakes must not be
+    what limits a benchmark)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.apns_port = free_port()
+        self.fcm_port = free_port()
+        self.team_id, self.key_id, self.topic = "TEAM123456", "KEY1234567", "com.jifen.test"
+        self.project = "jifen-test"
+        apns_key = ec.generate_private_key(ec.SECP256R1())
+        self.apns_key_path = directory / "AuthKey.p8"
+        self.apns_key_path.write_bytes(
+            apns_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.account_email = "jifen-test@jifen-test.iam.gserviceaccount.com"
+        self.service_account_path = directory / "service-account.json"
+        self.service_account_path.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": self.project,
+                    "private_key_id": "k1",
+                    "private_key": account_key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    ).decode(),
+                    "client_email": self.account_email,
+                    "token_uri": f"http://127.0.0.1:{self.fcm_port}/token",
+                }
+            )
+        )
+        ca = trustme.CA()
+        self.ca_path = directory / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.cert_path = directory / "server.pem"
+        self.key_path = directory / "server.key"
+        cert.private_key_pem.write_to_path(str(self.key_path))
+        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
+        self.config_path = directory / "fakes.json"
+        self.config_path.write_text(
+            json.dumps(
+                {
+                    "team_id": self.team_id,
+                    "key_id": self.key_id,
+                    "topic": self.topic,
+                    "project": self.project,
+                    "fcm_port": self.fcm_port,
+                    "apns_key": str(self.apns_key_path),
+                    "service_account": str(self.service_account_path),
+                }
+            )
+        )
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def env(self) -> dict[str, str]:
+        """What the notifier is configured with to use these fakes."""
+        return {
+            "JIFEN_IOS_PROVIDER": "apns",
+            "JIFEN_ANDROID_PROVIDER": "fcm",
+            "JIFEN_WEB_PROVIDER": "webhook",
+            "JIFEN_APNS_URL": f"https://127.0.0.1:{self.apns_port}",
+            "JIFEN_APNS_TOPIC": self.topic,
+            "JIFEN_APNS_TEAM_ID": self.team_id,
+            "JIFEN_APNS_KEY_ID": self.key_id,
+            "JIFEN_APNS_KEY_PATH": str(self.apns_key_path),
+            "JIFEN_APNS_CA_FILE": str(self.ca_path),
+            "JIFEN_FCM_URL": f"http://127.0.0.1:{self.fcm_port}",
+            "JIFEN_FCM_PROJECT_ID": self.project,
+            "JIFEN_FCM_SERVICE_ACCOUNT_PATH": str(self.service_account_path),
+            "JIFEN_WEBHOOK_URL": f"http://127.0.0.1:{self.fcm_port}/webhook",
+        }
 
     def start(self) -> PushFakes:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._serve(ready))
-
-        self._thread = threading.Thread(target=run, name="push-fakes", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        from shared.devstack import port_open
-
-        deadline = time.monotonic() + 10
+        env = {**os.environ, CONFIG_ENV: str(self.config_path), "PYTHONPATH": str(ROOT)}
+        common = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
+        common += ["--workers", "1", "--log-level", "warning", "--no-ws"]
+        apns = [*common, "--http", "2", "--port", str(self.apns_port)]
+        apns += ["--ssl-certificate", str(self.cert_path), "--ssl-keyfile", str(self.key_path)]
+        apns += ["--http2-max-concurrent-streams", "1000", "tests.push_fakes:apns_app"]
+        fcm = [*common, "--http", "1", "--port", str(self.fcm_port), "tests.push_fakes:fcm_app"]
+        log = (self.directory / "fakes.log").open("ab")
+        for command in (apns, fcm):
+            self.processes.append(
+                subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
+            )
+        deadline = time.monotonic() + 30
         while not (
             port_open("127.0.0.1", self.apns_port) and port_open("127.0.0.1", self.fcm_port)
         ):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the push fakes did not start")
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
+                self.stop()
+                raise RuntimeError(
+                    f"the push fakes did not start: see {self.directory / 'fakes.log'}"
+                )
             time.sleep(0.05)
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes = []
 
     # -- what was delivered ----------------------------------------------------------------
 
+    def deliveries(self) -> dict[str, list[dict[str, Any]]]:
+        """Every accepted message, by provider (apns, fcm, webhook)."""
+        with httpx.Client(timeout=30, verify=str(self.ca_path), http2=True) as client:
+            apns = client.get(f"https://127.0.0.1:{self.apns_port}/_deliveries").json()
+            other = client.get(f"http://127.0.0.1:{self.fcm_port}/_deliveries").json()
+        return {"apns": apns, "fcm": other["fcm"], "webhook": other["webhook"]}
+
     def delivered(self, notification_id: str | None = None) -> list[dict[str, Any]]:
         """Every accepted message (all providers), or those of one notification."""
-        out = []
-        for kind, recorded in (("apns", self.apns), ("fcm", self.fcm), ("webhook", self.webhook)):
-            with recorded.lock:
-                for d in recorded.deliveries:
-                    if notification_id is None or d.get("notification_id") == notification_id:
-                        out.append({"provider": kind, **d})
-        return out
+        return [
+            {"provider": kind, **d}
+            for kind, items in self.deliveries().items()
+            for d in items
+            if notification_id is None or d.get("notification_id") == notification_id
+        ]

@@ -306,7 +306,7 @@ async def run_trigger(
                 trigger, tz, body.day, now, immediate=body.immediate, restart=True
             )
         )
-    parts.dispatcher.wake()
+    parts.wake_dispatch()
     return {"items": results}
 
 

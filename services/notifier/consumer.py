@@ -8,6 +8,7 @@ through the inbox; the notifications' ids come from their causes as well):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
@@ -26,7 +27,6 @@ from shared.events import (
     ProgressEvent,
 )
 from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
-from shared.worker import PollingWorker
 
 TOPICS = (PROGRESS_EVENTS, EXCHANGE_EVENTS, ENGAGEMENT_EVENTS)
 SHIPPING = {
@@ -40,9 +40,9 @@ class NotifierHandler(BatchHandler):
     topics = TOPICS
     use_inbox = True
 
-    def __init__(self, settings: Settings, dispatcher: PollingWorker | None = None) -> None:
+    def __init__(self, settings: Settings, wake: Callable[[], None] | None = None) -> None:
         self.settings = settings
-        self.dispatcher = dispatcher
+        self.wake_dispatch = wake
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         topic = record.topic
@@ -69,8 +69,8 @@ class NotifierHandler(BatchHandler):
             elif isinstance(event, EngagementEvent):
                 collect_engagement(batch, event, now)
         await service.apply_batch(session, self.settings, batch)
-        if batch.planned and self.dispatcher is not None:
-            after_commit(session, self.dispatcher.wake)
+        if batch.planned and self.wake_dispatch is not None:
+            after_commit(session, self.wake_dispatch)
 
 
 def collect_progress(batch: Batch, event: ProgressEvent) -> None:

@@ -24,8 +24,8 @@ def build_parts(platform: Platform[Settings]) -> Parts:
 def build_workers(rt: Runtime[Settings, Parts]) -> list[Worker]:
     parts = rt.parts
     return [
-        rt.consumer(NotifierHandler(rt.settings, parts.dispatcher)),
-        parts.dispatcher,
+        rt.consumer(NotifierHandler(rt.settings, parts.wake_dispatch)),
+        *parts.dispatchers,
         parts.triggers,
         parts.expander,
     ]

@@ -23,9 +23,18 @@ class Parts:
             settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
         )
         self.scanner = Scanner(settings, db, self.ledger)
-        self.dispatcher = Dispatcher(settings, db, self.providers)
-        self.expander = CampaignExpander(settings, self.scanner)
-        self.triggers = TriggerScheduler(settings, self.scanner, db)
+        # Several loops per process: one claims and records while another waits on the
+        # providers (SKIP LOCKED keeps their batches apart).
+        self.dispatchers = [
+            Dispatcher(settings, db, self.providers, number)
+            for number in range(settings.dispatch_loops)
+        ]
+        self.expander = CampaignExpander(settings, self.scanner, self.wake_dispatch)
+        self.triggers = TriggerScheduler(settings, self.scanner, db, self.wake_dispatch)
+
+    def wake_dispatch(self) -> None:
+        for dispatcher in self.dispatchers:
+            dispatcher.wake()
 
     def wake_expander(self, session: AsyncSession) -> None:
         after_commit(session, self.expander.wake)

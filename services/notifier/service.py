@@ -179,12 +179,13 @@ class Job:
     outcomes: list[tuple[str, str, Outcome]] = field(default_factory=list)  # provider, token
 
 
-async def claim(session: AsyncSession, settings: Settings, now: datetime) -> list[Job]:
+async def claim(session: AsyncSession, settings: Settings, now: datetime) -> tuple[list[Job], int]:
     """Claim due notifications and decide each (send, defer, suppress); the ones to send are
-    leased and returned. Runs in its own transaction, committed before anything is sent."""
+    leased and returned, with how many were claimed in all (a full batch: more may be due).
+    Runs in its own transaction, committed before anything is sent."""
     rows = await repo.claim_due(session, now, settings.dispatch_batch)
     if not rows:
-        return []
+        return [], 0
     caps = Caps(settings.cap_daily, settings.cap_marketing_daily)
     lease_until = now + timedelta(seconds=settings.dispatch_lease_s)
     devices: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -259,7 +260,7 @@ async def claim(session: AsyncSession, settings: Settings, now: datetime) -> lis
     )
     decided += [_decision(j.id, "claimed", None, lease_until) for j in jobs]
     await repo.set_decided(session, decided)
-    return jobs
+    return jobs, len(rows)
 
 
 def _decision(notification_id: str, status: str, reason: str | None, due_at: datetime) -> dict:

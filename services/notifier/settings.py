@@ -52,6 +52,13 @@ class Settings(JifenSettings):
     # The dispatcher.
     dispatch_batch: int = Field(500, ge=1, le=10_000, description="notifications per claim")
     dispatch_poll_s: float = Field(1.0, gt=0, le=3600)
+    dispatch_loops: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="dispatch loops per replica: while one waits on the providers another "
+        "claims and records its batch",
+    )
     dispatch_lease_s: float = Field(
         120.0,
         ge=5,

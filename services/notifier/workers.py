@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 class Dispatcher(PollingWorker):
     """Sends what is due: one batch per step, in two transactions around the providers."""
 
-    def __init__(self, settings: Settings, db: Database, providers: Providers) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, providers: Providers, number: int = 0
+    ) -> None:
         super().__init__(
             poll_s=settings.dispatch_poll_s,
             full_batch=settings.dispatch_batch,
@@ -33,21 +36,22 @@ class Dispatcher(PollingWorker):
         self.settings = settings
         self.db = db
         self.providers = providers
+        self.health_name = f"Dispatcher#{number}"
 
     async def dispatch_once(self, now: datetime | None = None) -> int:
         started = time.perf_counter()
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            jobs = await service.claim(session, self.settings, now)
+            jobs, claimed = await service.claim(session, self.settings, now)
         if not jobs:
-            return 0
+            return claimed
         await service.send(
             jobs, self.providers, self.settings.provider_concurrency, self.mark_sending
         )
         async with self.db.transaction() as session:
             await service.record(session, self.settings, jobs, datetime.now(UTC))
         DISPATCH_SECONDS.observe(time.perf_counter() - started)
-        return len(jobs)
+        return claimed
 
     async def mark_sending(self, ids: list[str]) -> None:
         async with self.db.transaction() as session:
@@ -60,7 +64,9 @@ class Dispatcher(PollingWorker):
 class TriggerScheduler(PollingWorker):
     """Starts each daily trigger once its local time has come, per timezone in use."""
 
-    def __init__(self, settings: Settings, scanner: Scanner, db: Database) -> None:
+    def __init__(
+        self, settings: Settings, scanner: Scanner, db: Database, wake: Callable[[], None]
+    ) -> None:
         super().__init__(
             poll_s=settings.trigger_poll_s,
             full_batch=1_000_000_000,  # one pass per poll
@@ -69,6 +75,7 @@ class TriggerScheduler(PollingWorker):
         self.settings = settings
         self.scanner = scanner
         self.db = db
+        self.wake_dispatch = wake
         self.finished: set[tuple[str, str, str]] = set()
 
     async def tick(self, now: datetime | None = None) -> int:
@@ -88,6 +95,8 @@ class TriggerScheduler(PollingWorker):
                     continue
                 result = await self.scanner.run(trigger, tz, local.date(), now)
                 queued += int(result["queued"])
+                if result["queued"]:
+                    self.wake_dispatch()
                 if result["status"] == "done":
                     self.finished.add(key)
         return queued
@@ -100,13 +109,17 @@ class TriggerScheduler(PollingWorker):
 class CampaignExpander(PollingWorker):
     """Queues due campaigns' recipients, a chunk per step."""
 
-    def __init__(self, settings: Settings, scanner: Scanner) -> None:
+    def __init__(self, settings: Settings, scanner: Scanner, wake: Callable[[], None]) -> None:
         super().__init__(
             poll_s=settings.campaign_poll_s,
             full_batch=1,
             backoff_cap_s=settings.retry_backoff_max_s,
         )
         self.scanner = scanner
+        self.wake_dispatch = wake
 
     async def step(self) -> int:
-        return 1 if await self.scanner.expand_one(datetime.now(UTC)) else 0
+        if not await self.scanner.expand_one(datetime.now(UTC)):
+            return 0
+        self.wake_dispatch()  # a chunk was queued: send it now, not at the next poll
+        return 1
