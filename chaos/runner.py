@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupIdNotFound, KafkaError
 
 from chaos import engagement as chaos_engagement
+from chaos.notifier import NotifyFlow
 from chaos.orders import OrderFlow, create_rules
 from chaos.schedule import CONSUMERS, Fault, Plan
 from services.behavior_sensor.domain import behavior_id
@@ -71,12 +72,18 @@ CHAOS_ENV = {
     # a member whose join never completes, or left with no partitions while its group stands
     # still, joins again after 20s: within the 60s a cycle gives the suite to get ready
     "JIFEN_CONSUMER_STALL_RESTART_S": "20",
+    # notifier: a killed dispatcher's claimed messages are taken over after 10s
+    "JIFEN_DISPATCH_LEASE_S": "10",
+    "JIFEN_DISPATCH_POLL_S": "0.3",
+    "JIFEN_CAMPAIGN_CHUNK": "10",
+    "JIFEN_CAMPAIGN_POLL_S": "0.3",
 }
 GROUP_OF = {  # consumer service -> its consumer group
     "behavior_sensor": "jifen.behavior_sensor.upstream",
     "task_progress": "jifen.task_progress.behaviors",
     "rewards_ledger": "jifen.rewards_ledger.grants",
     "engagement": "jifen.engagement.events",
+    "notifier": "jifen.notifier.events",
 }
 
 
@@ -156,6 +163,8 @@ class Environment:
         self.stack = stack
         self.supervisor = Supervisor(stack)
         self.log = log
+        # the notifier's `log` provider writes here (one JSON line per message sent)
+        self.notify_log = Path(stack.env.get("JIFEN_LOG_PATH", "notifications.log"))
 
     @property
     def bootstrap(self) -> str:
@@ -198,6 +207,7 @@ class Environment:
             bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=60_000
         )
         orders = OrderFlow(self.database, prefix, random.Random(plan.seed * 31))
+        notify = NotifyFlow(self.stack.url("notifier"), prefix, random.Random(plan.seed * 17))
         await producer.start()
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -209,6 +219,7 @@ class Environment:
                     self._redeem(client, item, redeemers, redemption_ids),
                     orders.send(producer),
                     orders.release_during(12),
+                    notify.send(client, producer),
                 )
                 faults = asyncio.create_task(self._apply_faults(plan.faults, rng))
                 try:
@@ -220,6 +231,7 @@ class Environment:
                 await self._heal()
                 outcome.events_accepted = len(accepted)
                 await self._settle(accepted, item["id"], orders)
+                await notify.settle(self.database)
                 await self._check(accepted, item, redemption_ids, outcome)
                 outcome.problems += await orders.unsettled() + await orders.holdings()
                 outcome.problems += await chaos_engagement.check(
@@ -227,6 +239,7 @@ class Environment:
                     self.stack.redis_url,
                     sorted(set(accepted.values()) | {o.buyer for o in orders.orders}),
                 )
+                outcome.problems += await notify.check(self.database, self.notify_log)
                 outcome.orders = orders.summary()
         except Exception as exc:  # anything unexpected is a failed cycle, with its seed
             outcome.problems.append(f"cycle aborted: {type(exc).__name__}: {exc}")
@@ -645,7 +658,7 @@ def scratch_environment(scratch: Path, base_port: int) -> tuple[Environment, Any
         database_url=database,
         kafka_bootstrap=bootstrap,
         base_port=base_port,
-        env=CHAOS_ENV,
+        env={**CHAOS_ENV, "JIFEN_LOG_PATH": str(scratch / "notifications.log")},
         log_dir=scratch / "logs",
     )
     env = Environment(database, broker, stack)

@@ -16,6 +16,7 @@ from services.notifier.providers import Providers
 from services.notifier.settings import Settings
 from services.notifier.triggers import TRIGGERS, Scanner, trigger_time
 from shared.db import Database
+from shared.retry import Backoff, is_transient
 from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,26 @@ class Dispatcher(PollingWorker):
         await service.send(
             jobs, self.providers, self.settings.provider_concurrency, self.mark_sending
         )
-        async with self.db.transaction() as session:
-            await service.record(session, self.settings, jobs, datetime.now(UTC))
+        await self.record(jobs)
         DISPATCH_SECONDS.observe(time.perf_counter() - started)
         return claimed
+
+    async def record(self, jobs: list[service.Job]) -> None:
+        """Record what the providers answered. The answers exist only in memory: a transient
+        failure (the database restarting, a terminated connection) is retried for as long
+        as the lease runs, so that a sent message is not later taken for unsent."""
+        deadline = time.monotonic() + self.settings.dispatch_lease_s * 0.8
+        backoff = Backoff(cap=self.settings.retry_backoff_max_s)
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    await service.record(session, self.settings, jobs, datetime.now(UTC))
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("recording %d sends failed, retrying: %s", len(jobs), exc)
+                await backoff.wait()
 
     async def mark_sending(self, ids: list[str]) -> None:
         async with self.db.transaction() as session:
