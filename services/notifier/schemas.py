@@ -204,6 +204,16 @@ class CampaignIn(BaseModel):
     variables: dict[str, str] = Field(default_factory=dict, max_length=50)
     send_at: AwareDatetime | None = Field(None, description="default: now")
 
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name.isidentifier() or len(name) > 64:
+                raise ValueError(f"{name!r} is not a variable name")
+            if len(text) > 500 or "\x00" in text:
+                raise ValueError(f"variable {name} is too long or holds a NUL character")
+        return value
+
     @model_validator(mode="after")
     def _text(self) -> CampaignIn:
         if (self.template is None) == (self.title is None or self.body is None):

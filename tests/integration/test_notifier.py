@@ -556,3 +556,34 @@ async def _campaign_done(notifier: httpx.AsyncClient, campaign_id: str) -> dict[
     got = (await notifier.get(f"/v1/campaigns/{campaign_id}", headers=ADMIN)).json()
     assert got["status"] == "done", got
     return dict(got)
+
+
+async def test_a_device_can_be_removed_and_a_token_follows_its_new_owner(http) -> None:
+    notifier = http("notifier")
+    first, second = unique("owner1"), unique("owner2")
+    token = await device(notifier, first, "ios")
+    again = await notifier.post(
+        f"/v1/users/{second}/devices",
+        json={"platform": "ios", "token": token},
+        headers=as_user(second),
+    )
+    assert again.status_code == 200 and again.json()["created"] is False
+    mine = (await notifier.get(f"/v1/users/{first}/devices", headers=as_user(first))).json()
+    assert mine["items"] == []  # the phone was signed in as someone else
+    gone = await notifier.delete(f"/v1/users/{second}/devices/{token}", headers=as_user(second))
+    assert gone.status_code == 204
+    missing = await notifier.delete(f"/v1/users/{second}/devices/{token}", headers=as_user(second))
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    nul = await notifier.post(
+        "/v1/campaigns",
+        json={
+            "idempotency_key": unique("k"),
+            "name": "x",
+            "audience": {"user_ids": [first]},
+            "title": "t",
+            "body": "{v}",
+            "variables": {"v": "a\u0000b"},
+        },
+        headers=ADMIN,
+    )
+    assert nul.status_code == 422, nul.text
