@@ -4,6 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY console ./console
 RUN pip install --no-cache-dir . && useradd --system jifen
 USER jifen
 # One image, every service: pick it with the command, e.g.

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format install clean-data bench chaos
+.PHONY: run test lint format install clean-data bench chaos browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,19 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy shared services bench chaos
+	$(PY) -m mypy shared services bench chaos console cli
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-test: lint
+test: lint browser-deps
 	$(PY) -m pytest
+
+# The console's browser tests drive Debian's Chromium (Playwright's own download is not
+# reachable) with a CJK font; installed when missing (CI: a clean machine, root, apt).
+browser-deps:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei)
 
 clean-data:
 	rm -rf .data

@@ -6,8 +6,9 @@ the SQL floor, end-to-end throughput and latency, latency at a fixed rate, HTTP 
 a hot item under 64 concurrent redeemers, each service's peak memory, and the ledger's
 liability report on a 10M-row journal (BENCH_LIABILITY_ROWS), check-ins through the pipeline
 (BENCH_CHECKIN_USERS x 5 days), engagement's leaderboard update lag and rank reads with 1M
-ranked users (BENCH_ENGAGEMENT_*, see bench/engagement.py) and the dry run of a rule over 1M
-stored behaviors (BENCH_DRY_RUN_ROWS).
+ranked users (BENCH_ENGAGEMENT_*, see bench/engagement.py), the dry run of a rule over 1M
+stored behaviors (BENCH_DRY_RUN_ROWS) and the console's page times (BENCH_CONSOLE_*, see
+bench/console.py).
 
 Sizes come from the environment: BENCH_EVENTS (default 100000), BENCH_USERS (100000),
 BENCH_RATE (1000 events/s) and BENCH_RATE_SECONDS (10), BENCH_HOT_SECONDS (10),
@@ -41,7 +42,10 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from bench import console as console_bench
 from bench import engagement as engagement_bench
+from bench import insights as insights_bench
+from bench import notifier as notifier_bench
 from bench.dry_run import measure_dry_run
 from bench.floor import measure_floor
 from bench.liability import measure_liability
@@ -60,6 +64,7 @@ from shared.devstack import (
 from shared.events import BehaviorEvent
 from shared.metrics import histogram_totals
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
+from tests.push_fakes import PushFakes
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
@@ -606,8 +611,11 @@ SECTIONS = (
     "hot_item",
     "checkins",
     "engagement",
+    "insights",
     "dry_run",
     "liability",
+    "console",
+    "notifier",
 )
 CHECKIN_ACTION = "bench_checkin"
 CHECKIN_DAYS = 5
@@ -669,7 +677,11 @@ def wanted(section: str) -> bool:
 
 
 async def measure(
-    stack: Stack, database_url_: str, bootstrap: str, broker_pid: int | None
+    stack: Stack,
+    database_url_: str,
+    bootstrap: str,
+    broker_pid: int | None,
+    fakes: PushFakes | None = None,
 ) -> dict[str, Any]:
     n = env_int("BENCH_EVENTS", 100_000)
     users = ZipfUsers(env_int("BENCH_USERS", 100_000))
@@ -786,6 +798,12 @@ async def measure(
         await settle_database(database_url_)
         print("engagement: update lag, and rank reads with 1M ranked users ...", flush=True)
         results.update(await engagement_bench.measure(stack, database_url_))
+    if wanted("insights"):
+        await drain(database_url_, bootstrap, timeout=600)
+        await settle_database(database_url_)
+        print("insights: consumer, KPI queries over 90 days, recommendations ...", flush=True)
+        end_to_end = results.get("end_to_end", {}).get("events_per_s")
+        results.update(await insights_bench.measure(stack, database_url_, bootstrap, end_to_end))
     if wanted("dry_run"):
         rows = env_int("BENCH_DRY_RUN_ROWS", 1_000_000)
         print(f"dry run of a rule over {rows:,} stored behaviors ...", flush=True)
@@ -794,6 +812,13 @@ async def measure(
         rows = env_int("BENCH_LIABILITY_ROWS", 10_000_000)
         print(f"liability report: generating {rows:,} journal rows ...", flush=True)
         results["liability"] = await measure_liability(database_url_, rows)
+    if wanted("console"):  # after the rest: the pages with the bench's data loaded
+        print("console: each page's server time ...", flush=True)
+        results.update(await console_bench.measure(stack, database_url_))
+    if wanted("notifier") and fakes is not None:  # last: its 1M lots stay in the ledger
+        await drain(database_url_, bootstrap, timeout=600)
+        print("notifier: campaign fan-out to fake APNs/FCM, expiry scan of 1M lots ...", flush=True)
+        results.update(await notifier_bench.measure(stack, database_url_, fakes))
     if "end_to_end" in results and "floor_events_per_s" in results:
         e2e = results["end_to_end"]["events_per_s"]
         results["end_to_end"]["ratio_to_floor"] = e2e / results["floor_events_per_s"]
@@ -900,6 +925,7 @@ def table(results: dict[str, Any]) -> str:
         if "cpu_ms_per_event" in checkins:
             rows.append(cpu_row("  CPU per check-in", checkins["cpu_ms_per_event"]))
     rows += engagement_bench.rows(results)
+    rows += insights_bench.rows(results)
     if "dry_run" in results:
         dry = results["dry_run"]
         rows.append(
@@ -920,6 +946,8 @@ def table(results: dict[str, Any]) -> str:
                 f"{liability['accounts']:,} accounts; rows built in {liability['build_s']:.0f} s",
             )
         )
+    rows += console_bench.rows(results)
+    rows += notifier_bench.rows(results)
     rows += [
         (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
     ]
@@ -958,6 +986,8 @@ def main() -> None:
     if not bootstrap:
         broker = EmbeddedBroker(port=free_port())
         bootstrap = broker.start(log_path=scratch / "broker.log")
+    # the notifier sends to fake APNs (HTTP/2) and FCM servers in processes of their own
+    fakes = PushFakes(scratch / "push").start()
     stack = Stack(
         database_url=database,
         kafka_bootstrap=bootstrap,
@@ -965,7 +995,12 @@ def main() -> None:
         env={
             "JIFEN_LOG_LEVEL": "WARNING",
             "JIFEN_FARMING_DEFAULT_LIMIT": "100000000",
+            # the console section's diverted behaviors
+            "JIFEN_FARMING_ACTION_LIMITS": json.dumps(
+                {console_bench.FARM_ACTION: console_bench.FARM_LIMIT}
+            ),
             "JIFEN_SEED_DEMO": "false",
+            **fakes.env(),
         },
         log_dir=scratch / "logs",
     )
@@ -982,6 +1017,7 @@ def main() -> None:
                 database,
                 bootstrap,
                 broker.process.pid if broker and broker.process else None,
+                fakes,
             )
         )
         if profiler is not None:
@@ -989,6 +1025,7 @@ def main() -> None:
                 print(summarize(profile), flush=True)
     finally:
         stack.stop()
+        fakes.stop()
         if broker:
             broker.stop()
         stop_embedded_postgres()

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupIdNotFound, KafkaError
 
 from chaos import engagement as chaos_engagement
+from chaos import insights as chaos_insights
 from chaos.notifier import NotifyFlow
 from chaos.orders import OrderFlow, create_rules
 from chaos.schedule import CONSUMERS, Fault, Plan
@@ -83,6 +84,7 @@ GROUP_OF = {  # consumer service -> its consumer group
     "task_progress": "jifen.task_progress.behaviors",
     "rewards_ledger": "jifen.rewards_ledger.grants",
     "engagement": "jifen.engagement.events",
+    "insights": "jifen.insights.events",
     "notifier": "jifen.notifier.events",
 }
 
@@ -238,6 +240,9 @@ class Environment:
                     self.database,
                     self.stack.redis_url,
                     sorted(set(accepted.values()) | {o.buyer for o in orders.orders}),
+                )
+                outcome.problems += await chaos_insights.check(
+                    self.database, sorted(set(accepted.values())), redemption_ids
                 )
                 outcome.problems += await notify.check(self.database, self.notify_log)
                 outcome.orders = orders.summary()

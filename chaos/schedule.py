@@ -5,7 +5,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-CONSUMERS = ("behavior_sensor", "task_progress", "rewards_ledger", "engagement", "notifier")
+CONSUMERS = (
+    "behavior_sensor",
+    "task_progress",
+    "rewards_ledger",
+    "engagement",
+    "insights",
+    "notifier",
+)
 SERVICES = (*CONSUMERS, "exchange")
 KINDS = {  # kind -> weight
     "kill": 5,  # SIGKILL one service process, restart it after `duration`

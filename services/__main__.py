@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from console.settings import DEV_CONSOLE_PASSWORD
 from shared.devstack import (
     EmbeddedBroker,
     Stack,
@@ -33,7 +34,7 @@ def main() -> int:
         "--data-dir", default=str(ROOT / ".data"), help="where embedded state lives"
     )
     parser.add_argument(
-        "--base-port", type=int, default=8000, help="services listen on base+1..base+5"
+        "--base-port", type=int, default=8000, help="the console on base, services on base+1.."
     )
     parser.add_argument(
         "--no-seed", action="store_true", help="do not seed the demo rules and catalog"
@@ -70,6 +71,8 @@ def main() -> int:
         stack.start()
         admin = os.environ.get("JIFEN_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
         print("\nJifen is running:")
+        if stack.console:
+            print(f"  {'console':<16} {stack.url('console')}   (operators sign in here)")
         for service in stack.services:
             print(f"  {service:<16} {stack.url(service)}   (docs: {stack.url(service)}/docs)")
         print(
@@ -78,6 +81,10 @@ def main() -> int:
         if admin == DEV_ADMIN_TOKEN:
             print(
                 f"  admin token '{DEV_ADMIN_TOKEN}', ingest key '{DEV_INGEST_KEY}' (dev defaults)"
+            )
+        if stack.console and not os.environ.get("JIFEN_CONSOLE_USERS"):
+            print(
+                f"  console operators admin / operator / viewer, password '{DEV_CONSOLE_PASSWORD}'"
             )
         print("\nPress Ctrl-C to drain in-flight events and stop.", flush=True)
         while not stop.is_set():

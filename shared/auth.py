@@ -15,9 +15,11 @@ from shared.settings import JifenSettings
 
 @dataclass(frozen=True)
 class Principal:
-    kind: Literal["admin", "ingest", "user"]
+    kind: Literal["admin", "ingest", "user", "service"]
     user_id: str | None = None
     sources: frozenset[str] = frozenset()
+    service: str | None = None  # a calling service (kind "service") and what it may do
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
@@ -26,6 +28,21 @@ class Principal:
     def require_admin(self) -> None:
         if not self.is_admin:
             raise Forbidden("this endpoint needs the admin token")
+
+    def require_scope(self, scope: str) -> None:
+        """The admin, or a service whose credential carries `scope`."""
+        if self.is_admin or (self.kind == "service" and scope in self.scopes):
+            return
+        if self.kind == "service":
+            raise Forbidden(f"the {self.service} credential does not carry {scope}")
+        raise Forbidden(f"this endpoint needs the admin token or a service credential ({scope})")
+
+    def require_user_or_scope(self, user_id: str, scope: str) -> None:
+        """The user themselves, the admin, or a service whose credential carries `scope`."""
+        if self.kind == "service":
+            self.require_scope(scope)
+        else:
+            self.require_user(user_id)
 
     def require_user(self, user_id: str) -> None:
         """Admins see everyone; a user sees only their own data."""
@@ -46,6 +63,10 @@ class Authenticator:
         self._admin = settings.admin_token.get_secret_value().encode()
         self._jwt_secret = settings.jwt_secret.get_secret_value()
         self._ingest = {key.encode(): frozenset(srcs) for key, srcs in settings.ingest_keys.items()}
+        self._services = [
+            (token.encode(), Principal("service", service=c.service, scopes=frozenset(c.scopes)))
+            for token, c in settings.service_credentials.items()
+        ]
 
     def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         if api_key:
@@ -60,6 +81,9 @@ class Authenticator:
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         if hmac.compare_digest(self._admin, token.encode()):
             return Principal("admin")
+        for service_token, service in self._services:
+            if hmac.compare_digest(service_token, token.encode()):
+                return service
         try:
             claims = jwt.decode(
                 token, self._jwt_secret, algorithms=["HS256"], options={"require": ["sub"]}

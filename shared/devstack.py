@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -29,7 +30,12 @@ SERVICES: dict[str, int] = {  # service -> port offset from the base port (contr
     "exchange": 4,
     "engagement": 5,
     "notifier": 6,
+    "insights": 7,
 }
+# The operations console (console/, port offset 0) runs beside the services: it has no outbox
+# or consumers (so it is not in SERVICES, whose databases the drain reads) and is started
+# after them by Stack.start.
+CONSOLE = "console"
 CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
     "jifen.task_progress.behaviors": ("behavior.events",),
@@ -44,6 +50,15 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
     "jifen.exchange.tiers": ("engagement.events",),
     "jifen.task_progress.tiers": ("engagement.events",),
     "jifen.notifier.events": ("progress.events", "exchange.events", "engagement.events"),
+    "jifen.insights.events": (
+        "behavior.events",
+        "progress.events",
+        "ledger.events",
+        "exchange.events",
+        "engagement.events",
+        "notify.events",
+        "experiment.exposures",
+    ),
 }
 
 
@@ -215,6 +230,7 @@ class Stack:
     services: tuple[str, ...] = tuple(SERVICES)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     valkey: EmbeddedValkey | None = None
+    console: bool = True  # start the operations console on base_port too
 
     @property
     def redis_url(self) -> str:
@@ -237,7 +253,8 @@ class Stack:
     def port(self, name: str) -> int:
         """Port of a process: service on base+offset, its replica #k on base+offset+10k."""
         service, _, replica = name.partition("#")
-        return self.base_port + SERVICES[service] + 10 * int(replica or 0)
+        offset = 0 if service == CONSOLE else SERVICES[service]
+        return self.base_port + offset + 10 * int(replica or 0)
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.port(name)}"
@@ -248,6 +265,9 @@ class Stack:
         env["JIFEN_REDIS_URL"] = self.redis_url
         # exchange (debits, refunds) and task_progress (which assets exist) -> ledger
         env.setdefault("JIFEN_LEDGER_URL", self.url("rewards_ledger"))
+        # insights copies the catalog and the task rules from these
+        env.setdefault("JIFEN_EXCHANGE_URL", self.url("exchange"))
+        env.setdefault("JIFEN_TASK_PROGRESS_URL", self.url("task_progress"))
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         return env
 
@@ -267,16 +287,19 @@ class Stack:
         env = self.child_env()
         if role is not None:
             env["JIFEN_ROLE"] = role
+        if service == CONSOLE:
+            env["JIFEN_CONSOLE_SERVICE_URLS"] = json.dumps({s: self.url(s) for s in SERVICES})
         env.update(extra_env or {})
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else None
+        app = "console.main:app" if service == CONSOLE else f"services.{service}.main:app"
         self.processes[name] = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
-                f"services.{service}.main:app",
+                app,
                 "--host",
                 self.host,
                 "--port",
@@ -299,6 +322,9 @@ class Stack:
         for service in self.services:
             self.start_service(service)
         self.wait_ready(timeout)
+        if self.console:
+            self.start_service(CONSOLE)
+            self.wait_ready(timeout, (CONSOLE,))
 
     def wait_ready(self, timeout: float = 120, services: tuple[str, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -339,7 +365,14 @@ class Stack:
 
 
 async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]) -> int:
-    """Messages on `topics` past the group's committed offsets (without joining the group).
+    """Messages on `topics` past the group's committed offsets (without joining the group)."""
+    return sum((await consumer_lag_by_topic(kafka_bootstrap, group, topics)).values())
+
+
+async def consumer_lag_by_topic(
+    kafka_bootstrap: str, group: str, topics: tuple[str, ...]
+) -> dict[str, int]:
+    """The group's lag on each of `topics` (the console's dashboard shows it per topic).
 
     The end of each partition is found by reading its last batch: the embedded broker reports
     the end offset of a multi-record batch as if the batch held one record.
@@ -360,8 +393,9 @@ async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]
             for topic in topics
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
+        lag = dict.fromkeys(topics, 0)
         if not partitions:
-            return 0
+            return lag
         reported = await consumer.end_offsets(partitions)
         committed = {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
         consumer.assign(partitions)
@@ -375,7 +409,9 @@ async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]
                 ends[tp] = max(ends[tp], records[-1].offset + 1)
             if not fetched:
                 break
-        return sum(max(0, ends[tp] - committed[tp]) for tp in partitions)
+        for tp in partitions:
+            lag[tp.topic] += max(0, ends[tp] - committed[tp])
+        return lag
     finally:
         await consumer.stop()
 

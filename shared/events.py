@@ -158,12 +158,22 @@ LedgerEventType = Literal[
 ]
 
 
+class LotDraw(BaseModel):
+    """Points a debit or an expiry took from one lot, and when that lot was earned."""
+
+    lot_id: str
+    points: int
+    earned_at: datetime
+    expires_at: datetime | None = None
+
+
 class LedgerEvent(BaseModel):
     """A movement of an asset on an account, published on ledger.events.
 
     `points` moves the spendable (available) balance and `balance_after` is that balance;
     `pending` moves the pending amount (credited, not yet available) and `debt` the debt
-    (clawed back after it was spent). Each is signed.
+    (clawed back after it was spent). Each is signed. `lots` (on `debited` and `expired`)
+    lists the lots the movement took from, so a reader can tell how long points were held.
     """
 
     type: LedgerEventType
@@ -177,6 +187,7 @@ class LedgerEvent(BaseModel):
     idempotency_key: str
     occurred_at: datetime
     reference: str | None = None
+    lots: list[LotDraw] | None = None
 
 
 class ExchangeEvent(BaseModel):

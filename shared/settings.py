@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -14,6 +14,32 @@ DEV_INGEST_KEY = "dev-ingest-key"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 Role = Literal["all", "api", "worker"]
+
+# What each calling service may do at another (the scopes its credential carries). A service
+# presents JIFEN_SERVICE_TOKEN; the called service looks it up in JIFEN_SERVICE_CREDENTIALS.
+SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
+    "exchange": ("ledger:debit", "ledger:refund", "ledger:read"),
+    "task_progress": ("ledger:assets", "ledger:debit"),
+    "notifier": ("ledger:reports",),
+}
+
+
+def dev_service_token(service: str) -> str:
+    return f"dev-{service}-service-token"
+
+
+def dev_service_credentials() -> dict[str, ServiceCredential]:
+    return {
+        dev_service_token(service): ServiceCredential(service=service, scopes=list(scopes))
+        for service, scopes in SERVICE_SCOPES.items()
+    }
+
+
+class ServiceCredential(BaseModel):
+    """One calling service's credential: who it is and what it may do."""
+
+    service: str = Field(min_length=1, max_length=64)
+    scopes: list[str] = Field(default_factory=list, max_length=50)
 
 
 class JifenSettings(BaseSettings):
@@ -122,6 +148,16 @@ class JifenSettings(BaseSettings):
 
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    service_credentials: dict[str, ServiceCredential] = Field(
+        default_factory=dev_service_credentials,
+        description='token -> {"service", "scopes"}: the services that may call this one, and '
+        "for what (the admin token may do everything; a service only what its scopes say)",
+    )
+    service_token: SecretStr = Field(
+        SecretStr(""),
+        description="the credential this service presents when it calls another (empty: the "
+        "dev one for its name, refused when JIFEN_ENV=prod)",
+    )
     ingest_keys: dict[str, list[str]] = Field(
         default_factory=lambda: {DEV_INGEST_KEY: ["*"]},
         description='API key -> sources it may publish for ("*" = any), e.g. {"k1": ["app"]}',
@@ -171,7 +207,24 @@ class JifenSettings(BaseSettings):
                 )
             if len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("JIFEN_JWT_SECRET must be at least 32 characters")
+            dev_tokens = set(dev_service_credentials())
+            if dev_tokens & set(self.service_credentials):
+                raise ValueError(
+                    "JIFEN_SERVICE_CREDENTIALS must not contain the dev tokens when JIFEN_ENV=prod"
+                )
+            if self.service_token.get_secret_value() in dev_tokens:
+                raise ValueError("JIFEN_SERVICE_TOKEN must be a real secret when JIFEN_ENV=prod")
         return self
+
+    @property
+    def outbound_token(self) -> str:
+        """What this service presents when it calls another one."""
+        token = self.service_token.get_secret_value()
+        if token:
+            return token
+        if self.env == "prod":
+            raise ValueError(f"JIFEN_SERVICE_TOKEN must be set for {self.service_name} in prod")
+        return dev_service_token(self.service_name)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -57,18 +57,22 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 
 def _free_base_port() -> int:
     for _ in range(50):
-        base = random.randrange(20000, 40000, 10)
-        if not any(port_open("127.0.0.1", base + i) for i in range(1, 7)):
+        # below Linux's ephemeral ports (32768-60999): an outgoing connection of another
+        # process could hold one of ours between the check and the bind
+        base = random.randrange(20000, 32700, 10)
+        if not any(port_open("127.0.0.1", base + i) for i in range(0, 8)):  # console: base
             return base
     raise RuntimeError("no free port range")
 
 
-# Settings the suite runs with in tests: a tight anti-farming limit on two actions so the
+# Settings the suite runs with in tests: a tight anti-farming limit on a few actions so the
 # limit can be observed, and a fast expiry sweep.
 TEST_ENV = {
     "JIFEN_ENV": "test",
     "JIFEN_SEED_DEMO": "false",
-    "JIFEN_FARMING_ACTION_LIMITS": json.dumps({"farm_test_http": 5, "farm_test_kafka": 5}),
+    "JIFEN_FARMING_ACTION_LIMITS": json.dumps(
+        {"farm_test_http": 5, "farm_test_kafka": 5, "farm_test_release": 5, "farm_test_console": 2}
+    ),
     "JIFEN_EXPIRY_SWEEP_INTERVAL_S": "1",
     "JIFEN_KAFKA_TOPIC_PARTITIONS": "4",
     "JIFEN_LOG_JSON": "true",

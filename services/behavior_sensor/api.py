@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.behavior_sensor import repository as repo
 from services.behavior_sensor import service
@@ -117,16 +117,37 @@ async def list_diverted(
     """Behaviors held back by the anti-farming limit (for the risk and operations teams)."""
     caller.require_admin()
     rows = await repo.diverted(session, user_id, limit)
-    return {
-        "items": [
-            {
-                "source": r.source,
-                "event_id": r.event_id,
-                "user_id": r.user_id,
-                "action": r.action,
-                "occurred_at": r.occurred_at.isoformat(),
-                "reason": r.status_reason,
-            }
-            for r in rows
-        ]
-    }
+    return {"items": [service.diverted_view(r) for r in rows]}
+
+
+class DivertedDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=64)
+    event_id: str = Field(min_length=1, max_length=128)
+    note: str = Field("", max_length=500, description="why (kept in the behavior's reason)")
+    by: str = Field("operations", min_length=1, max_length=64, description="who decided")
+
+
+async def _decide(decision: str, body: DivertedDecision, session: Writes) -> JSONResponse:
+    view, changed = await service.decide_diverted(
+        session, body.source, body.event_id, decision, body.note, body.by
+    )
+    return JSONResponse(status_code=200, content={**view, "changed": changed})
+
+
+@router.post("/diverted/release")
+async def release_diverted(body: DivertedDecision, caller: Caller, session: Writes) -> Any:
+    """Release a diverted behavior: it is published on behavior.events once and credited
+    like any other. Releasing it again changes nothing (`changed: false`); a rejected one
+    cannot be released (409 `invalid_transition`)."""
+    caller.require_admin()
+    return await _decide("release", body, session)
+
+
+@router.post("/diverted/reject")
+async def reject_diverted(body: DivertedDecision, caller: Caller, session: Writes) -> Any:
+    """Reject a diverted behavior for good: it is never published. Idempotent; a released
+    one cannot be rejected (409 `invalid_transition`)."""
+    caller.require_admin()
+    return await _decide("reject", body, session)

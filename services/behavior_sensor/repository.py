@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.behavior_sensor.models import received_events
@@ -140,6 +140,30 @@ async def diverted(session: AsyncSession, user_id: str | None, limit: int) -> li
     if user_id is not None:
         query = query.where(received_events.c.user_id == user_id)
     return list(await session.execute(query.order_by(received_events.c.id.desc()).limit(limit)))
+
+
+async def received(session: AsyncSession, source: str, event_id: str) -> Any | None:
+    """One received behavior, locked until the transaction ends (an operator's decision)."""
+    query = (
+        select(received_events)
+        .where(received_events.c.source == source, received_events.c.event_id == event_id)
+        .with_for_update()
+    )
+    return (await session.execute(query)).first()
+
+
+async def decide_diverted(
+    session: AsyncSession, row_id: int, status: str, reason: str
+) -> Any | None:
+    """Move a diverted behavior to `status` (released | rejected); None when it was no
+    longer diverted, so that concurrent decisions take effect once."""
+    statement = (
+        update(received_events)
+        .where(received_events.c.id == row_id, received_events.c.status == inline("diverted"))
+        .values(status=status, status_reason=reason, processed_at=func.now())
+        .returning(*received_events.c)
+    )
+    return (await session.execute(statement)).first()
 
 
 async def pending_count(session: AsyncSession) -> int:

@@ -19,6 +19,7 @@ from services.behavior_sensor import repository as repo
 from services.behavior_sensor.domain import FarmingLimits, behavior_id, window_start
 from services.behavior_sensor.enrichment import Enricher
 from services.behavior_sensor.models import messaging
+from shared.errors import DomainError, NotFound
 from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS, BehaviorEnvelope, BehaviorEvent
 from shared.messaging import OutgoingEvent, add_to_outbox
 from shared.metrics import EVENTS_DIVERTED, EVENTS_INGESTED
@@ -167,3 +168,64 @@ async def process_rows(
     await repo.mark_processed(session, outcomes)
     await add_to_outbox(session, messaging.outbox, outgoing)
     return len(rows)
+
+
+def _behavior_event(row: Any, enrichment: dict[str, Any]) -> BehaviorEvent:
+    return BehaviorEvent(
+        behavior_id=behavior_id(row.source, row.event_id),
+        event_id=row.event_id,
+        source=row.source,
+        user_id=row.user_id,
+        action=row.action,
+        occurred_at=row.occurred_at,
+        attributes=row.attributes,
+        enrichment=enrichment,
+        received_at=row.received_at,
+    )
+
+
+def diverted_view(row: Any) -> dict[str, Any]:
+    return {
+        "source": row.source,
+        "event_id": row.event_id,
+        "user_id": row.user_id,
+        "action": row.action,
+        "occurred_at": row.occurred_at.isoformat(),
+        "status": row.status,
+        "reason": row.status_reason,
+    }
+
+
+async def decide_diverted(
+    session: AsyncSession, source: str, event_id: str, decision: str, note: str, by: str
+) -> tuple[dict[str, Any], bool]:
+    """Release (publish on behavior.events, so it is credited like any behavior) or reject
+    (never published) a behavior the anti-farming limit diverted; returns (view, changed).
+
+    A decision is final and taken once: the same decision again answers the same view and
+    publishes nothing; the other one is refused (409 `invalid_transition`)."""
+    status = {"release": "released", "reject": "rejected"}[decision]
+    row = await repo.received(session, source, event_id)
+    if row is None:
+        raise NotFound("behavior", f"{source}/{event_id}")
+    if row.status == status:
+        return diverted_view(row), False
+    if row.status != "diverted":
+        raise DomainError(
+            "invalid_transition",
+            f"cannot {decision} a behavior that is {row.status}",
+            status=409,
+            behavior_status=row.status,
+        )
+    reason = f"{status} by {by}" + (f": {note}" if note else "")
+    decided = await repo.decide_diverted(session, row.id, status, reason)
+    if decided is None:  # cannot happen under the row lock; kept as a guard
+        raise DomainError("invalid_transition", "the behavior was decided meanwhile", status=409)
+    if status == "released":
+        event = _behavior_event(decided, decided.enrichment or {})
+        await add_to_outbox(
+            session,
+            messaging.outbox,
+            [OutgoingEvent(BEHAVIOR_EVENTS, decided.user_id, event.model_dump_json())],
+        )
+    return diverted_view(decided), True

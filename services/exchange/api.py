@@ -193,6 +193,21 @@ async def deliver(
     return await service.advance_fulfilment(session, redemption_id, "deliver")
 
 
+@router.get("/fulfilments", response_model=RedemptionsPage)
+async def fulfilment_queue(
+    caller: Caller,
+    session: Reads,
+    status: Annotated[Literal["pending", "shipped", "delivered", "cancelled"], Query()] = "pending",
+    user_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict:
+    """Operations' shipping queue: physical redemptions at a fulfilment step (`pending`:
+    to ship, `shipped`: to deliver), oldest first; one user's with `user_id`."""
+    caller.require_admin()
+    return await service.fulfilment_queue(session, status, user_id, limit, offset)
+
+
 @router.get("/users/{user_id}/redemptions", response_model=RedemptionsPage)
 async def user_redemptions(
     user_id: UserId,

@@ -41,9 +41,9 @@ class LedgerClient:
     concurrent redemptions httpx's pool bookkeeping cost more CPU than the redemption itself
     (docs/BENCHMARKS.md, hot item)."""
 
-    def __init__(self, base_url: str, admin_token: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
         self._base = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {admin_token}"}
+        self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 

@@ -16,9 +16,7 @@ from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 def build_parts(platform: Platform[Settings]) -> Exchange:
     settings = platform.settings
-    ledger = LedgerClient(
-        settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
-    )
+    ledger = LedgerClient(settings.ledger_url, settings.outbound_token, settings.ledger_timeout_s)
     return Exchange(settings, platform.db, ledger)
 
 

@@ -394,6 +394,23 @@ async def user_redemptions(
     return list(rows)
 
 
+async def fulfilment_queue(
+    session: AsyncSession, fulfilment_status: str, user_id: str | None, limit: int, offset: int
+) -> list[Any]:
+    """Physical redemptions at one fulfilment step, oldest first (the shipping queue)."""
+    conditions = [redemptions.c.fulfilment_status == fulfilment_status]
+    if user_id is not None:
+        conditions.append(redemptions.c.user_id == user_id)
+    rows = await session.execute(
+        select(redemptions)
+        .where(*conditions)
+        .order_by(redemptions.c.created_at, redemptions.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows)
+
+
 # -- rewards ----------------------------------------------------------------------------
 
 

@@ -138,6 +138,19 @@ async def user_redemptions(
     }
 
 
+async def fulfilment_queue(
+    session: AsyncSession, fulfilment_status: str, user_id: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """A page of the physical redemptions waiting at a fulfilment step, oldest first."""
+    rows = await repo.fulfilment_queue(session, fulfilment_status, user_id, limit + 1, offset)
+    return {
+        "items": [redemption_view(r) for r in rows[:limit]],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(rows) > limit else None,
+    }
+
+
 async def advance_fulfilment(
     session: AsyncSession,
     redemption_id: str,

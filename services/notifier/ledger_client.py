@@ -20,10 +20,10 @@ class LedgerUnavailable(DomainError):
 
 
 class LedgerReports:
-    def __init__(self, base_url: str, admin_token: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {admin_token}"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=timeout_s,
         )
 

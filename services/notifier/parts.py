@@ -20,7 +20,7 @@ class Parts:
         self.db = db
         self.providers = build_providers(settings)
         self.ledger = LedgerReports(
-            settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
+            settings.ledger_url, settings.outbound_token, settings.ledger_timeout_s
         )
         self.scanner = Scanner(settings, db, self.ledger)
         # Several loops per process: one claims and records while another waits on the

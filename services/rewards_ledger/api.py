@@ -69,7 +69,7 @@ async def list_assets(caller: Caller, session: Reads) -> dict:
 async def get_asset(
     code: Annotated[str, Path(pattern=ASSET_PATTERN)], caller: Caller, session: Reads
 ) -> dict:
-    caller.require_admin()
+    caller.require_scope("ledger:assets")
     return await service.get_asset(session, code)
 
 
@@ -81,7 +81,7 @@ async def get_account(
     session: Reads,
     asset: AssetCode = DEFAULT_ASSET,
 ) -> dict:
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "ledger:read")
     settings = settings_of(request)
     return await service.account_view(
         session, user_id, datetime.now(UTC), settings.expiring_soon_days, asset
@@ -113,7 +113,7 @@ async def debit(
     user_id: UserId, body: DebitRequest, response: Response, caller: Caller, session: Writes
 ) -> dict:
     """Spend points (services such as exchange, or operations). Same key, same result."""
-    caller.require_admin()
+    caller.require_scope("ledger:debit")
     result, created = await service.debit(
         session,
         user_id,
@@ -143,7 +143,7 @@ async def debit_batch(request: Request, session: Writes) -> Response:
     """
     # The exchange's hot path: body and answer go through pydantic directly (shared/hotpath.py).
     caller = await principal(request)
-    caller.require_admin()
+    caller.require_scope("ledger:debit")
     body = await json_body(request, DebitBatchRequest)
     commands = [
         service.DebitCommand(d.user_id, d.points, d.idempotency_key, d.reason, d.reference, d.asset)
@@ -178,7 +178,7 @@ async def refund(
     exists the key is voided (status `voided`), so a late-arriving debit with it is refused
     with `debit_voided`. Repeating a refund returns the first result (200).
     """
-    caller.require_admin()
+    caller.require_scope("ledger:refund")
     result, created = await service.refund(
         session,
         user_id,

@@ -105,7 +105,7 @@ async def expiring_lots(
 ) -> dict[str, Any]:
     """Points in active lots expiring in [from, to), summed per user and expiry instant, in
     (user_id, expires_at) order; `next` continues the scan. At most 31 days at a time."""
-    caller.require_admin()
+    caller.require_scope("ledger:reports")
     if end <= start:
         raise InvalidInput("`to` must be after `from`")
     if (end - start).days > MAX_WINDOW_DAYS:
@@ -147,7 +147,7 @@ async def holders(
 ) -> dict[str, Any]:
     """Users whose available balance of `asset` is over `min_balance`, in user_id order (the
     accounts' primary key order), a page at a time."""
-    caller.require_admin()
+    caller.require_scope("ledger:reports")
     rows = (
         await session.execute(
             _HOLDERS, {"asset": asset, "min_balance": min_balance, "after": after, "limit": limit}

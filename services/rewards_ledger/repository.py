@@ -343,7 +343,14 @@ async def due_lots(session: AsyncSession, keys: Sequence[Account], now: datetime
     if not keys:
         return []
     rows = await session.execute(
-        select(lots.c.id, lots.c.user_id, lots.c.asset, lots.c.remaining, lots.c.expires_at)
+        select(
+            lots.c.id,
+            lots.c.user_id,
+            lots.c.asset,
+            lots.c.remaining,
+            lots.c.expires_at,
+            lots.c.created_at,
+        )
         .where(
             tuple_(lots.c.user_id, lots.c.asset).in_(sorted(set(keys))),
             lots.c.status == inline("active"),

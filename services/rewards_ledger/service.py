@@ -135,6 +135,7 @@ def _ledger_event(entry: dict[str, Any]) -> OutgoingEvent:
         idempotency_key=entry["idempotency_key"],
         occurred_at=entry["created_at"],
         reference=entry.get("reference"),
+        lots=entry.get("lots"),  # the lots a debit or an expiry took from (insights' cycle)
     )
     return OutgoingEvent(LEDGER_EVENTS, entry["user_id"], event.model_dump_json())
 
@@ -461,17 +462,24 @@ async def expire_lots(
         account = (lot.user_id, lot.asset)
         t = totals[account]
         t.balance -= lot.remaining
-        entry_rows.append(
-            _entry(
-                account,
-                "expire",
-                expiry_journal_key(lot.id),
-                t,
-                -lot.remaining,
-                lot_id=lot.id,
-                reason=f"points expired at {lot.expires_at.isoformat()}",
-            )
+        entry = _entry(
+            account,
+            "expire",
+            expiry_journal_key(lot.id),
+            t,
+            -lot.remaining,
+            lot_id=lot.id,
+            reason=f"points expired at {lot.expires_at.isoformat()}",
         )
+        entry["lots"] = [
+            {
+                "lot_id": lot.id,
+                "points": lot.remaining,
+                "earned_at": lot.created_at,
+                "expires_at": lot.expires_at,
+            }
+        ]
+        entry_rows.append(entry)
     await repo.close_expired_lots(session, [lot.id for lot in due])
     return await _append(session, entry_rows)
 
@@ -604,6 +612,7 @@ async def debit_many(
     lots, due = await repo.active_lots(session, sorted(spending), now)
     await expire_lots(session, spending, due)
     expiry = {lot.id: lot.expires_at for account_lots in lots.values() for lot in account_lots}
+    earned = {lot.id: lot.created_at for account_lots in lots.values() for lot in account_lots}
     by_asset: dict[str, list[int]] = {}
     for i in live:
         by_asset.setdefault(commands[i].asset, []).append(i)
@@ -635,17 +644,20 @@ async def debit_many(
         rows = []
         for _, c, v in new:
             spending[c.account].balance = v.balance_after
-            rows.append(
-                _entry(
-                    c.account,
-                    "debit",
-                    c.journal_key,
-                    Totals(v.balance_after),
-                    -c.points,
-                    reference=c.reference,
-                    reason=c.reason,
-                )
+            entry = _entry(
+                c.account,
+                "debit",
+                c.journal_key,
+                Totals(v.balance_after),
+                -c.points,
+                reference=c.reference,
+                reason=c.reason,
             )
+            entry["lots"] = [
+                {"lot_id": lot, "points": pts, "earned_at": earned[lot], "expires_at": expiry[lot]}
+                for lot, pts in v.taken
+            ]
+            rows.append(entry)
         written = await _append(session, rows)
         await repo.insert_allocations(
             session,

@@ -23,14 +23,15 @@ class LedgerUnavailable(DomainError):
 
 
 class LedgerClient:
-    """The ledger's HTTP API with the admin token. Asset codes are checked only when a rule
-    is created or its rewards change, before the request touches the database, so no
-    connection or row lock waits on the ledger; the same holds for make-up debits."""
+    """The ledger's HTTP API with task_progress's service credential. Asset codes are
+    checked only when a rule is created or its rewards change, before the request touches
+    the database, so no connection or row lock waits on the ledger; the same holds for
+    make-up debits."""
 
-    def __init__(self, base_url: str, admin_token: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {admin_token}"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=timeout_s,
         )
 

@@ -14,9 +14,7 @@ from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 def build_parts(platform: Platform[Settings]) -> LedgerClient:
     settings = platform.settings
-    return LedgerClient(
-        settings.ledger_url, settings.admin_token.get_secret_value(), settings.ledger_timeout_s
-    )
+    return LedgerClient(settings.ledger_url, settings.outbound_token, settings.ledger_timeout_s)
 
 
 def build_workers(rt: Runtime[Settings, LedgerClient]) -> list[Worker]:

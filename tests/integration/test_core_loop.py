@@ -196,8 +196,8 @@ async def test_a_poison_message_goes_to_the_dlq_and_later_messages_still_count(
 
     await wait_for_balance(ledger, user, 3)
     # Each consumer group that reads a topic dead-letters its own copy of a poison message:
-    # behavior.events is read by task_progress and by engagement.
-    for topic, expected in (("upstream.events", 2), ("behavior.events", 2), ("rewards.grants", 1)):
+    # behavior.events is read by task_progress, by engagement and by insights.
+    for topic, expected in (("upstream.events", 2), ("behavior.events", 3), ("rewards.grants", 1)):
         letters = await eventually(
             lambda t=topic, n=expected: _expect_letters(infra, t, marker, n), timeout=20
         )
@@ -206,6 +206,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_later_messages_still_count(
             assert {letter["consumer"] for letter in letters} == {
                 "task_progress.behaviors",
                 "engagement.events",
+                "insights.events",
             }
     _ = sensor
 

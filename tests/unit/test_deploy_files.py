@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def test_kubernetes_manifests_cover_every_service_with_probes() -> None:
 
 def test_alert_rules_parse_and_watch_metrics_the_services_export() -> None:
     import services.behavior_sensor.enrichment  # noqa: F401  (registers its metrics)
+    import services.insights.metrics as _insights_gauges  # noqa: F401
     import shared.metrics  # noqa: F401
 
     exported = {sample.name for family in REGISTRY.collect() for sample in family.samples} | {
@@ -78,6 +80,37 @@ def test_exchange_reaches_the_ledger_by_its_service_name_everywhere() -> None:
     for d in docs:
         if d and d["kind"] == "Deployment":
             env = {
-                e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+                e["name"]: e.get("value") or e.get("valueFrom")
+                for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
             }
             assert env["JIFEN_LEDGER_URL"] == "http://rewards-ledger:8003"
+            # ... with its own scoped credential, not the admin token (kept in a Secret)
+            token = env["JIFEN_SERVICE_TOKEN"]
+            assert token == {"secretKeyRef": {"name": "jifen-service-tokens", "key": "exchange"}}
+    for name in ("exchange", "exchange_worker"):
+        assert ":?" in compose[name]["environment"]["JIFEN_SERVICE_TOKEN"]
+
+
+def test_the_console_runs_on_8000_everywhere_with_its_secrets_required() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["console"]
+    assert compose["command"][1] == "console.main:app" and "8000:8000" in compose["ports"]
+    assert "health/ready" in " ".join(compose["healthcheck"]["test"])
+    for name in ("JIFEN_CONSOLE_USERS", "JIFEN_CONSOLE_SECRET"):
+        assert ":?" in compose["environment"][name]  # compose refuses to start without them
+    urls = json.loads(compose["environment"]["JIFEN_CONSOLE_SERVICE_URLS"])
+    assert set(SERVICES) <= set(urls)
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/console.yaml").read_text()) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "console.main:app" in container["command"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": 8000}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["JIFEN_CONSOLE_COOKIE_SECURE"] == "true"
+    assert set(SERVICES) <= set(json.loads(env["JIFEN_CONSOLE_SERVICE_URLS"]))
+    secrets = [
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/k8s/config.yaml").read_text())
+        if d and d["kind"] == "Secret"
+    ]
+    assert {"JIFEN_CONSOLE_SECRET", "JIFEN_CONSOLE_USERS"} <= set(secrets[0]["stringData"])
+    assert "COPY console ./console" in (ROOT / "Dockerfile").read_text()

@@ -1,0 +1,53 @@
+"""insights composition root: `uvicorn services.insights.main:app`."""
+
+from __future__ import annotations
+
+from services.insights.api import router
+from services.insights.consumer import TOPICS, InsightsHandler
+from services.insights.gauges import KpiGauges
+from services.insights.models import messaging, metadata
+from services.insights.parts import Parts
+from services.insights.recommender import Recommender
+from services.insights.reference import ExpiringSync, ReferenceSync, Upstream
+from services.insights.seed import seed_demo
+from services.insights.settings import Settings
+from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
+
+
+def build_parts(platform: Platform[Settings]) -> Parts:
+    return Parts(Recommender(platform.settings, platform.db), Upstream(platform.settings))
+
+
+def build_workers(rt: Runtime[Settings, Parts]) -> list[Worker]:
+    upstream = rt.parts.upstream
+    return [
+        rt.consumer(InsightsHandler(rt.settings)),
+        ReferenceSync(rt.settings, rt.db, upstream),
+        ExpiringSync(rt.settings, rt.db, upstream),
+        KpiGauges(rt.settings, rt.db),
+    ]
+
+
+async def on_stop(rt: Runtime[Settings, Parts]) -> None:
+    await rt.parts.close()
+
+
+SPEC = ServiceSpec(
+    name="insights",
+    title="Jifen insights",
+    description="KPIs from every topic's rollups, A/B experiments (GrowthBook-compatible "
+    "assignment, exposures, results with significance and SRM checks) and redemption "
+    "recommendations.",
+    package="services.insights",
+    settings_factory=Settings,
+    metadata=metadata,
+    messaging=messaging,
+    routers=[router],
+    topics=list(TOPICS),
+    build_parts=build_parts,
+    build_workers=build_workers,
+    seed=seed_demo,
+    on_stop=on_stop,
+)
+
+app = create_app(SPEC)

@@ -1,0 +1,4 @@
+from services.insights.models import metadata
+from shared.migrate import run_env
+
+run_env(metadata)
