@@ -46,6 +46,7 @@ from bench import console as console_bench
 from bench import engagement as engagement_bench
 from bench import insights as insights_bench
 from bench import notifier as notifier_bench
+from bench import ratelimit as ratelimit_bench
 from bench.dry_run import measure_dry_run
 from bench.floor import measure_floor
 from bench.liability import measure_liability
@@ -616,6 +617,7 @@ SECTIONS = (
     "liability",
     "console",
     "notifier",
+    "ratelimit",
 )
 CHECKIN_ACTION = "bench_checkin"
 CHECKIN_DAYS = 5
@@ -815,6 +817,9 @@ async def measure(
     if wanted("console"):  # after the rest: the pages with the bench's data loaded
         print("console: each page's server time ...", flush=True)
         results.update(await console_bench.measure(stack, database_url_))
+    if wanted("ratelimit"):
+        print("rate limits: the middleware's cost, and one user flooding ...", flush=True)
+        results.update(await ratelimit_bench.measure(stack))
     if wanted("notifier") and fakes is not None:  # last: its 1M lots stay in the ledger
         await drain(database_url_, bootstrap, timeout=600)
         print("notifier: campaign fan-out to fake APNs/FCM, expiry scan of 1M lots ...", flush=True)
@@ -948,6 +953,7 @@ def table(results: dict[str, Any]) -> str:
         )
     rows += console_bench.rows(results)
     rows += notifier_bench.rows(results)
+    rows += ratelimit_bench.rows(results)
     rows += [
         (f"peak memory: {s}", f"{mb:,.0f} MiB", "") for s, mb in results["peak_memory_mb"].items()
     ]
@@ -1000,6 +1006,11 @@ def main() -> None:
                 {console_bench.FARM_ACTION: console_bench.FARM_LIMIT}
             ),
             "JIFEN_SEED_DEMO": "false",
+            # the bench's clients are load generators; the limits are measured on a replica
+            # of their own (bench/ratelimit.py)
+            "JIFEN_RATE_LIMIT_KEY_PER_S": "0",
+            "JIFEN_RATE_LIMIT_USER_PER_S": "0",
+            "JIFEN_RATE_LIMIT_IP_PER_S": "0",
             **fakes.env(),
         },
         log_dir=scratch / "logs",

@@ -73,6 +73,10 @@ CHAOS_ENV = {
     # a member whose join never completes, or left with no partitions while its group stands
     # still, joins again after 20s: within the 60s a cycle gives the suite to get ready
     "JIFEN_CONSUMER_STALL_RESTART_S": "20",
+    # chaos's clients are load generators, not callers to protect the suite from
+    "JIFEN_RATE_LIMIT_KEY_PER_S": "0",
+    "JIFEN_RATE_LIMIT_USER_PER_S": "0",
+    "JIFEN_RATE_LIMIT_IP_PER_S": "0",
     # notifier: a killed dispatcher's claimed messages are taken over after 10s
     "JIFEN_DISPATCH_LEASE_S": "10",
     "JIFEN_DISPATCH_POLL_S": "0.3",

@@ -53,6 +53,11 @@ OUTBOX_BACKLOG = Gauge(
     "Unpublished outbox rows old enough for the relay's sweep (at its last sweep)",
     ["service"],
 )
+RATE_LIMITED = Counter(
+    "jifen_rate_limited_total",
+    "Requests answered 429 by the rate limits, by the limit that applied (ingest_key, user, ip)",
+    ["service", "kind"],
+)
 RETENTION_PURGED = Counter(
     "jifen_retention_purged_total",
     "Rows past the retention period deleted (inbox, received behaviors, counters)",

@@ -43,6 +43,7 @@ from shared.messaging import (
 )
 from shared.metrics import install_metrics
 from shared.migrate import upgrade
+from shared.ratelimit import Limit, RateLimit
 from shared.settings import JifenSettings
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,16 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
     app.state.authenticator = Authenticator(settings)
     install_error_handlers(app)
     app.add_middleware(RejectNulBytes)
+    app.add_middleware(
+        RateLimit,
+        service=settings.service_name,
+        per_key=Limit(settings.rate_limit_key_per_s, settings.rate_limit_key_burst),
+        per_user=Limit(settings.rate_limit_user_per_s, settings.rate_limit_user_burst),
+        per_ip=Limit(settings.rate_limit_ip_per_s, settings.rate_limit_ip_burst),
+        exempt_tokens=frozenset(
+            [settings.admin_token.get_secret_value(), *settings.service_credentials]
+        ),
+    )
     install_metrics(app, settings.service_name)
     health = APIRouter(tags=["health"])
 

@@ -163,6 +163,19 @@ class JifenSettings(BaseSettings):
         description='API key -> sources it may publish for ("*" = any), e.g. {"k1": ["app"]}',
     )
 
+    rate_limit_key_per_s: float = Field(
+        2000, ge=0, le=1_000_000, description="requests/s per ingest key (0: no limit)"
+    )
+    rate_limit_key_burst: float = Field(4000, ge=1, le=10_000_000)
+    rate_limit_user_per_s: float = Field(
+        20, ge=0, le=1_000_000, description="requests/s per user token (0: no limit)"
+    )
+    rate_limit_user_burst: float = Field(50, ge=1, le=10_000_000)
+    rate_limit_ip_per_s: float = Field(
+        100, ge=0, le=1_000_000, description="anonymous requests/s per client IP (0: no limit)"
+    )
+    rate_limit_ip_burst: float = Field(200, ge=1, le=10_000_000)
+
     gc_young_threshold: int = Field(
         50_000,
         ge=0,

@@ -80,6 +80,11 @@ TEST_ENV = {
     "JIFEN_LEDGER_TIMEOUT_S": "2",
     "JIFEN_RECOVERY_INTERVAL_S": "0.5",
     "JIFEN_PENDING_DEADLINE_S": "8",
+    # the suite's tests generate load no real caller would: the limits are exercised on a
+    # replica of their own (tests/integration/test_rate_limits.py)
+    "JIFEN_RATE_LIMIT_KEY_PER_S": "0",
+    "JIFEN_RATE_LIMIT_USER_PER_S": "0",
+    "JIFEN_RATE_LIMIT_IP_PER_S": "0",
     # notifier: quick polls and retries, a short lease (the kill -9 test waits it out), and
     # campaigns and batches small enough that a kill lands mid-campaign
     "JIFEN_DISPATCH_POLL_S": "0.2",
