@@ -1,0 +1,173 @@
+"""The console's pure parts: operator forms to API bodies, password hashes, the catalogue of
+Chinese texts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from console.forms import FormError, adjustment, item_body, parse_ladder, rule_body
+from console.i18n import ZH, translate
+from console.passwords import PasswordHash
+from console.settings import Settings
+
+CONSOLE = Path(__file__).resolve().parents[2] / "console"
+
+
+def test_a_checkin_rule_form_becomes_the_rule_task_progress_takes() -> None:
+    form = {
+        "name": " 每日签到 ",
+        "action": "checkin",
+        "kind": "checkin",
+        "ladder": "1=5\n3=10\n7=30",
+        "cycle_days": "7",
+        "after_cycle": "restart",
+        "makeup_window_days": "7",
+        "makeup_max_per_month": "2",
+        "makeup_cost_points": "20",
+        "target_count": "1",
+        "reward_points": "",
+        "active": "on",
+    }
+    assert rule_body(form) == {
+        "name": "每日签到",
+        "action": "checkin",
+        "kind": "checkin",
+        "after_cycle": "restart",
+        "target_count": 1,
+        "cycle_days": 7,
+        "ladder": [{"day": 1, "amount": 5}, {"day": 3, "amount": 10}, {"day": 7, "amount": 30}],
+        "makeup": {"window_days": 7, "max_per_month": 2, "cost_points": 20},
+        "active": True,
+    }
+
+
+def test_a_count_rule_form_drops_checkin_fields_and_reads_conditions() -> None:
+    body = rule_body(
+        {
+            "name": "评论",
+            "action": "comment",
+            "kind": "count",
+            "reward_points": "10",
+            "cycle_days": "7",
+            "after_cycle": "hold",
+            "conditions": '[{"attribute": "length", "op": ">=", "value": 20}]',
+        }
+    )
+    assert "cycle_days" not in body and "after_cycle" not in body and "ladder" not in body
+    assert body["conditions"] == [{"attribute": "length", "op": ">=", "value": 20}]
+    assert body["active"] is False  # an unchecked box
+
+
+def test_a_patch_clears_what_the_form_left_empty() -> None:
+    body = rule_body(
+        {"name": "x", "action": "like", "kind": "count", "reward_points": "1"}, for_patch=True
+    )
+    assert body["max_per_period"] is None and body["pending_days"] is None
+    assert body["conditions"] == [] and "active" not in body
+
+
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"name": "x", "target_count": "three"}, "target_count"),
+        ({"name": "x", "conditions": "{not json"}, "conditions"),
+        ({"name": "x", "conditions": '{"a": 1}'}, "conditions"),
+        ({"name": "x", "kind": "checkin", "ladder": "1-5"}, "ladder"),
+        ({"name": "x", "kind": "checkin", "ladder": "1=5", "makeup_window_days": "3"}, "make-up"),
+    ],
+)
+def test_unreadable_rule_forms_are_refused_with_the_field_named(form, message) -> None:
+    with pytest.raises(FormError, match=message):
+        rule_body(form)
+
+
+def test_ladder_text_reads_commas_colons_and_lines() -> None:
+    assert parse_ladder("1:5, 3=10\n\n 7 = 30 ") == [
+        {"day": 1, "amount": 5},
+        {"day": 3, "amount": 10},
+        {"day": 7, "amount": 30},
+    ]
+
+
+def test_item_forms_need_both_parts_of_a_limit_and_keep_the_type_on_patch() -> None:
+    body = item_body(
+        {
+            "name": "杯子",
+            "category": "merch",
+            "type": "physical",
+            "points_price": "300",
+            "stock": "5",
+            "limit_period": "lifetime",
+            "limit_quantity": "1",
+            "tags": "hot, new",
+            "active": "on",
+        }
+    )
+    assert body["per_user_limit"] == {"period": "lifetime", "quantity": 1}
+    assert body["tags"] == ["hot", "new"] and body["active"] is True
+    assert "type" not in item_body({"type": "coupon", "stock": "3"}, for_patch=True)
+    with pytest.raises(FormError, match="per-user limit"):
+        item_body({"limit_period": "day"})
+
+
+def test_adjustments_need_points_a_reason_and_a_key() -> None:
+    form = {"direction": "debit", "points": "5", "reason": "误发", "idempotency_key": "k1"}
+    assert adjustment(form) == (
+        "debits",
+        {"points": 5, "reason": "误发", "idempotency_key": "k1", "asset": "points"},
+    )
+    for broken in (
+        {"points": "0"},
+        {"points": "-3"},
+        {"reason": " "},
+        {"idempotency_key": ""},
+        {"direction": "steal"},
+    ):
+        with pytest.raises(FormError):
+            adjustment({**form, **broken})
+
+
+def test_password_hashes_verify_only_their_password_and_parse_back() -> None:
+    stored = PasswordHash.create("correct horse battery")
+    again = PasswordHash.parse(stored.encode())
+    assert again.verify("correct horse battery") and not again.verify("correct horse batterz")
+    assert PasswordHash.create("same").encode() != PasswordHash.create("same").encode()  # salted
+    for bad in ("plain", "bcrypt$1$2$3$4$5", "scrypt$3$8$1$AA$AA", "scrypt$16384$8$1$!!$AA"):
+        with pytest.raises(ValueError):
+            PasswordHash.parse(bad)
+
+
+def test_prod_refuses_the_dev_secret_and_the_dev_operators() -> None:
+    prod = {
+        "env": "prod",
+        "admin_token": "a" * 40,
+        "jwt_secret": "j" * 40,
+        "ingest_keys": {"k" * 20: ["app"]},
+        "service_credentials": {},
+    }
+    with pytest.raises(ValueError, match="CONSOLE_SECRET"):
+        Settings(**prod)
+    with pytest.raises(ValueError, match="CONSOLE_USERS"):
+        Settings(**prod, console_secret="s" * 40)
+    users = {"li": {"role": "operator", "password_hash": PasswordHash.create("x" * 12).encode()}}
+    assert Settings(**prod, console_secret="s" * 40, console_users=users).operators().keys() == {
+        "li"
+    }
+    with pytest.raises(ValueError, match="role"):
+        Settings(
+            console_users={"li": {"role": "root", "password_hash": users["li"]["password_hash"]}}
+        )
+    assert set(Settings().operators()) == {"admin", "operator", "viewer"}  # dev
+
+
+def test_every_text_the_pages_show_has_its_chinese() -> None:
+    keys = set()
+    for path in [*CONSOLE.glob("templates/*.html"), *CONSOLE.glob("pages/*.py")]:
+        keys |= set(re.findall(r"""\bt\(\s*["']([^"']+)["']\s*\)""", path.read_text()))
+        keys |= set(re.findall(r"""\(\s*"[a-z]+",\s*"/[a-z]*",\s*"([^"]+)",""", path.read_text()))
+    missing = sorted(k for k in keys if k not in ZH)
+    assert not missing
+    assert translate("Dashboard", "zh") == "总览" and translate("Dashboard", "en") == "Dashboard"
