@@ -566,8 +566,13 @@ async def test_streak_task_tier_and_badge_messages_come_from_the_events(http, pr
     tiered = await campaign(notifier, [], audience={"tier": "gold"}, category="reminders")
     got = await eventually(lambda: _campaign_done(notifier, tiered["id"]), timeout=30, interval=0.3)
     assert got["recipients"] >= 1
-    found = await by_trigger(notifier, user, "campaign")
-    assert found["campaign"]["status"] == "sent"
+    message = (await by_trigger(notifier, user, "campaign"))["campaign"]
+    # the user's 4th reminder today when another test's badge was awarded for the check-in
+    reminders = [n for n in await records(notifier, user) if n["category"] == "reminders"]
+    if message["status"] == "suppressed":
+        assert message["reason"] == "daily_cap:3" and len(reminders) > 3, reminders
+    else:
+        assert message["status"] == "sent", message
 
 
 async def _campaign_done(notifier: httpx.AsyncClient, campaign_id: str) -> dict[str, Any]:
