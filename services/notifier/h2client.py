@@ -180,7 +180,11 @@ class _Protocol(asyncio.Protocol):
         except h2.exceptions.H2Error as exc:
             self.streams.pop(stream_id, None)
             raise H2Error(f"could not send: {exc}") from exc
-        return await stream.future
+        try:
+            return await stream.future
+        except asyncio.CancelledError:  # timed out: give the stream (and its slot) back
+            self.cancel(stream_id)
+            raise
 
     def cancel(self, stream_id: int) -> None:
         if self.streams.pop(stream_id, None) is not None and not self.closed:
@@ -239,11 +243,10 @@ class H2Client:
             *headers.items(),
             ("content-length", str(len(body))),
         ]
-        task = asyncio.ensure_future(protocol.request(request, body))
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                return await protocol.request(request, body)
         except TimeoutError as exc:
-            task.cancel()
             raise H2Error(f"no answer within {self.timeout_s} s") from exc
 
     async def close(self) -> None:
