@@ -43,6 +43,7 @@ from shared.messaging import (
 )
 from shared.metrics import install_metrics
 from shared.migrate import upgrade
+from shared.openapi import document_errors
 from shared.ratelimit import Limit, RateLimit
 from shared.settings import JifenSettings
 
@@ -282,6 +283,7 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
     if settings.serves_api:
         for router in spec.routers:
             app.include_router(router)
+    document_errors(app)
     return app
 
 
