@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format install clean-data bench chaos browser-deps
+.PHONY: run test lint format install clean-data bench chaos browser-deps fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ clean-data:
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# schemathesis against every service, deeper than `make test`'s bounded pass: a fresh seed,
+# FUZZ_EXAMPLES per operation and the stateful phase (tests/integration/test_fuzz.py)
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	JIFEN_FUZZ_DEEP=1 JIFEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -m fuzz tests/integration/test_fuzz.py
 
 # CHAOS_CYCLES (default 100), CHAOS_SEED (first seed) or CHAOS_SEEDS=a,b (replay those)
 chaos: $(STAMP)

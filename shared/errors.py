@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -123,19 +124,86 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-class RejectNulBytes:
-    """ASGI middleware: a request with a NUL character in its path or query string is
-    answered 422 before any route sees it. PostgreSQL cannot store NUL in text, so such a
-    value would otherwise reach the database and fail there as a 500."""
+# A JSON string spells NUL as \u0000; the backslash is an escape only when an even number of
+# backslashes (zero included) precede it, otherwise the text is a literal backslash and "u0000".
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
-    def __init__(self, app: Any) -> None:
+
+class RejectNulBytes:
+    """ASGI middleware: a request with a NUL character in its path, its query string or a
+    JSON string of its body is answered 422 before any route sees it. PostgreSQL cannot
+    store NUL in text or jsonb, so such a value would otherwise reach the database and fail
+    there as a 500. The body is read whole first (the services take small JSON bodies) and
+    handed on unchanged; the common case costs one substring search. A body over
+    `max_body_bytes` (declared or streamed) is answered 413 without being read further."""
+
+    def __init__(self, app: Any, max_body_bytes: int = 4 * 1024 * 1024) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            query = scope.get("query_string", b"")
-            if "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query:
-                body = error_body("validation_error", "NUL characters are not allowed in a URL")
-                await JSONResponse(status_code=422, content=body)(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"")
+        if "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query:
+            await self._refuse("a URL", scope, receive, send)
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        if self._declared_length(scope) > self.max_body_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
                 return
-        await self.app(scope, receive, send)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"\\u0000" in body and _JSON_NUL.search(body):
+            await self._refuse("a request body", scope, receive, send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body}], receive), send)
+
+    @staticmethod
+    def _declared_length(scope: Any) -> int:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                return int(value) if value.isdigit() else 0
+        return 0
+
+    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        message = f"a request body may hold at most {self.max_body_bytes} bytes"
+        body = error_body("payload_too_large", message)
+        await JSONResponse(status_code=413, content=body)(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(where: str, scope: Any, receive: Any, send: Any) -> None:
+        body = error_body("validation_error", f"NUL characters are not allowed in {where}")
+        await JSONResponse(status_code=422, content=body)(scope, receive, send)
+
+
+def _replay(messages: list[dict[str, Any]], then: Any = None) -> Any:
+    """A `receive` that hands out `messages` first, then defers to `then` (disconnects)."""
+    pending = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        message: dict[str, Any] = await then()
+        return message
+
+    return receive

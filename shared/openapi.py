@@ -4,8 +4,8 @@ Routes raise the `shared.errors` family and the handlers answer `{"error", "mess
 `details` for some); the rate limiter answers 429. FastAPI's generated document only knows
 the success answer and its own 422 shape, so a client (or a fuzzer checking responses
 against the document) would meet statuses it does not describe. `document_errors` adds, to
-every `/v1` operation, 401, 403, 404, 409, 422, 429 and 503 with the one error schema, and
-replaces FastAPI's 422 schema with it (the handler rewrites validation errors into it).
+every `/v1` operation, 401, 403, 404, 409, 422, 429 and 503 with the one error schema (and
+400 and 413 to those that take a body: bytes that are not JSON, or too many), and replaces FastAPI's 422 schema with it (the handler rewrites validation errors into it).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ ERRORS = {
     "429": "rate limited (see Retry-After)",
     "503": "a service this one depends on is unavailable; try again",
 }
+REPEAT = "the same request again: the resource it created before, unchanged"
 
 
 def document_errors(app: FastAPI) -> None:
@@ -57,7 +58,15 @@ def document_errors(app: FastAPI) -> None:
                 continue
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                for status, description in ERRORS.items():
+                if "201" in responses and "200" not in responses:
+                    # writes that create answer 200 with the existing resource when the same
+                    # request comes again (an idempotency key or a natural key they name)
+                    responses["200"] = {**responses["201"], "description": REPEAT}
+                documented = dict(ERRORS)
+                if "requestBody" in operation:
+                    documented["400"] = "the body could not be read as JSON"
+                    documented["413"] = "the body is larger than the service takes"
+                for status, description in sorted(documented.items()):
                     answer = responses.setdefault(status, {"description": description})
                     answer["content"] = ref
                     if status == "429":

@@ -239,7 +239,7 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
     install_error_handlers(app)
-    app.add_middleware(RejectNulBytes)
+    app.add_middleware(RejectNulBytes, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimit,
         service=settings.service_name,

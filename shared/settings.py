@@ -175,6 +175,12 @@ class JifenSettings(BaseSettings):
         100, ge=0, le=1_000_000, description="anonymous requests/s per client IP (0: no limit)"
     )
     rate_limit_ip_burst: float = Field(200, ge=1, le=10_000_000)
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="a request body larger than this is refused with 413 before it is parsed",
+    )
 
     gc_young_threshold: int = Field(
         50_000,

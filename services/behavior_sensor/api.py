@@ -32,6 +32,8 @@ _ENVELOPE_EXAMPLE = {
     "occurred_at": "2026-11-22T10:00:00+08:00",
     "attributes": {"content_id": "post-7"},
 }
+# written out in place: the route reads its body by hand, so FastAPI adds no component for it
+_ENVELOPE_SCHEMA = BehaviorEnvelope.model_json_schema()
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -39,7 +41,7 @@ _BODY_DOC: dict[str, Any] = {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        {"$ref": "#/components/schemas/BehaviorEnvelope"},
+                        _ENVELOPE_SCHEMA,
                         {
                             "type": "object",
                             "required": ["events"],
@@ -48,7 +50,7 @@ _BODY_DOC: dict[str, Any] = {
                                     "type": "array",
                                     "minItems": 1,
                                     "maxItems": 1000,
-                                    "items": {"$ref": "#/components/schemas/BehaviorEnvelope"},
+                                    "items": _ENVELOPE_SCHEMA,
                                 }
                             },
                         },

@@ -76,7 +76,8 @@ async def list_items(
     type: Annotated[Literal["physical", "coupon", "vip", "virtual"] | None, Query()] = None,
     tag: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     affordable_for: Annotated[
-        int | None, Query(ge=0, description="only items whose price fits this balance")
+        int | None,
+        Query(ge=0, le=10**15, description="only items whose price fits this balance"),
     ] = None,
     in_stock: bool = False,
     include_unavailable: Annotated[

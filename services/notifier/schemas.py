@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -171,7 +171,9 @@ class Audience(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_ids: list[str] | None = Field(None, min_length=1, max_length=100_000)
+    user_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, min_length=1, max_length=100_000
+    )
     tier: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00]+$")
     min_balance: int | None = Field(None, ge=0, le=10**15, description="balance over this")
 
@@ -244,9 +246,22 @@ class CampaignList(BaseModel):
 class TriggerRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    day: date = Field(description="the local day to run the trigger for")
+    day: date = Field(
+        description="the local day to run the trigger for, within a year of today (a missed "
+        "day, or one ahead to rehearse what it will send)"
+    )
     timezone: str | None = Field(None, max_length=64, description="default: every timezone")
     immediate: bool = Field(True, description="due now, not at the trigger's local time")
+
+    @field_validator("day")
+    @classmethod
+    def _recent(cls, value: date) -> date:
+        # a run reads the ledger's lots and users' streaks as they are now: a day years away
+        # means nothing (and year 27 has no UTC offset PostgreSQL or the ledger would take)
+        today = datetime.now(UTC).date()
+        if abs((value - today).days) > 366:
+            raise ValueError("day must be within 366 days of today")
+        return value
 
     @field_validator("timezone")
     @classmethod

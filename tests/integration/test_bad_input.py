@@ -268,3 +268,45 @@ async def test_refused_redemptions_change_no_stock_and_no_points(http) -> None:
     assert statuses == [422, 409, 409]
     assert (await get_item(exchange, item["id"]))["stock"] == 2
     assert await balance(ledger, user) == 0
+
+
+async def test_nul_characters_and_huge_bodies_are_refused_before_the_database(http) -> None:
+    """PostgreSQL cannot store NUL in text or jsonb, and a body of many megabytes is no
+    request anyone means: both are refused (422, 413) by every service before a route runs,
+    and nothing is recorded."""
+    sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
+    user = unique("nul")
+    json_type = {"content-type": "application/json"}
+    event = {**GOOD_EVENT, "event_id": unique("e"), "user_id": user}
+    nul_event = (
+        b'{"event_id": "%s", "source": "app", "user_id": "%s", "action": "like", '
+        % (
+            event["event_id"].encode(),
+            user.encode(),
+        )
+        + b'"occurred_at": "2026-11-22T10:00:00+08:00", "attributes": {"note": "a\\u0000b"}}'
+    )
+    refused = await sensor.post("/v1/events", content=nul_event, headers={**INGEST, **json_type})
+    assert refused.status_code == 422 and "NUL" in refused.json()["message"]
+    action = unique("nul_act").lower()
+    task = b'{"name": "x\\u0000", "action": "%s", "reward_points": 1}' % action.encode()
+    answer = await tasks.post("/v1/tasks", content=task, headers={**ADMIN, **json_type})
+    assert answer.status_code == 422
+    credit = b'{"points": 5, "reason": "r\\u0000", "idempotency_key": "%s"}' % unique("k").encode()
+    answer = await ledger.post(
+        f"/v1/accounts/{user}/credits", content=credit, headers={**ADMIN, **json_type}
+    )
+    assert answer.status_code == 422 and await balance(ledger, user) == 0
+    # an escaped backslash followed by "u0000" is ordinary text, not a NUL; the same event id
+    # is new to the sensor, so the refused one was not recorded
+    literal = {**event, "attributes": {"note": "C:\\u0000"}}
+    taken = await sensor.post("/v1/events", json=literal, headers=INGEST)
+    assert taken.status_code == 202 and taken.json() == {"accepted": 1, "duplicates": 0}
+
+    # bytes that are not JSON: 400 or 422, documented either way
+    garbage = await tasks.post("/v1/tasks", content=b"\xff\xfe", headers={**ADMIN, **json_type})
+    assert garbage.status_code in (400, 422) and garbage.json()["error"]
+
+    huge = {"events": [{**GOOD_EVENT, "attributes": {"pad": "x" * 5_000_000}}]}
+    too_big = await sensor.post("/v1/events", json=huge, headers=INGEST)
+    assert too_big.status_code == 413 and too_big.json()["error"] == "payload_too_large"
