@@ -2,6 +2,8 @@
 
 - `cost`: the middleware alone, in this process, on a request of a user it admits: the
   microseconds it adds to every request (headers scanned, a digest, one bucket update).
+- `guard_cost`: the request guard every service mounts (NUL characters in the URL or a JSON
+  body, the body size limit) on an ingest request of 1, 100 and 1,000 behaviors.
 - `flood`: an extra exchange replica with the default limits (20 requests/s per user, bursts
   of 50). Four users browse the catalog at 5 requests/s each, first alone, then while a fifth
   floods the same replica with 16 requests in flight. Reports the others' latency in both
@@ -20,6 +22,7 @@ import aiohttp
 
 from shared.auth import issue_user_token
 from shared.devstack import Stack
+from shared.errors import RejectNulBytes
 from shared.ratelimit import Limit, RateLimit
 from shared.settings import DEV_ADMIN_TOKEN, DEV_JWT_SECRET
 
@@ -145,8 +148,45 @@ async def flood(stack: Stack, seconds: float = 8.0) -> dict[str, Any]:
     }
 
 
+async def guard_cost(requests: int = 20_000) -> dict[str, float]:
+    """The request guard (NUL characters, body size) in front of every route: microseconds
+    it adds to a request carrying one behavior, a batch of 100 and a batch of 1,000."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+    guard = RejectNulBytes(app)
+    event = (
+        b'{"event_id": "evt-000001", "source": "app", "user_id": "u-000042", "action": "like", '
+        b'"occurred_at": "2026-12-01T10:00:00+08:00", "attributes": {"content_id": "post-7"}}'
+    )
+    bodies = {
+        "one": event,
+        "batch100": b'{"events": [' + b", ".join([event] * 100) + b"]}",
+        "batch1000": b'{"events": [' + b", ".join([event] * 1000) + b"]}",
+    }
+    scope = {"type": "http", "method": "POST", "path": "/v1/events", "query_string": b""}
+    out: dict[str, float] = {}
+    for name, body in bodies.items():
+        message = {"type": "http.request", "body": body, "more_body": False}
+
+        async def receive(message: dict[str, Any] = message) -> dict[str, Any]:
+            return message
+
+        n = requests if name != "batch1000" else requests // 10
+        started = time.perf_counter()
+        for _ in range(n):
+            await guard(scope, receive, None)
+        out[name] = (time.perf_counter() - started) / n * 1e6
+    return out
+
+
 async def measure(stack: Stack) -> dict[str, Any]:
-    return {"ratelimit_cost": await cost(), "ratelimit_flood": await flood(stack)}
+    return {
+        "ratelimit_cost": await cost(),
+        "guard_cost": await guard_cost(),
+        "ratelimit_flood": await flood(stack),
+    }
 
 
 def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -157,6 +197,15 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "rate limits: middleware cost per request",
                 f"{c['us_per_request']:.1f} µs",
                 f"{c['us_when_off']:.1f} µs with every limit off",
+            )
+        )
+    if (g := results.get("guard_cost")) is not None:
+        out.append(
+            (
+                "request guard (NUL, body size): cost per request",
+                f"{g['one']:.1f} µs",
+                f"one behavior; {g['batch100']:.1f} µs for a batch of 100, "
+                f"{g['batch1000']:.0f} µs for 1,000",
             )
         )
     if (f := results.get("ratelimit_flood")) is not None:

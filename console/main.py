@@ -106,7 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     services = Services(
         dict(settings.console_service_urls),
-        settings.admin_token.get_secret_value(),
+        settings.outbound_token,
         settings.console_service_timeout_s,
     )
     status = StatusBoard(services, settings.kafka_bootstrap, settings.console_status_interval_s)

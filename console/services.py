@@ -1,5 +1,6 @@
 """The console's one way to the suite: the services' HTTP APIs, with the credentials kept
-here on the server (the admin token today). Every call ends as a `Reply`: a definite answer
+here on the server (the console's own service credential, whose scopes open exactly the
+calls its pages make). Every call ends as a `Reply`: a definite answer
 (2xx or the service's refusal with its error code) or `unreachable`, so a page can always
 show something readable."""
 
@@ -44,7 +45,7 @@ class Services:
     makes a dozen calls at once, about half its CPU)."""
 
     urls: dict[str, str]
-    admin_token: str
+    token: str  # JIFEN_SERVICE_TOKEN: the console's credential, never the admin token
     timeout_s: float = 5.0
     session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _cache: dict[tuple[str, str], tuple[float, Reply]] = field(default_factory=dict, repr=False)
@@ -56,7 +57,7 @@ class Services:
         if self.session is None or self.session.closed:
             self.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                headers={"Authorization": f"Bearer {self.admin_token}"},
+                headers={"Authorization": f"Bearer {self.token}"},
                 connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=60),
             )
         return self.session

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from console.passwords import PasswordHash
-from shared.settings import JifenSettings
+from shared.settings import JifenSettings, dev_service_credentials
 
 DEV_CONSOLE_SECRET = "dev-console-secret-change-me-in-production"
 DEV_CONSOLE_PASSWORD = "dev-console-password"
@@ -75,7 +75,10 @@ class Settings(JifenSettings):
     )
 
     @model_validator(mode="after")
-    def _no_dev_operators_in_prod(self) -> Settings:
+    def _no_placeholder_secrets_in_prod(self) -> Settings:
+        """Replaces the services' check of the same name: the console accepts no calls
+        (operators sign in with passwords), so the admin token, the JWT secret, the ingest
+        keys and the service credentials are not its to hold. It needs its own secrets."""
         if self.env == "prod":
             if self.console_secret.get_secret_value() == DEV_CONSOLE_SECRET:
                 raise ValueError("JIFEN_CONSOLE_SECRET must be set when JIFEN_ENV=prod")
@@ -83,6 +86,15 @@ class Settings(JifenSettings):
                 raise ValueError("JIFEN_CONSOLE_SECRET must be at least 32 characters")
             if not self.console_users:
                 raise ValueError("JIFEN_CONSOLE_USERS must name the operators when JIFEN_ENV=prod")
+            for name, operator in self.console_users.items():
+                # one scrypt derivation per operator, once at start-up
+                if PasswordHash.parse(operator.password_hash).verify(DEV_CONSOLE_PASSWORD):
+                    raise ValueError(f"JIFEN_CONSOLE_USERS: {name} has the dev password")
+            token = self.service_token.get_secret_value()
+            if not token or token in dev_service_credentials():
+                raise ValueError(
+                    "JIFEN_SERVICE_TOKEN must be the console's real credential when JIFEN_ENV=prod"
+                )
         return self
 
     def operators(self) -> dict[str, Operator]:

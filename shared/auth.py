@@ -29,18 +29,23 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("this endpoint needs the admin token")
 
-    def require_scope(self, scope: str) -> None:
-        """The admin, or a service whose credential carries `scope`."""
-        if self.is_admin or (self.kind == "service" and scope in self.scopes):
+    def require_scope(self, scope: str, *alternatives: str) -> None:
+        """The admin, or a service whose credential carries `scope` or one of `alternatives`
+        (an endpoint that two callers need for different reasons names each one's scope, so
+        neither scope grows to cover the other's calls)."""
+        wanted = (scope, *alternatives)
+        if self.is_admin or (self.kind == "service" and not self.scopes.isdisjoint(wanted)):
             return
+        names = " or ".join(wanted)
         if self.kind == "service":
-            raise Forbidden(f"the {self.service} credential does not carry {scope}")
-        raise Forbidden(f"this endpoint needs the admin token or a service credential ({scope})")
+            raise Forbidden(f"the {self.service} credential does not carry {names}")
+        raise Forbidden(f"this endpoint needs the admin token or a service credential ({names})")
 
-    def require_user_or_scope(self, user_id: str, scope: str) -> None:
-        """The user themselves, the admin, or a service whose credential carries `scope`."""
+    def require_user_or_scope(self, user_id: str, scope: str, *alternatives: str) -> None:
+        """The user themselves, the admin, or a service whose credential carries `scope` or
+        one of `alternatives`."""
         if self.kind == "service":
-            self.require_scope(scope)
+            self.require_scope(scope, *alternatives)
         else:
             self.require_user(user_id)
 

@@ -137,7 +137,7 @@ class RejectNulBytes:
     handed on unchanged; the common case costs one substring search. A body over
     `max_body_bytes` (declared or streamed) is answered 413 without being read further."""
 
-    def __init__(self, app: Any, max_body_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, app: Any, max_body_bytes: int = 8 * 1024 * 1024) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 

@@ -21,6 +21,28 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
     "exchange": ("ledger:debit", "ledger:refund", "ledger:read"),
     "task_progress": ("ledger:assets", "ledger:debit"),
     "notifier": ("ledger:reports",),
+    # insights copies reference data: the whole catalog, the task rules, the expiring lots
+    "insights": ("exchange:catalog", "tasks:rules", "ledger:expiring"),
+    # the operations console: exactly the reads and operator writes its pages make
+    # (the README, "Scaling and production", lists the endpoints each scope opens)
+    "console": (
+        "ledger:accounts",
+        "ledger:adjust",
+        "ledger:overview",
+        "tasks:read",
+        "tasks:write",
+        "exchange:catalog",
+        "exchange:read",
+        "exchange:items",
+        "exchange:fulfil",
+        "exchange:redeem",
+        "engagement:read",
+        "engagement:rebuild",
+        "behavior:read",
+        "behavior:decide",
+        "notifier:read",
+        "insights:read",
+    ),
 }
 
 
@@ -176,7 +198,7 @@ class JifenSettings(BaseSettings):
     )
     rate_limit_ip_burst: float = Field(200, ge=1, le=10_000_000)
     max_body_bytes: int = Field(
-        4 * 1024 * 1024,
+        8 * 1024 * 1024,  # a campaign of 100,000 user ids is under 7 MB
         ge=1024,
         le=256 * 1024 * 1024,
         description="a request body larger than this is refused with 413 before it is parsed",

@@ -33,7 +33,7 @@ async def _list(
         items=page.services.get(
             "exchange",
             "/v1/items",
-            include_inactive="true",
+            include_unavailable="true",  # the items taken off sale too, to edit them
             category=category,
             limit=PAGE,
             offset=offset,

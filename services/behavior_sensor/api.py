@@ -117,7 +117,7 @@ async def list_diverted(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Behaviors held back by the anti-farming limit (for the risk and operations teams)."""
-    caller.require_admin()
+    caller.require_scope("behavior:read")
     rows = await repo.diverted(session, user_id, limit)
     return {"items": [service.diverted_view(r) for r in rows]}
 
@@ -143,7 +143,7 @@ async def release_diverted(body: DivertedDecision, caller: Caller, session: Writ
     """Release a diverted behavior: it is published on behavior.events once and credited
     like any other. Releasing it again changes nothing (`changed: false`); a rejected one
     cannot be released (409 `invalid_transition`)."""
-    caller.require_admin()
+    caller.require_scope("behavior:decide")
     return await _decide("release", body, session)
 
 
@@ -151,5 +151,5 @@ async def release_diverted(body: DivertedDecision, caller: Caller, session: Writ
 async def reject_diverted(body: DivertedDecision, caller: Caller, session: Writes) -> Any:
     """Reject a diverted behavior for good: it is never published. Idempotent; a released
     one cannot be rejected (409 `invalid_transition`)."""
-    caller.require_admin()
+    caller.require_scope("behavior:decide")
     return await _decide("reject", body, session)

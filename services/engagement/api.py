@@ -121,7 +121,7 @@ async def rebuild(
     code: Code, caller: Caller, boards: Boards, period: PeriodParam = "current"
 ) -> dict:
     """Rebuild the board's index for a period from PostgreSQL (the scores' truth)."""
-    caller.require_admin()
+    caller.require_scope("engagement:rebuild")
     return await boards.rebuild(code, period)
 
 
@@ -142,7 +142,7 @@ async def list_badges(session: Reads) -> dict:
 
 @router.get("/users/{user_id}/badges", response_model=UserBadges)
 async def user_badges(user_id: UserId, caller: Caller, settings: Config, session: Reads) -> dict:
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "engagement:read")
     return await service.user_badges(session, user_id, settings.tz, datetime.now(UTC))
 
 
@@ -172,5 +172,5 @@ async def get_tiers(session: Reads) -> dict:
 
 @router.get("/users/{user_id}/tier", response_model=UserTierOut)
 async def user_tier(user_id: UserId, caller: Caller, settings: Config, session: Reads) -> dict:
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "engagement:read")
     return await service.user_tier(session, user_id, settings, datetime.now(UTC))

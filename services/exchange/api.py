@@ -64,7 +64,7 @@ def exchange_of(request: Request) -> service.Exchange:
 
 @router.post("/items", response_model=ItemOut, status_code=201)
 async def create_item(body: ItemCreate, caller: Caller, session: Writes) -> dict:
-    caller.require_admin()
+    caller.require_scope("exchange:items")
     return await catalog.create_item(session, body.model_dump())
 
 
@@ -81,7 +81,11 @@ async def list_items(
     ] = None,
     in_stock: bool = False,
     include_unavailable: Annotated[
-        bool, Query(description="admin: also list inactive and out-of-window items")
+        bool,
+        Query(
+            description="also list inactive and out-of-window items (the admin token or a "
+            "service credential with exchange:catalog)"
+        ),
     ] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -89,8 +93,8 @@ async def list_items(
     """The public catalog: available items, cheapest first."""
     if include_unavailable:
         if caller is None:
-            raise Unauthorized("include_unavailable needs the admin token")
-        caller.require_admin()
+            raise Unauthorized("include_unavailable needs the admin token or a credential")
+        caller.require_scope("exchange:catalog")
     query = CatalogQuery(
         category, type, tag, affordable_for, in_stock, include_unavailable, limit, offset
     )
@@ -106,7 +110,7 @@ async def get_item(item_id: ObjectId, session: Reads) -> dict:
 async def update_item(item_id: ObjectId, body: ItemPatch, caller: Caller, session: Writes) -> dict:
     """Change an item. `stock` sets the units on the shelf (restock or withdraw);
     `active: false` takes it off sale (items are never deleted: redemptions refer to them)."""
-    caller.require_admin()
+    caller.require_scope("exchange:items")
     return await catalog.update_item(session, item_id, body.model_dump(exclude_unset=True))
 
 
@@ -142,7 +146,7 @@ async def redeem(request: Request) -> Response:
     # The hottest endpoint: body and answer go through pydantic directly (shared/hotpath.py).
     caller = await principal(request)
     body = await json_body(request, RedemptionRequest)
-    caller.require_user(body.user_id)
+    caller.require_user_or_scope(body.user_id, "exchange:redeem")
     result, outcome = await exchange_of(request).redeem(
         body.user_id, body.item_id, body.quantity, body.idempotency_key, body.shipping_address
     )
@@ -176,7 +180,7 @@ async def cancel_redemption(
 
 @router.post("/redemptions/{redemption_id}/ship", response_model=RedemptionOut)
 async def ship(redemption_id: ObjectId, body: ShipRequest, caller: Caller, session: Writes) -> dict:
-    caller.require_admin()
+    caller.require_scope("exchange:fulfil")
     return await service.advance_fulfilment(
         session, redemption_id, "ship", body.carrier, body.tracking_number
     )
@@ -190,7 +194,7 @@ async def deliver(
     body: Annotated[DeliverRequest | None, Body()] = None,
 ) -> dict:
     """Mark a shipped parcel delivered. The body is optional."""
-    caller.require_admin()
+    caller.require_scope("exchange:fulfil")
     return await service.advance_fulfilment(session, redemption_id, "deliver")
 
 
@@ -205,7 +209,7 @@ async def fulfilment_queue(
 ) -> dict:
     """Operations' shipping queue: physical redemptions at a fulfilment step (`pending`:
     to ship, `shipped`: to deliver), oldest first; one user's with `user_id`."""
-    caller.require_admin()
+    caller.require_scope("exchange:read")
     return await service.fulfilment_queue(session, status, user_id, limit, offset)
 
 
@@ -220,7 +224,7 @@ async def user_redemptions(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict:
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "exchange:read")
     return await service.user_redemptions(session, user_id, status, limit, offset)
 
 
@@ -234,5 +238,5 @@ async def quick_options(user_id: UserId, request: Request, caller: Caller, sessi
 @router.get("/reconciliation", response_model=ReconciliationOut)
 async def reconciliation(request: Request, caller: Caller, session: Snapshot) -> dict:
     """Every unit of stock accounted for; limits, rewards and debits consistent."""
-    caller.require_admin()
+    caller.require_scope("exchange:read")
     return await service.reconcile(session, exchange_of(request).settings.pending_deadline_s)

@@ -117,11 +117,11 @@ def debit_key(redemption_id: str) -> str:
 async def get_redemption(
     session: AsyncSession, redemption_id: str, caller: Principal
 ) -> dict[str, Any]:
-    """One redemption, for its owner or an admin."""
+    """One redemption, for its owner, the admin or the console (exchange:read)."""
     row = await repo.get_redemption(session, redemption_id)
     if row is None:
         raise NotFound("redemption", redemption_id)
-    caller.require_user(row.user_id)
+    caller.require_user_or_scope(row.user_id, "exchange:read")
     return redemption_view(row)
 
 

@@ -69,7 +69,7 @@ async def kpis(
     rate (points redeemed / issued; redeemers / users holding at least 100 points), the
     exact earn-to-redeem cycle, expiry rate, and points issued / redeemed / expired per
     asset. At most 366 days."""
-    caller.require_admin()
+    caller.require_scope("insights:read")
     items = await service.kpi_series(session, start, end, asset)
     # Up to 366 days of plain numbers: answered as built (the response model documents them).
     return JSONResponse(
@@ -82,7 +82,7 @@ async def kpi_summary(
     caller: Caller, session: Reads, settings: Config, asset: Asset = DEFAULT_ASSET
 ) -> dict[str, Any]:
     """The last 30 business days against the design's targets."""
-    caller.require_admin()
+    caller.require_scope("insights:read")
     today = business_day(dt.datetime.now(dt.UTC), settings.tz)
     return await service.summary(session, today, asset)
 
@@ -120,7 +120,7 @@ async def list_experiments(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    caller.require_admin()
+    caller.require_scope("insights:read")
     rows, total = await repo.list_experiments(session, status, limit, offset)
     return {
         "items": [service.experiment_view(r) for r in rows],
@@ -169,7 +169,7 @@ async def results(key: Key, caller: Caller, session: Reads) -> dict[str, Any]:
     over the control (the first variant) and its p-value (two-proportion z for a
     conversion, Welch's t for a mean); and the sample-ratio-mismatch check (chi-square of
     exposures against the weights, flagged below p = 0.001)."""
-    caller.require_admin()
+    caller.require_scope("insights:read")
     return await service.results(session, key)
 
 

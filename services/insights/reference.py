@@ -31,13 +31,14 @@ PAGE = 200
 
 
 class Upstream:
-    """The three services' read APIs, with the admin token."""
+    """The three services' read APIs, with insights's own credential (JIFEN_SERVICE_TOKEN:
+    exchange:catalog, tasks:rules and ledger:expiring open these reads and nothing else)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = httpx.AsyncClient(
             timeout=settings.upstream_timeout_s,
-            headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
+            headers={"Authorization": f"Bearer {settings.outbound_token}"},
         )
 
     async def close(self) -> None:

@@ -123,7 +123,7 @@ async def list_notifications(
     before: datetime | None = None,
 ) -> dict:
     """Newest first; `before` (a created_at) pages back."""
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "notifier:read")
     return {"items": await service.list_notifications(session, user_id, limit, before)}
 
 
@@ -245,7 +245,7 @@ async def create_campaign(
 async def list_campaigns(
     caller: Caller, session: Reads, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> dict:
-    caller.require_admin()
+    caller.require_scope("notifier:read")
     rows = await repo.campaigns_page(session, limit)
     return {"items": [campaign_out(r, await repo.campaign_counts(session, r.id)) for r in rows]}
 

@@ -81,7 +81,7 @@ async def get_account(
     session: Reads,
     asset: AssetCode = DEFAULT_ASSET,
 ) -> dict:
-    caller.require_user_or_scope(user_id, "ledger:read")
+    caller.require_user_or_scope(user_id, "ledger:read", "ledger:accounts")
     settings = settings_of(request)
     return await service.account_view(
         session, user_id, datetime.now(UTC), settings.expiring_soon_days, asset
@@ -91,7 +91,7 @@ async def get_account(
 @router.get("/accounts/{user_id}/balances", response_model=BalancesOut)
 async def get_balances(user_id: UserId, caller: Caller, session: Reads) -> dict:
     """Every asset: available balance, pending and debt."""
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "ledger:accounts")
     return await service.balances(session, user_id)
 
 
@@ -104,7 +104,7 @@ async def list_entries(
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     asset: AssetCode = DEFAULT_ASSET,
 ) -> dict:
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "ledger:accounts")
     return await service.history(session, user_id, limit, before_id, asset)
 
 
@@ -113,7 +113,8 @@ async def debit(
     user_id: UserId, body: DebitRequest, response: Response, caller: Caller, session: Writes
 ) -> dict:
     """Spend points (services such as exchange, or operations). Same key, same result."""
-    caller.require_scope("ledger:debit")
+    # ledger:adjust: an operator's deduction from the console
+    caller.require_scope("ledger:debit", "ledger:adjust")
     result, created = await service.debit(
         session,
         user_id,
@@ -203,7 +204,7 @@ async def credit(
 ) -> dict:
     """Operations adjustment: add an asset (points by default) as a new lot. Same key, same
     result. An account in debt repays it from these points first."""
-    caller.require_admin()
+    caller.require_scope("ledger:adjust")
     entry, created = await service.adjust(
         session,
         user_id,
@@ -263,7 +264,7 @@ async def liability(
 ) -> dict:
     """Finance's view of one asset, from one snapshot: outstanding, pending, debt, what
     expires in each of the next 12 months, and the last 30 days' movements."""
-    caller.require_admin()
+    caller.require_scope("ledger:overview")
     return await service.liability_report(
         session, asset, datetime.now(UTC), settings_of(request).tz
     )
@@ -272,5 +273,5 @@ async def liability(
 @router.get("/reconciliation", response_model=ReconciliationOut)
 async def reconciliation(caller: Caller, session: Snapshot) -> dict:
     """Prove the books balance: every invariant in the contract, checked in one snapshot."""
-    caller.require_admin()
+    caller.require_scope("ledger:overview")
     return await service.reconcile(session)

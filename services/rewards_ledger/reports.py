@@ -105,7 +105,8 @@ async def expiring_lots(
 ) -> dict[str, Any]:
     """Points in active lots expiring in [from, to), summed per user and expiry instant, in
     (user_id, expires_at) order; `next` continues the scan. At most 31 days at a time."""
-    caller.require_scope("ledger:reports")
+    # ledger:expiring: insights's copy of the points expiring soon, without the holders list
+    caller.require_scope("ledger:reports", "ledger:expiring")
     if end <= start:
         raise InvalidInput("`to` must be after `from`")
     if (end - start).days > MAX_WINDOW_DAYS:

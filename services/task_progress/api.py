@@ -52,7 +52,7 @@ Assets = Annotated[LedgerClient, Depends(assets_of)]
 # a connection yet, so nothing of the database waits on the ledger.
 @router.post("/tasks", response_model=TaskOut, status_code=201)
 async def create_task(body: TaskCreate, caller: Caller, assets: Assets, session: Writes) -> dict:
-    caller.require_admin()
+    caller.require_scope("tasks:write")
     await assets.require(reward_assets(body.model_dump()))
     return await service.create_task(session, body)
 
@@ -65,14 +65,15 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict:
-    caller.require_admin()
+    # tasks:rules: insights's copy of the rules, which needs this list and nothing else
+    caller.require_scope("tasks:read", "tasks:rules")
     rows, total = await repo.list_tasks(session, active, limit, offset)
     return {"items": [dict(r._mapping) for r in rows], "total": total}
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)
 async def get_task(task_id: TaskId, caller: Caller, session: Reads) -> dict:
-    caller.require_admin()
+    caller.require_scope("tasks:read")
     return await service.get_task(session, task_id)
 
 
@@ -81,7 +82,7 @@ async def patch_task(
     task_id: TaskId, body: TaskPatch, caller: Caller, assets: Assets, session: Writes
 ) -> dict:
     """Change a rule; deactivate with {"active": false}. Progress already made is kept."""
-    caller.require_admin()
+    caller.require_scope("tasks:write")
     await assets.require(reward_assets(body.model_dump(exclude_unset=True)))
     return await service.patch_task(session, task_id, body)
 
@@ -93,7 +94,7 @@ async def user_tasks(
     caller: Caller,
     session: Reads,
 ) -> dict:
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "tasks:read")
     return await service.user_tasks(session, user_id, runtime_of(request).settings.tz)
 
 
@@ -137,7 +138,7 @@ async def simulate_rule(
     """Dry run: what a draft rule would have paid on the behaviors seen in [from, to),
     decided by the same code as the live rule (progress counted from `from`). Writes
     nothing. Behaviors are kept JIFEN_BEHAVIOR_HISTORY_HOURS."""
-    caller.require_admin()
+    caller.require_scope("tasks:read")
     await assets_of(request).require(reward_assets(body.rule.model_dump()))
     return await simulate(session, body, runtime_of(request).settings.tz)
 
@@ -146,7 +147,7 @@ async def simulate_rule(
 async def task_versions(task_id: TaskId, caller: Caller, session: Reads) -> dict:
     """Every version of a rule: what it paid from when. Grants name the version that paid
     them (in the ledger entry's reason)."""
-    caller.require_admin()
+    caller.require_scope("tasks:read")
     return await service.task_versions(session, task_id)
 
 
@@ -161,7 +162,7 @@ async def user_checkins(
 ) -> dict:
     """A month of check-ins (default: this month, business timezone) of a check-in rule
     (default: the first active one), with the streaks and what today and tomorrow pay."""
-    caller.require_user(user_id)
+    caller.require_user_or_scope(user_id, "tasks:read")
     tz = runtime_of(request).settings.tz
     return await checkins.calendar(session, user_id, task_id, month, tz)
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from console.settings import DEV_CONSOLE_PASSWORD
-from shared.settings import DEV_ADMIN_TOKEN
+from shared.settings import DEV_ADMIN_TOKEN, dev_service_token
 from tests.conftest import unique
-from tests.integration.helpers import balance
+from tests.integration.helpers import balance, create_item
 
 pytestmark = pytest.mark.integration
 PASSWORD = DEV_CONSOLE_PASSWORD
@@ -132,6 +132,7 @@ async def test_no_page_carries_a_service_credential_and_assets_are_local(console
         page = await console.get(path)
         assert page.status_code == 200, path
         assert DEV_ADMIN_TOKEN not in page.text and "Bearer" not in page.text
+        assert dev_service_token("console") not in page.text
         assets = re.findall(r'(?:src|rel="stylesheet" href)="([^"]+)"', page.text)
         assert assets and all(a.startswith("/static/") for a in assets), assets  # no CDN
     htmx = await console.get("/static/vendor/htmx-2.0.11.min.js")
@@ -154,3 +155,13 @@ async def test_rebuilding_a_board_needs_the_admin_role(stack, http) -> None:
             token = await _sign_in(client, role)
             answer = await client.post(f"/engagement/{code}/rebuild", data={"csrf_token": token})
             assert answer.status_code == expected, (role, answer.text[:300])
+
+
+async def test_an_item_taken_off_sale_stays_on_the_catalog_page_to_be_edited(console, http) -> None:
+    """The console reads the whole catalog (its credential's exchange:catalog), not only
+    what is on sale: an operator must find an inactive item to put it back on sale."""
+    category = unique("offsale")
+    item = await create_item(http("exchange"), category=category, active=False)
+    await _sign_in(console, "viewer")
+    page = await console.get("/catalog", params={"category": category})
+    assert page.status_code == 200 and item["name"] in page.text, page.text[-2000:]

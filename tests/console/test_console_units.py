@@ -11,7 +11,8 @@ import pytest
 from console.forms import FormError, adjustment, item_body, parse_ladder, rule_body
 from console.i18n import ZH, translate
 from console.passwords import PasswordHash
-from console.settings import Settings
+from console.settings import DEV_CONSOLE_PASSWORD, Settings
+from shared.settings import dev_service_token
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 
@@ -153,9 +154,31 @@ def test_prod_refuses_the_dev_secret_and_the_dev_operators() -> None:
     with pytest.raises(ValueError, match="CONSOLE_USERS"):
         Settings(**prod, console_secret="s" * 40)
     users = {"li": {"role": "operator", "password_hash": PasswordHash.create("x" * 12).encode()}}
-    assert Settings(**prod, console_secret="s" * 40, console_users=users).operators().keys() == {
-        "li"
-    }
+    # the console calls the services with its own credential, which must be a real one
+    with pytest.raises(ValueError, match="JIFEN_SERVICE_TOKEN"):
+        Settings(**prod, console_secret="s" * 40, console_users=users)
+    with pytest.raises(ValueError, match="JIFEN_SERVICE_TOKEN"):
+        Settings(
+            **prod,
+            console_secret="s" * 40,
+            console_users=users,
+            service_token=dev_service_token("console"),
+        )
+    dev_password = PasswordHash.create(DEV_CONSOLE_PASSWORD).encode()
+    with pytest.raises(ValueError, match="dev password"):
+        Settings(
+            **prod,
+            console_secret="s" * 40,
+            console_users={"li": {"role": "admin", "password_hash": dev_password}},
+            service_token="t" * 40,
+        )
+    ok = Settings(**prod, console_secret="s" * 40, console_users=users, service_token="t" * 40)
+    assert ok.operators().keys() == {"li"} and ok.outbound_token == "t" * 40
+    # ... and needs none of the services' secrets: it accepts no calls
+    alone = Settings(
+        env="prod", console_secret="s" * 40, console_users=users, service_token="t" * 40
+    )
+    assert alone.outbound_token == "t" * 40
     with pytest.raises(ValueError, match="role"):
         Settings(
             console_users={"li": {"role": "root", "password_hash": users["li"]["password_hash"]}}

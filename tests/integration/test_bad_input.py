@@ -307,6 +307,6 @@ async def test_nul_characters_and_huge_bodies_are_refused_before_the_database(ht
     garbage = await tasks.post("/v1/tasks", content=b"\xff\xfe", headers={**ADMIN, **json_type})
     assert garbage.status_code in (400, 422) and garbage.json()["error"]
 
-    huge = {"events": [{**GOOD_EVENT, "attributes": {"pad": "x" * 5_000_000}}]}
+    huge = {"events": [{**GOOD_EVENT, "attributes": {"pad": "x" * 9_000_000}}]}
     too_big = await sensor.post("/v1/events", json=huge, headers=INGEST)
     assert too_big.status_code == 413 and too_big.json()["error"] == "payload_too_large"

@@ -114,3 +114,48 @@ def test_the_console_runs_on_8000_everywhere_with_its_secrets_required() -> None
     ]
     assert {"JIFEN_CONSOLE_SECRET", "JIFEN_CONSOLE_USERS"} <= set(secrets[0]["stringData"])
     assert "COPY console ./console" in (ROOT / "Dockerfile").read_text()
+
+
+def test_every_calling_service_presents_its_own_credential_everywhere() -> None:
+    """Each service in SERVICE_SCOPES gets its token (its key in jifen-service-tokens; a
+    required variable in compose) in every Deployment it runs in; the example credentials
+    map carries exactly SERVICE_SCOPES; the console is never given the admin token."""
+    from shared.settings import SERVICE_SCOPES
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    docs = [
+        d
+        for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+    (tokens,) = [d for d in docs if d["metadata"]["name"] == "jifen-service-tokens"]
+    assert set(tokens["stringData"]) == set(SERVICE_SCOPES)
+    (secrets,) = [d for d in docs if d["metadata"]["name"] == "jifen-secrets"]
+    example = json.loads(secrets["stringData"]["JIFEN_SERVICE_CREDENTIALS"])
+    assert {c["service"]: tuple(c["scopes"]) for c in example.values()} == SERVICE_SCOPES
+    for caller in SERVICE_SCOPES:
+        deployments = [
+            d
+            for d in docs
+            if d["kind"] == "Deployment" and d["metadata"]["labels"]["service"] == caller
+        ]
+        assert deployments, caller
+        for d in deployments:
+            env = {
+                e["name"]: e.get("valueFrom")
+                for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
+            ref = {"secretKeyRef": {"name": "jifen-service-tokens", "key": caller}}
+            assert env.get("JIFEN_SERVICE_TOKEN") == ref, d["metadata"]["name"]
+        for name, entry in compose.items():
+            command = " ".join(entry.get("command", []))
+            if f"services.{caller}.main:app" in command or f"{caller}.main:app" in command:
+                token = entry["environment"]["JIFEN_SERVICE_TOKEN"]
+                assert f"JIFEN_{caller.upper()}_SERVICE_TOKEN:?" in token, name
+    assert "JIFEN_ADMIN_TOKEN" not in compose["console"]["environment"]
+    (console,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "console"
+    ]
+    container = console["spec"]["template"]["spec"]["containers"][0]
+    assert all("secretRef" not in source for source in container["envFrom"])

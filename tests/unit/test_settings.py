@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.insights.settings import Settings as InsightsSettings
 from services.rewards_ledger.settings import Settings
-from shared.settings import JifenSettings, dev_service_token
+from shared.settings import SERVICE_SCOPES, JifenSettings, dev_service_token
 
 
 def test_production_refuses_placeholder_secrets() -> None:
@@ -46,3 +47,22 @@ def test_prod_refuses_the_dev_service_credentials() -> None:
         {**real, "service_credentials": creds, "service_token": "t" * 40}
     )
     assert ok.outbound_token == "t" * 40
+
+
+@pytest.mark.parametrize("caller", ["insights", "console", "exchange", "task_progress", "notifier"])
+def test_prod_refuses_every_callers_dev_token_accepted_or_presented(caller: str) -> None:
+    real = {
+        "env": "prod",
+        "admin_token": "a" * 40,
+        "jwt_secret": "j" * 40,
+        "ingest_keys": {"k" * 20: ["app"]},
+    }
+    dev = dev_service_token(caller)
+    accepted = {dev: {"service": caller, "scopes": list(SERVICE_SCOPES[caller])}}
+    with pytest.raises(ValidationError, match="JIFEN_SERVICE_CREDENTIALS"):
+        Settings.model_validate({**real, "service_credentials": accepted})
+    creds = {"s" * 40: {"service": caller, "scopes": list(SERVICE_SCOPES[caller])}}
+    with pytest.raises(ValidationError, match="JIFEN_SERVICE_TOKEN"):
+        InsightsSettings.model_validate(
+            {**real, "service_credentials": creds, "service_token": dev}
+        )
