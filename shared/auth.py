@@ -90,8 +90,10 @@ class Authenticator:
             if hmac.compare_digest(service_token, token.encode()):
                 return service
         try:
+            # `exp` is required: a token minted without one would be good for as long as the
+            # secret is, with no way to take it back short of rotating the secret for everyone
             claims = jwt.decode(
-                token, self._jwt_secret, algorithms=["HS256"], options={"require": ["sub"]}
+                token, self._jwt_secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc

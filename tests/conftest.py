@@ -32,6 +32,9 @@ from tests.push_fakes import PushFakes
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 INGEST = {"X-Api-Key": DEV_INGEST_KEY}
+# An ingest key that may publish for OTHER_SOURCE only (tests/integration/test_authz_matrix.py)
+OTHER_SOURCE = "authz_other_source"
+OTHER_SOURCE_KEY = "authz-other-source-ingest-key"
 T = TypeVar("T")
 
 
@@ -74,6 +77,9 @@ TEST_ENV = {
         {"farm_test_http": 5, "farm_test_kafka": 5, "farm_test_release": 5, "farm_test_console": 2}
     ),
     "JIFEN_EXPIRY_SWEEP_INTERVAL_S": "1",
+    # the dev key (any source) that most tests use, and one key held to a single source so
+    # the authorization matrix can present a valid key for another source
+    "JIFEN_INGEST_KEYS": json.dumps({DEV_INGEST_KEY: ["*"], OTHER_SOURCE_KEY: [OTHER_SOURCE]}),
     "JIFEN_KAFKA_TOPIC_PARTITIONS": "4",
     "JIFEN_LOG_JSON": "true",
     # exchange: short ledger timeouts and deadlines so outages resolve within a test
