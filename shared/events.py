@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
+from shared.instants import Instant
+
 # Topic names are part of the public contract.
 UPSTREAM_EVENTS = "upstream.events"
 UPSTREAM_ORDERS = "upstream.orders"
@@ -59,7 +61,7 @@ class BehaviorEnvelope(BaseModel):
     source: str = Field(min_length=1, max_length=64)
     user_id: str = Field(min_length=1, max_length=64)
     action: str = Field(pattern=ACTION_PATTERN)
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 

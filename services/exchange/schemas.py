@@ -4,13 +4,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
+
+from shared.instants import Instant
 
 KEY = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 ItemType = Literal["physical", "coupon", "vip", "virtual"]
@@ -53,8 +54,8 @@ class ItemCreate(_ItemFields):
         description="lowest member tier (engagement's ladder) that may redeem the item",
     )
     active: bool = True
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
 
     @model_validator(mode="after")
     def _type_fields(self) -> ItemCreate:
@@ -86,8 +87,8 @@ class ItemPatch(_ItemFields):
         description="lowest member tier (engagement's ladder) that may redeem the item",
     )
     active: bool | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
 
     @model_validator(mode="after")
     def _not_null(self) -> ItemPatch:

@@ -29,6 +29,7 @@ from services.insights.schemas import (
 from services.insights.settings import Settings
 from shared.auth import Principal, principal
 from shared.events import ASSET_PATTERN, DEFAULT_ASSET
+from shared.instants import Day
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Writes
 
@@ -60,8 +61,8 @@ Config = Annotated[Settings, Depends(settings_of)]
 async def kpis(
     caller: Caller,
     session: Reads,
-    start: Annotated[dt.date, Query(alias="from", description="first business day")],
-    end: Annotated[dt.date, Query(alias="to", description="last business day (inclusive)")],
+    start: Annotated[Day, Query(alias="from", description="first business day")],
+    end: Annotated[Day, Query(alias="to", description="last business day (inclusive)")],
     asset: Asset = DEFAULT_ASSET,
 ) -> JSONResponse:
     """Each business day's KPIs: DAU, task completion (completed / started task-periods,

@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.instants import Instant
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 KEY = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
@@ -204,7 +206,7 @@ class CampaignIn(BaseModel):
     title: str | None = Field(None, min_length=1, max_length=200, pattern=TEXT_NO_NUL)
     body: str | None = Field(None, min_length=1, max_length=2000, pattern=TEXT_NO_NUL)
     variables: dict[str, str] = Field(default_factory=dict, max_length=50)
-    send_at: AwareDatetime | None = Field(None, description="default: now")
+    send_at: Instant | None = Field(None, description="default: now")
 
     @field_validator("variables")
     @classmethod

@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, principal
 from shared.errors import InvalidInput
 from shared.events import ASSET_PATTERN, DEFAULT_ASSET
+from shared.instants import Instant
 from shared.unit_of_work import Reads
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -96,11 +97,11 @@ async def expiring_page(
 async def expiring_lots(
     caller: Caller,
     session: Reads,
-    start: Annotated[AwareDatetime, Query(alias="from", description="window start (inclusive)")],
-    end: Annotated[AwareDatetime, Query(alias="to", description="window end (exclusive)")],
+    start: Annotated[Instant, Query(alias="from", description="window start (inclusive)")],
+    end: Annotated[Instant, Query(alias="to", description="window end (exclusive)")],
     asset: Annotated[str, Query(pattern=ASSET_PATTERN)] = DEFAULT_ASSET,
     after_user: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    after_expires_at: AwareDatetime | None = None,
+    after_expires_at: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
 ) -> dict[str, Any]:
     """Points in active lots expiring in [from, to), summed per user and expiry instant, in

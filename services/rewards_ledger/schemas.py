@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.events import ASSET_PATTERN, DEFAULT_ASSET
+from shared.instants import Instant
 
 KEY = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 ASSET = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN, description="asset code (default points)")
@@ -58,7 +59,7 @@ class CreditRequest(BaseModel):
     idempotency_key: str = KEY
     reason: str = Field(min_length=1, max_length=500)
     reference: str | None = Field(None, max_length=255)
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     validity_days: int | None = Field(None, ge=1, le=36500)
     asset: str = ASSET
 

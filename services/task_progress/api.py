@@ -157,7 +157,10 @@ async def user_checkins(
     request: Request,
     caller: Caller,
     session: Reads,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    # years 1970-2999: year 0 or 9999-12 (whose next month is year 10000) are no calendar
+    month: Annotated[
+        str | None, Query(pattern=r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$", examples=["2026-12"])
+    ] = None,
     task_id: Annotated[str | None, Query(min_length=1, max_length=36)] = None,
 ) -> dict:
     """A month of check-ins (default: this month, business timezone) of a check-in rule

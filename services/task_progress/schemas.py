@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.task_progress.domain import OP_ALIASES, OPERATORS, Period, RuleKind
 from shared.events import ACTION_PATTERN, ASSET_PATTERN, DEFAULT_ASSET
+from shared.instants import Day, Instant
 
 MAX_EXTRA_REWARDS = 5
 
@@ -88,8 +89,8 @@ class _TaskFields(BaseModel):
     conditions: list[ConditionIn] = Field(default_factory=list, max_length=20)
     points_validity_days: int | None = Field(None, ge=1, le=36500)
     active: bool = True
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     reward_type: str = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN, description="asset code")
     extra_rewards: list[ExtraReward] = Field(default_factory=list, max_length=MAX_EXTRA_REWARDS)
     pending_days: int | None = Field(
@@ -204,8 +205,8 @@ class TaskPatch(BaseModel):
     conditions: list[ConditionIn] | None = Field(None, max_length=20)
     points_validity_days: int | None = Field(None, ge=1, le=36500)
     active: bool | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     reward_type: str | None = Field(None, pattern=ASSET_PATTERN)
     extra_rewards: list[ExtraReward] | None = Field(None, max_length=MAX_EXTRA_REWARDS)
     pending_days: int | None = Field(None, ge=1, le=365)
@@ -249,8 +250,8 @@ class SimulateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     rule: TaskCreate
-    from_: AwareDatetime = Field(alias="from")
-    to: AwareDatetime
+    from_: Instant = Field(alias="from")
+    to: Instant
 
     @model_validator(mode="after")
     def _window(self) -> SimulateRequest:
@@ -304,7 +305,7 @@ class MakeupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_id: str = Field(min_length=1, max_length=36)
-    day: date
+    day: Day
     idempotency_key: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 
 
