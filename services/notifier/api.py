@@ -38,6 +38,7 @@ from services.notifier.triggers import TRIGGERS
 from shared.auth import Principal, principal
 from shared.errors import DomainError, InvalidInput, NotFound
 from shared.events import stable_id
+from shared.instants import Instant
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Writes
 
@@ -120,9 +121,9 @@ async def list_notifications(
     caller: Caller,
     session: Reads,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: datetime | None = None,
+    before: Instant | None = None,
 ) -> dict:
-    """Newest first; `before` (a created_at) pages back."""
+    """Newest first; `before` (a created_at, with its offset) pages back."""
     caller.require_user_or_scope(user_id, "notifier:read")
     return {"items": await service.list_notifications(session, user_id, limit, before)}
 
