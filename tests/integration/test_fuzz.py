@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.devstack import SERVICES
 from tests.conftest import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -40,16 +41,8 @@ CHECKS = ",".join(
         "response_headers_conformance",
     ]
 )
-# the consumers' worker processes answer only health and metrics; the API is the `all` role's
-API_SERVICES = [
-    "behavior_sensor",
-    "task_progress",
-    "rewards_ledger",
-    "exchange",
-    "engagement",
-    "notifier",
-    "insights",
-]
+# every service of the suite (the console publishes no OpenAPI: its own tests cover it)
+API_SERVICES = list(SERVICES)  # in port order
 
 
 def fuzz_command(url: str, report: Path) -> list[str]:
