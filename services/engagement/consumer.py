@@ -23,6 +23,7 @@ from shared.events import (
     ProgressEvent,
 )
 from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+from shared.messaging.known import read_event
 
 TOPICS = (LEDGER_EVENTS, BEHAVIOR_EVENTS, PROGRESS_EVENTS, EXCHANGE_EVENTS, BEHAVIOR_DIVERTED)
 
@@ -37,27 +38,14 @@ class EngagementHandler(BatchHandler):
         self.writer = writer
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        topic = record.topic
-        if topic == LEDGER_EVENTS:
-            ledger = parse_model(record, LedgerEvent, "ledger event")
-            return [Inbound(f"ledger:{ledger.entry_id}", ledger)]
-        if topic == BEHAVIOR_EVENTS:
-            behavior = parse_model(record, BehaviorEvent, "behavior event")
-            return [Inbound(f"behavior:{behavior.behavior_id}", behavior)]
-        if topic == PROGRESS_EVENTS:
-            progress = parse_model(record, ProgressEvent, "progress event")
-            return [Inbound(f"progress:{progress.event_id}", progress)]
-        if topic == EXCHANGE_EVENTS:
-            exchange = parse_model(record, ExchangeEvent, "exchange event")
-            return [Inbound(f"exchange:{exchange.redemption_id}:{exchange.type}", exchange)]
-        if topic == BEHAVIOR_DIVERTED:
+        if record.topic == BEHAVIOR_DIVERTED:
             diverted = parse_model(record, BehaviorEvent, "diverted behavior")
             try:
                 reason = str(json.loads(record.value or b"{}").get("reason", ""))
             except ValueError as exc:  # parse_model accepted it, so this cannot happen
                 raise PoisonMessage(str(exc)) from exc
             return [Inbound(f"diverted:{diverted.behavior_id}", (diverted, reason))]
-        raise PoisonMessage(f"engagement does not read {topic}")
+        return [read_event(record, "engagement", TOPICS)]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         batch = service.Batch()

@@ -19,12 +19,12 @@ from shared.events import (
     BehaviorEvent,
     EngagementEvent,
     ExchangeEvent,
-    ExperimentExposure,
     LedgerEvent,
     NotifyEvent,
     ProgressEvent,
 )
-from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+from shared.messaging import BatchHandler, Inbound
+from shared.messaging.known import read_event
 
 TOPICS = (
     BEHAVIOR_EVENTS,
@@ -46,31 +46,10 @@ class InsightsHandler(BatchHandler):
         self.settings = settings
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        topic = record.topic
-        if topic == BEHAVIOR_EVENTS:
-            b = parse_model(record, BehaviorEvent, "behavior event")
-            return [Inbound(f"behavior:{b.behavior_id}", b)]
-        if topic == LEDGER_EVENTS:
-            e = parse_model(record, LedgerEvent, "ledger event")
-            return [Inbound(f"ledger:{e.entry_id}", e)]
-        if topic == PROGRESS_EVENTS:
-            p = parse_model(record, ProgressEvent, "progress event")
-            return [Inbound(f"progress:{p.event_id}", p)]
-        if topic == EXCHANGE_EVENTS:
-            x = parse_model(record, ExchangeEvent, "exchange event")
-            return [Inbound(f"exchange:{x.redemption_id}:{x.type}", x)]
-        if topic == ENGAGEMENT_EVENTS:
-            g = parse_model(record, EngagementEvent, "engagement event")
-            if g.type != "tier.changed":
-                return []
-            return [Inbound(f"engagement:{g.event_id}", g)]
-        if topic == NOTIFY_EVENTS:
-            n = parse_model(record, NotifyEvent, "notify event")
-            return [Inbound(f"notify:{n.event_id}", n)]
-        if topic == EXPERIMENT_EXPOSURES:
-            x2 = parse_model(record, ExperimentExposure, "experiment exposure")
-            return [Inbound(f"exposure:{x2.event_id}", x2)]
-        raise PoisonMessage(f"insights does not read {topic}")
+        inbound = read_event(record, "insights", TOPICS)
+        if isinstance(inbound.value, EngagementEvent) and inbound.value.type != "tier.changed":
+            return []  # of engagement's events, only tier changes are counted
+        return [inbound]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         batch = service.Batch()

@@ -26,7 +26,8 @@ from shared.events import (
     ExchangeEvent,
     ProgressEvent,
 )
-from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+from shared.messaging import BatchHandler, Inbound
+from shared.messaging.known import read_event
 
 TOPICS = (PROGRESS_EVENTS, EXCHANGE_EVENTS, ENGAGEMENT_EVENTS)
 SHIPPING = {
@@ -45,17 +46,7 @@ class NotifierHandler(BatchHandler):
         self.wake_dispatch = wake
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        topic = record.topic
-        if topic == PROGRESS_EVENTS:
-            progress = parse_model(record, ProgressEvent, "progress event")
-            return [Inbound(f"progress:{progress.event_id}", progress)]
-        if topic == EXCHANGE_EVENTS:
-            exchange = parse_model(record, ExchangeEvent, "exchange event")
-            return [Inbound(f"exchange:{exchange.redemption_id}:{exchange.type}", exchange)]
-        if topic == ENGAGEMENT_EVENTS:
-            engagement = parse_model(record, EngagementEvent, "engagement event")
-            return [Inbound(f"engagement:{engagement.event_id}", engagement)]
-        raise PoisonMessage(f"notifier does not read {topic}")
+        return [read_event(record, "notifier", TOPICS)]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         batch = Batch()
