@@ -101,6 +101,16 @@ Index(
     redemptions.c.next_attempt_at,
     postgresql_where=text("status IN ('pending', 'cancelling')"),
 )
+# The shipping queue (GET /v1/fulfilments): physical redemptions only, by step and age. The
+# queue's `fulfilment_status = $1` implies IS NOT NULL (= is strict), so even the generic
+# plan of the prepared statement reaches this index.
+Index(
+    "ix_redemptions_fulfilment",
+    redemptions.c.fulfilment_status,
+    redemptions.c.created_at,
+    redemptions.c.id,
+    postgresql_where=text("fulfilment_status IS NOT NULL"),
+)
 
 # Units a user redeemed of an item in a limit period (day / month / lifetime key).
 purchase_counters = Table(

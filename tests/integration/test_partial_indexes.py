@@ -40,6 +40,12 @@ CASES: list[tuple[str, str, Callable[[AsyncSession], Awaitable[Any]]]] = [
         "ix_redemptions_unfinished",
         lambda s: exchange_repo.claim_unfinished(s, NOW, NOW + timedelta(seconds=10), 100),
     ),
+    # Operations' shipping queue (the console's fulfilment page): physical redemptions only.
+    (
+        "jifen_exchange",
+        "ix_redemptions_fulfilment",
+        lambda s: exchange_repo.fulfilment_queue(s, "pending", None, 50, 0),
+    ),
     # Both of the lots' indexes are partial on "active with points left"; either will do.
     ("jifen_rewards_ledger", "ix_lots_", lambda s: ledger_repo.accounts_with_due_lots(s, NOW, 50)),
     (
