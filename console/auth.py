@@ -29,6 +29,7 @@ from console.models import sessions
 from console.passwords import PasswordHash
 from console.settings import ROLES, Operator, Settings
 from shared.db import Database
+from shared.ratelimit import Buckets, Limit
 
 COOKIE = "jifen_console"
 CSRF_FIELD = "csrf_token"
@@ -66,12 +67,42 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class SignInThrottle:
+    """Guessing passwords is slowed per operator name and per client address: each takes
+    `failures` wrong passwords, then one more per `cooldown_s` (a token bucket that only
+    failures drain). A right password empties the name's record. Kept in the process, like
+    the services' rate limits: N console replicas admit N times as many guesses."""
+
+    def __init__(self, failures: int, cooldown_s: float) -> None:
+        self.enabled = failures > 0
+        rate = 1.0 / cooldown_s
+        self.names = Buckets(Limit(rate, max(failures, 1)))
+        self.addresses = Buckets(Limit(rate, max(failures, 1) * 4))
+
+    def wait(self, name: str, address: str) -> float:
+        """Seconds until this name may be tried from this address (0.0: now)."""
+        if not self.enabled:
+            return 0.0
+        return max(self.names.peek(name), self.addresses.peek(address))
+
+    def failed(self, name: str, address: str) -> None:
+        if self.enabled:
+            self.names.take(name)
+            self.addresses.take(address)
+
+    def succeeded(self, name: str) -> None:
+        self.names.forget(name)
+
+
 class Gate:
     """Signs operators in and out and checks every request's session."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        self.throttle = SignInThrottle(
+            settings.console_signin_failures, settings.console_signin_cooldown_s
+        )
         self.operators: dict[str, Operator] = settings.operators()
         self.hashes = {n: PasswordHash.parse(o.password_hash) for n, o in self.operators.items()}
         self.signer = URLSafeTimedSerializer(

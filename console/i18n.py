@@ -17,6 +17,7 @@ ZH: dict[str, str] = {
     "Operator": "运营人员",
     "Password": "密码",
     "Wrong name or password": "用户名或密码错误",
+    "Too many wrong passwords; wait a minute and try again": "密码错误次数过多，请稍后再试",
     "Your session has ended; sign in again": "会话已失效，请重新登录",
     "Dashboard": "总览",
     "Rules": "任务规则",

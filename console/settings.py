@@ -56,6 +56,15 @@ class Settings(JifenSettings):
     console_idle_timeout_s: int = Field(
         1800, ge=60, le=86_400, description="a session ends after this long without a request"
     )
+    console_signin_failures: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="wrong passwords in a row an operator name may take before sign-in for it "
+        "slows to one attempt per console_signin_cooldown_s (0: no throttle); a client "
+        "address may take four times as many across names",
+    )
+    console_signin_cooldown_s: float = Field(60.0, gt=0, le=86_400)
     console_cookie_secure: bool = Field(
         False, description="send the session cookie over HTTPS only (set true behind TLS)"
     )

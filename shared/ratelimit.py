@@ -63,6 +63,17 @@ class Buckets:
         self._state[key] = (tokens, now)
         return (1.0 - tokens) / rate
 
+    def peek(self, key: str, now: float | None = None) -> float:
+        """What `take` would answer, without taking: 0.0 when a token is there."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._state.get(key, (self.limit.burst, now))
+        tokens = min(self.limit.burst, tokens + (now - at) * self.limit.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.limit.rate
+
+    def forget(self, key: str) -> None:
+        """The key's bucket is full again (e.g. after a successful sign-in)."""
+        self._state.pop(key, None)
+
     def _forget_full(self, now: float) -> None:
         full_after = self.limit.burst / self.limit.rate
         self._state = {k: v for k, v in self._state.items() if now - v[1] < full_after}

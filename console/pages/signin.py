@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -47,7 +48,25 @@ async def sign_in(
     console = console_of(request)
     if not console.gate.same_origin(request):
         raise Refused("bad_origin", "this request did not come from the console's pages")
+    throttle = console.gate.throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.wait(name[:64], address)
+    if wait:
+        # refused before the password is looked at: a guess costs nothing to refuse
+        await record(
+            console.db,
+            operator=name[:64] or "-",
+            role="-",
+            action="sign_in",
+            target=f"operator:{name[:64]}",
+            status=429,
+            outcome="throttled",
+        )
+        answer = render(request, "signin.html", status=429, throttled=True, name=name)
+        answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return answer
     if not name or not await console.gate.check_password(name, password):
+        throttle.failed(name[:64], address)
         await record(
             console.db,
             operator=name[:64] or "-",
@@ -58,6 +77,7 @@ async def sign_in(
             outcome="wrong_password",
         )
         return render(request, "signin.html", status=401, failed=True, name=name)
+    throttle.succeeded(name)
     response = RedirectResponse("/dashboard", status_code=303)
     _cookie(
         response, request, await console.gate.sign_in(name), console.settings.console_session_ttl_s

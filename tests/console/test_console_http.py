@@ -60,6 +60,25 @@ async def test_pages_need_a_session_and_sign_in_sets_a_strict_cookie(console) ->
     assert page.headers["x-frame-options"] == "DENY"
 
 
+async def test_guessing_passwords_is_throttled_per_name(console) -> None:
+    """Five wrong passwords for a name, then sign-in for that name answers 429 with
+    Retry-After before any password is checked (the right one included); the other
+    operators, from the same address, are not held up. An unknown name is throttled the same
+    way, so the answer says nothing about which names exist."""
+    guessed = unique("guessed")
+    for _ in range(5):
+        wrong = await console.post("/", data={"name": guessed, "password": "guess"})
+        assert wrong.status_code == 401
+    held = await console.post("/", data={"name": guessed, "password": PASSWORD})
+    assert held.status_code == 429 and int(held.headers["retry-after"]) >= 1
+    assert "密码错误次数过多" in held.text and "jifen_console" not in held.headers.get(
+        "set-cookie", ""
+    )
+    assert (
+        await console.post("/", data={"name": "operator", "password": PASSWORD})
+    ).status_code == 303
+
+
 async def test_a_write_needs_the_csrf_token_and_the_consoles_origin(console, http) -> None:
     token = await _sign_in(console, "operator")
     user, ledger = unique("csrf"), http("rewards_ledger")

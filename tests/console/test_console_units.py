@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from console.auth import SignInThrottle
 from console.forms import FormError, adjustment, item_body, parse_ladder, rule_body
 from console.i18n import ZH, translate
 from console.passwords import PasswordHash
@@ -194,3 +195,19 @@ def test_every_text_the_pages_show_has_its_chinese() -> None:
     missing = sorted(k for k in keys if k not in ZH)
     assert not missing
     assert translate("Dashboard", "zh") == "总览" and translate("Dashboard", "en") == "Dashboard"
+
+
+def test_sign_in_throttle_counts_only_failures_and_a_success_clears_the_name() -> None:
+    throttle = SignInThrottle(failures=3, cooldown_s=60)
+    for _ in range(3):
+        assert throttle.wait("ops", "10.0.0.1") == 0.0
+        throttle.failed("ops", "10.0.0.1")
+    assert 0 < throttle.wait("ops", "10.0.0.1") <= 60  # one more guess a minute
+    assert throttle.wait("ops", "10.0.0.2") > 0  # the name is held from any address
+    assert throttle.wait("other", "10.0.0.1") == 0.0  # the address has 4 x 3 failures
+    throttle.succeeded("ops")
+    assert throttle.wait("ops", "10.0.0.2") == 0.0
+    for n in range(9):  # 3 already + 9 = the address's 12
+        throttle.failed(f"name{n}", "10.0.0.1")
+    assert throttle.wait("fresh", "10.0.0.1") > 0 and throttle.wait("fresh", "10.0.0.3") == 0.0
+    assert SignInThrottle(failures=0, cooldown_s=60).wait("ops", "x") == 0.0
