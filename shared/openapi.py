@@ -5,7 +5,9 @@ Routes raise the `shared.errors` family and the handlers answer `{"error", "mess
 the success answer and its own 422 shape, so a client (or a fuzzer checking responses
 against the document) would meet statuses it does not describe. `document_errors` adds, to
 every `/v1` operation, 401, 403, 404, 409, 422, 429 and 503 with the one error schema (and
-400 and 413 to those that take a body: bytes that are not JSON, or too many), and replaces FastAPI's 422 schema with it (the handler rewrites validation errors into it).
+400 and 413 to those that take a body: bytes that are not JSON, or too many), and replaces
+FastAPI's 422 schema with it (the handler rewrites validation errors into it). A write that
+answers 201 also documents the 200 of its idempotent repeat.
 """
 
 from __future__ import annotations
