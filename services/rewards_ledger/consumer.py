@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class GrantHandler(BatchHandler):
+    """No separate inbox: a grant's lot id comes from its idempotency key, so the lot's key
+    records which grants were credited, in the same transaction; a clawback raises its lot's
+    target (never lowers it) and only what is left to reverse is applied, so a repeat of
+    either changes nothing (`service.apply_rewards`)."""
+
     name = "rewards_ledger.grants"
-    use_inbox = True
+    use_inbox = False
 
     def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
         self.settings = settings

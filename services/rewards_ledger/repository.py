@@ -85,6 +85,7 @@ _SET_TOTALS = TOTALS.update(
     "balance = v.balance, pending = v.pending, debt = v.debt, updated_at = now()",
 )
 _INSERT_LOTS = LOTS.insert()
+_INSERT_NEW_LOTS = LOTS.insert("ON CONFLICT (id) DO NOTHING RETURNING id")
 _INSERT_ENTRIES = ENTRIES.insert("RETURNING id, idempotency_key, created_at")
 TAKEN = Bulk("lots", {"id": "text", "taken": "bigint"})
 _TAKE_FROM_LOTS = TAKEN.update(
@@ -179,6 +180,15 @@ async def set_totals(session: AsyncSession, totals: Mapping[Account, Totals]) ->
 async def insert_lots(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(_INSERT_LOTS, LOTS.params(rows))
+
+
+async def insert_new_lots(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the lots not there yet; returns their ids. A lot's id comes from its credit's
+    idempotency key, so one that exists was credited before; a concurrent transaction
+    inserting the same id blocks here until it commits or rolls back (as an inbox would)."""
+    if not rows:
+        return set()
+    return set((await session.execute(_INSERT_NEW_LOTS, LOTS.params(rows))).scalars())
 
 
 async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -221,34 +221,57 @@ async def credit(
     return written
 
 
+def _lot_row(c: NewCredit, now: datetime) -> dict[str, Any]:
+    return {
+        "id": c.lot_id,
+        "user_id": c.user_id,
+        "asset": c.asset,
+        "origin": c.origin,
+        "origin_ref": c.origin_ref,
+        "points": c.points,
+        "remaining": c.points,
+        "expires_at": c.expires_at,
+        "available_at": c.available_at,
+        "status": "pending" if _is_pending(c, now) else "active",
+    }
+
+
+def _is_pending(c: NewCredit, now: datetime) -> bool:
+    return c.available_at is not None and c.available_at > now
+
+
 async def _credit_locked(
-    session: AsyncSession, credits: list[NewCredit], totals: dict[Account, Totals], now: datetime
+    session: AsyncSession,
+    credits: list[NewCredit],
+    totals: dict[Account, Totals],
+    now: datetime,
+    *,
+    new_lots_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Credit lots on accounts the caller has locked (updating `totals`, not writing them).
 
     A lot whose available_at is still to come is credited as pending: it shows, and is not
     spendable. An account in debt repays it from what the batch made available.
+
+    `new_lots_only`: a credit whose lot exists already (its id comes from the idempotency key)
+    was applied before and is skipped, as is a repeat inside `credits`: the lot's key is the
+    grant consumer's inbox. Otherwise every lot must be new.
     """
-    lot_rows, entry_rows = [], []
+    if new_lots_only:
+        fresh = await repo.insert_new_lots(session, [_lot_row(c, now) for c in credits])
+        new_credits = []
+        for c in credits:
+            if c.lot_id in fresh:
+                fresh.discard(c.lot_id)
+                new_credits.append(c)
+        credits = new_credits
+    else:
+        await repo.insert_lots(session, [_lot_row(c, now) for c in credits])
+    entry_rows = []
     repay_after: dict[Account, str] = {}
     for c in credits:
         t = totals[c.account]
-        pending = c.available_at is not None and c.available_at > now
-        lot_rows.append(
-            {
-                "id": c.lot_id,
-                "user_id": c.user_id,
-                "asset": c.asset,
-                "origin": c.origin,
-                "origin_ref": c.origin_ref,
-                "points": c.points,
-                "remaining": c.points,
-                "expires_at": c.expires_at,
-                "available_at": c.available_at,
-                "status": "pending" if pending else "active",
-            }
-        )
-        if pending:
+        if _is_pending(c, now):
             t.pending += c.points
             kind, amount = "pending", 0
         else:
@@ -268,7 +291,6 @@ async def _credit_locked(
                 reason=c.reason,
             )
         )
-    await repo.insert_lots(session, lot_rows)
     written = await _append(session, entry_rows)
     await _repay_debts(session, totals, repay_after, now)
     return written
@@ -385,10 +407,10 @@ async def apply_rewards(
         session,
         [c.account for c in credits] + [(t["user_id"], t["asset"]) for t in targets.values()],
     )
-    await _credit_locked(session, credits, totals, now)
+    written = await _credit_locked(session, credits, totals, now, new_lots_only=True)
     await repo.record_clawback_targets(session, list(targets.values()))
     # Also the new grants' lots: a clawback that came before its grant applies now.
-    await _apply_clawbacks(session, totals, [*targets, *(c.lot_id for c in credits)], now)
+    await _apply_clawbacks(session, totals, [*targets, *(e["lot_id"] for e in written)], now)
     await repo.set_totals(session, totals)
 
 

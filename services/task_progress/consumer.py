@@ -15,8 +15,11 @@ from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
 
 
 class BehaviorHandler(BatchHandler):
+    """No separate inbox: the behavior history's key (the behavior id) records what was
+    applied, in the same transaction (`service.apply_behaviors`)."""
+
     name = "task_progress.behaviors"
-    use_inbox = True
+    use_inbox = False
 
     def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
         self.tz = settings.tz

@@ -159,7 +159,8 @@ makeups = Table(
 )
 
 # What task_progress has seen, for the dry run of a draft rule (kept
-# JIFEN_BEHAVIOR_HISTORY_HOURS).
+# JIFEN_BEHAVIOR_HISTORY_HOURS, at least the dedupe retention): its key is also the behavior
+# consumer's inbox (a behavior kept here has been applied).
 behavior_history = Table(
     "behavior_history",
     metadata,
@@ -173,7 +174,7 @@ behavior_history = Table(
 Index("ix_behavior_history_action", behavior_history.c.action, behavior_history.c.occurred_at)
 Index("ix_behavior_history_received_at", behavior_history.c.received_at, postgresql_using="brin")
 
-PURGES = (Purge("behavior_history", "received_at < :cutoff", "behavior_history_hours"),)
+PURGES = (Purge("behavior_history", "received_at < :cutoff", "history_retention_hours"),)
 
 # The member tiers engagement decided (tier.changed), each from when it took effect: a grant
 # of points is multiplied by the tier its user held when the behavior happened.

@@ -268,12 +268,19 @@ HISTORY = Bulk(
         "attributes": "jsonb",
     },
 )
-_INSERT_HISTORY = HISTORY.insert("ON CONFLICT DO NOTHING")
+_INSERT_HISTORY = HISTORY.insert("ON CONFLICT DO NOTHING RETURNING behavior_id")
 
 
-async def insert_history(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(_INSERT_HISTORY, HISTORY.params(rows))
+async def insert_history(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Keep behaviors for the dry run; returns the ids not kept before.
+
+    The behavior id is the key, so this is also task_progress's inbox: an id already kept (a
+    re-read, a duplicate) is not returned, and a concurrent transaction inserting the same id
+    blocks here until it commits or rolls back, as an inbox claim would."""
+    if not rows:
+        return set()
+    result = await session.execute(_INSERT_HISTORY, HISTORY.params(rows))
+    return set(result.scalars())
 
 
 class StoredBehavior(NamedTuple):

@@ -48,13 +48,16 @@ ORDER_REFUNDED = "order_refunded"
 async def apply_behaviors(session: AsyncSession, events: list[BehaviorEvent], tz: ZoneInfo) -> int:
     """Advance progress for a batch of behaviors; returns how many grants were issued.
 
+    Behaviors applied before (re-read, repeated) are skipped: the behavior history's key
+    decides, in this transaction, which are new (no separate inbox row per behavior).
+
     Set-based: one query for rules, one to lock every touched progress row, one update,
     one insert each of grants, history and outbox rows, whatever the batch size (check-ins
     add one read of the days they touch). Paid orders are recorded with one more insert;
     refunds are recorded and applied after the grants, so a refund that waited for its
     order takes back what that order has just earned.
     """
-    await repo.insert_history(
+    fresh = await repo.insert_history(
         session,
         [
             {
@@ -67,9 +70,20 @@ async def apply_behaviors(session: AsyncSession, events: list[BehaviorEvent], tz
             for e in events
         ],
     )
+    events = first_of_each(events, fresh)
     issued = await _advance_progress(session, events, tz)
     await _record_orders_and_refunds(session, events)
     return issued
+
+
+def first_of_each(events: list[BehaviorEvent], fresh: set[str]) -> list[BehaviorEvent]:
+    """The events whose id is in `fresh`, each id once (a repeat inside a batch is a duplicate)."""
+    out = []
+    for e in events:
+        if e.behavior_id in fresh:
+            fresh.discard(e.behavior_id)
+            out.append(e)
+    return out
 
 
 async def active_rules(session: AsyncSession) -> dict[str, list[Rule]]:

@@ -18,5 +18,11 @@ class Settings(JifenSettings):
         90 * 24,
         ge=1,
         le=24 * 3650,
-        description="how long behaviors are kept for the dry run of a draft rule",
+        description="how long behaviors are kept for the dry run of a draft rule (never less "
+        "than JIFEN_DEDUPE_RETENTION_HOURS: the kept behavior ids are also the consumer's inbox)",
     )
+
+    @property
+    def history_retention_hours(self) -> int:
+        """The kept behaviors decide which were applied, so they outlive the dedupe window."""
+        return max(self.behavior_history_hours, self.dedupe_retention_hours)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from shared.events import BehaviorEvent
 from tests.conftest import ADMIN, envelope, eventually, unique
 from tests.integration.helpers import (
     balance,
@@ -46,6 +48,32 @@ async def test_the_same_event_three_times_is_credited_once(http, producer) -> No
     await asyncio.sleep(2)  # give any duplicate time to (wrongly) arrive
     assert await balance(ledger, user) == 5
     assert len(await entries(ledger, user)) == 1
+
+
+async def test_a_behavior_published_twice_on_behavior_events_counts_once(http, producer) -> None:
+    """task_progress keeps no separate inbox: the behavior history's key decides. The same
+    behavior twice in one fetch, then again after other behaviors, completes the rule once."""
+    tasks, ledger = http("task_progress"), http("rewards_ledger")
+    action, user = unique("share"), unique("u")
+    await create_task(tasks, action=action, reward_points=5, period="lifetime", max_per_period=3)
+    at = local_day() + timedelta(hours=10)
+    same = BehaviorEvent(
+        behavior_id=str(uuid.uuid4()),
+        event_id=unique("e"),
+        source="test",
+        user_id=user,
+        action=action,
+        occurred_at=at,
+        received_at=at,
+    )
+    other = same.model_copy(update={"behavior_id": str(uuid.uuid4()), "event_id": unique("e")})
+    for event in (same, same, other, same):
+        await producer.send("behavior.events", event.model_dump_json().encode(), key=user.encode())
+    await producer.flush()
+    await wait_for_balance(ledger, user, 10)
+    await asyncio.sleep(2)  # give a repeat time to (wrongly) count
+    assert await balance(ledger, user) == 10
+    assert len(await entries(ledger, user)) == 2
 
 
 async def test_100_likes_in_a_day_give_20_points_and_the_next_day_starts_over(http) -> None:

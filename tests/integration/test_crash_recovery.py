@@ -12,7 +12,7 @@ from services.rewards_ledger.consumer import GrantHandler
 from services.rewards_ledger.models import messaging
 from services.rewards_ledger.settings import Settings
 from shared.db import Database, create_engine, database_url
-from shared.events import GrantCommand, stable_id
+from shared.events import ClawbackCommand, GrantCommand, stable_id
 from shared.messaging import ConsumerLoop, OutboxRelay, ensure_topics, make_producer
 from shared.messaging.embedded_broker import group_admin
 from tests.conftest import eventually, unique
@@ -158,3 +158,53 @@ async def test_offsets_committed_on_an_interval_still_all_reach_the_broker(
         await kafka_producer.stop()
         await db.dispose()
     assert len(await entries(ledger, user)) == 10
+
+
+async def test_grants_and_clawbacks_delivered_twice_move_points_once(http, infra, producer) -> None:
+    """The grant consumer keeps no inbox: the lot's key (from the grant id) and the clawback's
+    target decide. Every command is published twice, the repeat both in the same fetch and
+    after a restart of the consumer that re-reads everything."""
+    ledger = http("rewards_ledger")
+    topic, user = unique("test.grants"), unique("u")
+    settings = Settings(
+        database_url=infra.database_url, kafka_bootstrap=infra.kafka_bootstrap, consumer_poll_ms=100
+    )
+    await ensure_topics(infra.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    await send_grants(producer, topic, user, range(1, 6))
+    await send_grants(producer, topic, user, range(1, 6))  # 1..5 again, same grant ids
+    clawback = ClawbackCommand(
+        clawback_id=stable_id(topic, "refund"),
+        grant_id=stable_id(topic, 5),
+        user_id=user,
+        clawed_total=3,
+        reference="refund-1",
+        occurred_at=datetime.now(UTC),
+    )
+    for _ in range(2):
+        await producer.send_and_wait(topic, clawback.model_dump_json().encode(), key=user.encode())
+
+    db = Database(
+        create_engine(database_url(infra.database_url, settings.database_name), pool_size=2)
+    )
+    kafka_producer = make_producer(settings)
+    await kafka_producer.start()
+    try:
+        for round_ in range(2):  # the second group re-reads the topic from its start
+            loop = grant_loop(settings, topic, db, kafka_producer, unique(f"twice-{round_}"))
+            task = asyncio.create_task(loop.run())
+
+            async def settled() -> None:
+                assert await balance(ledger, user) == 15 - 3
+                assert len(await entries(ledger, user)) == 6  # 5 credits, 1 clawback
+
+            await eventually(settled, timeout=30)
+            await asyncio.sleep(1)  # a wrongly applied repeat would show by now
+            await settled()
+            loop.stop()
+            await task
+        await OutboxRelay(settings, db, kafka_producer).publish_once()
+    finally:
+        await kafka_producer.stop()
+        await db.dispose()
+    report = await reconciliation(ledger)
+    assert report["ok"], report["violations"]
