@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import random
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
@@ -31,11 +35,70 @@ class OutboxRow(Protocol):
     def payload(self) -> str: ...  # the JSON text as stored
 
 
-async def send_row(producer: AIOKafkaProducer, row: OutboxRow) -> asyncio.Future[Any]:
-    """Hand one outbox row to the producer; the returned future resolves on the broker's ack."""
-    future: asyncio.Future[Any] = await producer.send(
-        row.topic, row.payload.encode("utf-8"), key=row.key.encode("utf-8") if row.key else None
-    )
+R = TypeVar("R", bound=OutboxRow)
+
+
+@dataclass
+class SentBatch(Generic[R]):
+    """Rows handed to the producer as one record batch; `acked` resolves on the broker's ack
+    of all of them (or fails for all of them)."""
+
+    rows: list[R]
+    acked: asyncio.Future[Any]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _partition_of(key: bytes, partitions: int) -> int:
+    # The producer's own partitioner (murmur2 of the key, as every Kafka client does), so a
+    # key lands where `send` would put it; cached, since a user's key comes back often.
+    return _PARTITIONER(key, list(range(partitions)), [])
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
+async def send_rows(
+    producer: AIOKafkaProducer, rows: Sequence[R]
+) -> tuple[list[SentBatch[R]], Exception | None]:
+    """Hand outbox rows to the producer, one record batch per partition (a full batch starts
+    another), instead of a send, a future and several loop turns per row (aiokafka's
+    `send_batch`). Rows keep their order within each partition, so a key's events keep theirs.
+
+    Returns the batches handed over and, if handing over failed part-way (the producer
+    closed, its queue timed out), the error: the rows of no returned batch were not sent."""
+    sent: list[SentBatch[R]] = []
+    building: dict[tuple[str, int], tuple[Any, list[R]]] = {}
+    partitions: dict[str, int] = {}
+    try:
+        for row in rows:
+            count = partitions.get(row.topic)
+            if count is None:
+                count = partitions[row.topic] = len(await producer.partitions_for(row.topic))
+            key = row.key.encode("utf-8") if row.key else None
+            where = (row.topic, _partition_of(key, count) if key else random.randrange(count))
+            value = row.payload.encode("utf-8")
+            builder, members = building.get(where, (None, []))
+            if builder is None or builder.append(timestamp=None, key=key, value=value) is None:
+                if builder is not None:  # full: send it and start the next
+                    del building[where]
+                    sent.append(SentBatch(members, await _submit(producer, builder, where)))
+                builder, members = producer.create_batch(), []
+                if builder.append(timestamp=None, key=key, value=value) is None:
+                    raise ValueError(f"a message to {row.topic} does not fit in a record batch")
+                building[where] = (builder, members)
+            members.append(row)
+        while building:
+            where, (builder, members) = building.popitem()
+            sent.append(SentBatch(members, await _submit(producer, builder, where)))
+    except Exception as exc:
+        return sent, exc
+    return sent, None
+
+
+async def _submit(
+    producer: AIOKafkaProducer, builder: Any, where: tuple[str, int]
+) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = await producer.send_batch(builder, where[0], partition=where[1])
     return future
 
 
@@ -63,7 +126,7 @@ class OutboxPublisher:
         self.producer = producer
         self._queue: list[QueuedRow] = []
         self._queued = asyncio.Event()
-        self._sent: list[tuple[list[QueuedRow], list[asyncio.Future[Any]]]] = []
+        self._sent: list[SentBatch[QueuedRow]] = []
         self._have_sent = asyncio.Event()
         self._in_flight = 0  # rows accepted and not yet deleted or given up
         self._drained = asyncio.Event()  # set while _in_flight is 0
@@ -103,33 +166,27 @@ class OutboxPublisher:
             await self._queued.wait()
             self._queued.clear()
             rows, self._queue = self._queue, []
-            futures: list[asyncio.Future[Any]] = []
-            try:
-                for row in rows:
-                    futures.append(await send_row(self.producer, row))
-            except Exception as exc:  # the relay sends whatever did not get handed over
-                log.warning("publish on commit failed, left to the relay: %s", exc)
-                self._settled(len(rows) - len(futures))
-                rows = rows[: len(futures)]
-            if rows:
-                self._sent.append((rows, futures))
+            sent, error = await send_rows(self.producer, rows)
+            if error is not None:  # the relay sends whatever did not get handed over
+                log.warning("publish on commit failed, left to the relay: %s", error)
+                self._settled(len(rows) - sum(len(batch.rows) for batch in sent))
+            if sent:
+                self._sent.extend(sent)
                 self._have_sent.set()
 
     async def _delete_loop(self) -> None:
         while True:
             await self._have_sent.wait()
             self._have_sent.clear()
-            groups, self._sent = self._sent, []
+            batches, self._sent = self._sent, []
             acked: list[QueuedRow] = []
-            taken = 0
-            for rows, futures in groups:
-                taken += len(rows)
-                results = await asyncio.gather(*futures, return_exceptions=True)
-                acked.extend(
-                    row
-                    for row, result in zip(rows, results, strict=True)
-                    if not isinstance(result, BaseException)
-                )
+            taken = sum(len(batch.rows) for batch in batches)
+            results = await asyncio.gather(
+                *(batch.acked for batch in batches), return_exceptions=True
+            )
+            for batch, result in zip(batches, results, strict=True):
+                if not isinstance(result, BaseException):
+                    acked.extend(batch.rows)
             try:
                 if acked:
                     failpoint("publisher.after_send")

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from shared.db import Database
 from shared.failpoints import failpoint
 from shared.messaging.outbox import COUNT_OVERDUE, DELETE_PUBLISHED, LOCK_UNPUBLISHED
-from shared.messaging.publisher import count_published, send_row
+from shared.messaging.publisher import count_published, send_rows
 from shared.metrics import OUTBOX_BACKLOG
 from shared.settings import JifenSettings
 from shared.worker import PollingWorker
@@ -63,8 +63,10 @@ class OutboxRelay(PollingWorker):
                 OUTBOX_BACKLOG.labels(self.settings.service_name).set(overdue)
             if not rows:
                 return 0
-            futures = [await send_row(self.producer, row) for row in rows]
-            await asyncio.gather(*futures)
+            sent, error = await send_rows(self.producer, rows)
+            if error is not None:
+                raise error  # nothing is deleted; whatever went out is sent again later
+            await asyncio.gather(*(batch.acked for batch in sent))
             failpoint("relay.after_publish")
             await session.execute(DELETE_PUBLISHED, {"ids": [row.id for row in rows]})
         count_published(self.settings.service_name, "relay", (row.topic for row in rows))
