@@ -336,7 +336,8 @@ async def stage_latencies(
     credited: dict[str, float],
 ) -> dict[str, dict[str, float]]:
     """p50/p99 from produce to the commit of each stage: the sensor's intake (which, for Kafka
-    intake, also processes and queues the behavior), the task_progress inbox, the ledger."""
+    intake, also processes and queues the behavior), task_progress's behavior history (its
+inbox), the ledger."""
     reached: dict[str, dict[str, float]] = {"sensor committed": {}}
     sensed = await fetch_rows(
         server_url,
@@ -352,11 +353,11 @@ async def stage_latencies(
     applied = await fetch_rows(
         server_url,
         "task_progress",
-        f"SELECT message_id, {committed_at('applied_at')} AS a FROM inbox "
-        "WHERE message_id = ANY(:ids)",
+        f"SELECT behavior_id, {committed_at('received_at')} AS a FROM behavior_history "
+        "WHERE behavior_id = ANY(:ids)",
         {"ids": list(sent_at)},
     )
-    reached["task_progress committed"] = {r.message_id: float(r.a) for r in applied}
+    reached["task_progress committed"] = {r.behavior_id: float(r.a) for r in applied}
     reached["ledger committed"] = credited
     return {
         stage: p50_p99([at[b] - t for b, t in sent_at.items() if b in at])

@@ -1,8 +1,10 @@
 """The floor: the ledger's credit work as raw batched SQL, straight into PostgreSQL.
 
-Per event: an inbox row, a lot, a journal entry, an outbox row and the account's new balance - the same rows
-with the same indexes and constraints the ledger writes - in transactions of `batch` events,
-with set-based statements (unnest). Nothing a service could do is cheaper.
+Per event: a lot (whose key is the grant consumer's inbox), a journal entry, an outbox row and
+the account's new balance - the same rows with the same indexes and constraints the ledger
+writes - in transactions of `batch` events, with set-based statements (unnest). Nothing a
+service could do is cheaper. (Before issue 30 it also wrote an inbox row per event, as the
+ledger did then.)
 """
 
 from __future__ import annotations
@@ -33,10 +35,6 @@ async def measure_floor(server_url: str, user_ids: list[str], batch: int = 500) 
             lots = [str(uuid.uuid4()) for _ in chunk]
             totals = Counter(chunk)
             async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO inbox (consumer, message_id) SELECT 'floor', k FROM unnest($1::text[]) k",
-                    keys,
-                )
                 rows = await conn.fetch(
                     """INSERT INTO accounts (user_id, balance)
                        SELECT u, n FROM unnest($1::text[], $2::bigint[]) AS t(u, n)

@@ -1,5 +1,7 @@
-"""The events that cause notifications, one transaction per fetched batch (exactly once
-through the inbox; the notifications' ids come from their causes as well):
+"""The events that cause notifications, one transaction per fetched batch. No inbox: every
+write is idempotent by itself, so a re-read or a repeat changes nothing. The notifications'
+ids come from their causes (a repeat finds its id taken), and the read models only move
+forward (the newest check-in day, the latest task day, the highest tier sequence):
 
 - progress.events: check-ins and daily task completions feed the streak and unfinished-task
   reminders' read models;
@@ -39,7 +41,7 @@ SHIPPING = {
 class NotifierHandler(BatchHandler):
     name = "notifier.events"
     topics = TOPICS
-    use_inbox = True
+    use_inbox = False  # see the module's docstring
 
     def __init__(self, settings: Settings, wake: Callable[[], None] | None = None) -> None:
         self.settings = settings

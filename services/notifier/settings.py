@@ -110,4 +110,6 @@ class Settings(JifenSettings):
 
     @property
     def records_hours(self) -> float:
-        return self.records_days_kept * 24.0
+        """Never less than the dedupe retention: a notification's id is what keeps its cause,
+        read again from Kafka, from queueing it a second time."""
+        return max(self.records_days_kept * 24.0, float(self.dedupe_retention_hours))
