@@ -40,6 +40,7 @@ import aiohttp
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from bench import console as console_bench
@@ -54,9 +55,11 @@ from bench.profile import Profiler, summarize
 from services.behavior_sensor.domain import behavior_id
 from shared.db import asyncpg_kwargs, create_engine, database_url
 from shared.devstack import (
+    CONSUMER_GROUPS,
     SERVICES,
     EmbeddedBroker,
     Stack,
+    consumer_lag,
     drain,
     free_port,
     start_embedded_postgres,
@@ -336,8 +339,8 @@ async def stage_latencies(
     credited: dict[str, float],
 ) -> dict[str, dict[str, float]]:
     """p50/p99 from produce to the commit of each stage: the sensor's intake (which, for Kafka
-    intake, also processes and queues the behavior), task_progress's behavior history (its
-inbox), the ledger."""
+        intake, also processes and queues the behavior), task_progress's behavior history (its
+    inbox), the ledger."""
     reached: dict[str, dict[str, float]] = {"sensor committed": {}}
     sensed = await fetch_rows(
         server_url,
@@ -541,6 +544,91 @@ def cpu_ms_per_event(
     return {k: 1000 * (after[k] - before.get(k, 0.0)) / max(events, 1) for k in after}
 
 
+async def consumer_counts(stack: Stack) -> dict[str, tuple[float, float]]:
+    """Per consumer (jifen.<service>.<handler>): batches applied and messages in them so far,
+    from every service's /metrics."""
+    out: dict[str, tuple[float, float]] = {}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for service in stack.processes:
+            with contextlib.suppress(httpx.HTTPError):
+                body = (await client.get(f"{stack.url(service)}/metrics")).text
+                for family in text_string_to_metric_families(body):
+                    if family.name not in (
+                        "jifen_consumer_batch_seconds",
+                        "jifen_messages_consumed",
+                    ):
+                        continue
+                    for sample in family.samples:
+                        if sample.name not in (
+                            "jifen_consumer_batch_seconds_count",
+                            "jifen_messages_consumed_total",
+                        ):
+                            continue
+                        group = f"jifen.{sample.labels['consumer']}"
+                        batches, messages = out.get(group, (0.0, 0.0))
+                        if sample.name.endswith("_count"):
+                            batches += sample.value
+                        else:
+                            messages += sample.value
+                        out[group] = (batches, messages)
+    return out
+
+
+async def consumers_after(
+    stack: Stack,
+    broker_pid: int | None,
+    before: dict[str, float],
+    counts_before: dict[str, tuple[float, float]],
+    credited: int,
+    server_url: str,
+    bootstrap: str,
+) -> dict[str, Any]:
+    """What the section's credits left to the other consumers: each group's lag right after
+    the last credit, then the wait until every group and outbox is drained, and the CPU per
+    credited event counted to that point (the cost of the whole suite keeping up, not only of
+    the path to the ledger), with each consumer's mean batch. Call it right after the
+    section's last credit."""
+    lag = {}
+    for group, topics in CONSUMER_GROUPS.items():
+        lag[group] = await consumer_lag(bootstrap, group, topics)
+    started = time.monotonic()
+    drained = await drain(server_url, bootstrap, timeout=600)
+    counts = await consumer_counts(stack)
+    batches = {}
+    for group, (n, messages) in counts.items():
+        n0, m0 = counts_before.get(group, (0.0, 0.0))
+        batches[group] = (messages - m0) / (n - n0) if n > n0 else 0.0
+    return {
+        "lag_at_credit": lag,
+        "mean_batch": batches,
+        "drained_after_s": time.monotonic() - started if drained else None,
+        "cpu_ms_per_event": cpu_ms_per_event(before, cpu_seconds(stack, broker_pid), credited),
+    }
+
+
+def consumer_rows(label: str, report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The section's CPU with every consumer drained, and a line per consumer group: its
+    service's CPU per credited event and its lag when the last event was credited."""
+    cpu = report["cpu_ms_per_event"]
+    after = report["drained_after_s"]
+    drained = (
+        "never drained" if after is None else f"all drained {after:.1f}s after the last credit"
+    )
+    rows = [cpu_row(f"{label}: CPU per event, all consumers drained", cpu)]
+    rows[0] = (rows[0][0], rows[0][1], f"{drained}; {rows[0][2]}")
+    for group, lag in report["lag_at_credit"].items():
+        service = group.split(".")[1]
+        rows.append(
+            (
+                f"  consumer {group.removeprefix('jifen.')}",
+                f"{cpu.get(service, 0.0):.3f} ms",
+                f"{service}'s CPU per event; lag {lag:,} at the last credit; "
+                f"mean batch {report.get('mean_batch', {}).get(group, 0.0):,.1f}",
+            )
+        )
+    return rows
+
+
 async def task_progress_alone(
     producer: AIOKafkaProducer, server_url: str, users: ZipfUsers, n: int
 ) -> dict[str, Any]:
@@ -719,12 +807,22 @@ async def measure(
         if wanted("end_to_end"):
             print(f"end to end: {n} events (10% duplicates, Zipf users) ...", flush=True)
             await statements.reset()
+            counts_before = await consumer_counts(stack)
             before = cpu_seconds(stack, broker_pid)
             results["end_to_end"] = await produce_and_wait(
                 producer, ledger, envelopes(n, users, 0.10), None, timeout=max(300, n / 200)
             )
             results["end_to_end"]["cpu_ms_per_event"] = cpu_ms_per_event(
                 before, cpu_seconds(stack, broker_pid), results["end_to_end"]["credited"]
+            )
+            results["end_to_end"]["consumers"] = await consumers_after(
+                stack,
+                broker_pid,
+                before,
+                counts_before,
+                results["end_to_end"]["credited"],
+                database_url_,
+                bootstrap,
             )
             await statements.report("end_to_end", results)
         if wanted("fixed_rate"):
@@ -734,6 +832,7 @@ async def measure(
             rate, secs = env_int("BENCH_RATE", 1000), env_int("BENCH_RATE_SECONDS", 10)
             print(f"fixed rate: {rate}/s for {secs}s ...", flush=True)
             await statements.reset()
+            counts_before = await consumer_counts(stack)
             before = cpu_seconds(stack, broker_pid)
             results["fixed_rate"] = {
                 "rate": rate,
@@ -748,6 +847,15 @@ async def measure(
             }
             results["fixed_rate"]["cpu_ms_per_event"] = cpu_ms_per_event(
                 before, cpu_seconds(stack, broker_pid), results["fixed_rate"]["credited"]
+            )
+            results["fixed_rate"]["consumers"] = await consumers_after(
+                stack,
+                broker_pid,
+                before,
+                counts_before,
+                results["fixed_rate"]["credited"],
+                database_url_,
+                bootstrap,
             )
             await statements.report("fixed_rate", results)
         if wanted("task_progress_scaling"):
@@ -861,6 +969,8 @@ def table(results: dict[str, Any]) -> str:
         ]
         if "cpu_ms_per_event" in e2e:
             rows.append(cpu_row("end to end: CPU per credited event", e2e["cpu_ms_per_event"]))
+        if "consumers" in e2e:
+            rows += consumer_rows("end to end", e2e["consumers"])
     for replicas, run in sorted(results.get("task_progress_scaling", {}).items()):
         rows.append(
             (
@@ -885,6 +995,8 @@ def table(results: dict[str, Any]) -> str:
             )
         if "cpu_ms_per_event" in fixed:
             rows.append(cpu_row("  CPU per credited event", fixed["cpu_ms_per_event"]))
+        if "consumers" in fixed:
+            rows += consumer_rows(f"  at {fixed['rate']:,}/s", fixed["consumers"])
     if "http_ingest" in results:
         http = results["http_ingest"]
         rows += [

@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.behavior_sensor import repository as repo
 from services.behavior_sensor import service
-from services.behavior_sensor.consumer import BehaviorProcessor
+from services.behavior_sensor.parts import Parts
 from services.behavior_sensor.settings import Settings
 from shared.auth import Principal, principal
-from shared.db import after_commit
 from shared.errors import InvalidInput, validation_response
 from shared.events import BehaviorEnvelope
 from shared.service import Runtime, runtime_of
@@ -92,20 +91,20 @@ def _read_envelopes(raw: bytes, max_events: int) -> list[BehaviorEnvelope] | JSO
 
 
 @router.post("/events", status_code=202, openapi_extra=_BODY_DOC)
-async def ingest(request: Request, caller: Caller, session: Writes) -> Any:
-    """Accept one behavior envelope or a batch; 202 with how many were new and how many repeats.
+async def ingest(request: Request, caller: Caller) -> Any:
+    """Accept one behavior envelope or a batch; 202 with how many were new and how many repeats,
+    once they are recorded (committed).
 
     The whole batch is validated first: one bad envelope rejects the batch and records nothing.
+    Small requests arriving together are recorded in one transaction (group commit).
     """
-    rt: Runtime[Settings, BehaviorProcessor] = runtime_of(request)
+    rt: Runtime[Settings, Parts] = runtime_of(request)
     envelopes = _read_envelopes(await request.body(), rt.settings.max_batch_events)
     if isinstance(envelopes, JSONResponse):
         return envelopes
     for source in {e.source for e in envelopes}:
         caller.require_source(source)
-    accepted, duplicates = await service.intake(session, envelopes, "http")
-    if accepted:
-        after_commit(session, rt.parts.wake)
+    accepted, duplicates = await rt.parts.intake.record(envelopes)
     return JSONResponse(status_code=202, content={"accepted": accepted, "duplicates": duplicates})
 
 

@@ -6,23 +6,26 @@ from services.behavior_sensor.adapters import ADAPTERS
 from services.behavior_sensor.api import router
 from services.behavior_sensor.consumer import BehaviorProcessor, UpstreamHandler
 from services.behavior_sensor.enrichment import make_enricher
+from services.behavior_sensor.intake import HttpIntake
 from services.behavior_sensor.models import PURGES, messaging, metadata
+from services.behavior_sensor.parts import Parts
 from services.behavior_sensor.settings import Settings
 from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
-def build_parts(platform: Platform[Settings]) -> BehaviorProcessor:
-    """The processor: HTTP intake wakes it after each commit; workers run it."""
+def build_parts(platform: Platform[Settings]) -> Parts:
+    """The processor (workers run it) and HTTP intake, which wakes it after each commit."""
     settings = platform.settings
     enricher = make_enricher(
         settings.enricher_url, settings.enricher_timeout_s, settings.enricher_retries
     )
-    return BehaviorProcessor(settings, platform.db, enricher)
+    processor = BehaviorProcessor(settings, platform.db, enricher)
+    return Parts(processor, HttpIntake(settings, platform.db, processor.wake))
 
 
-def build_workers(rt: Runtime[Settings, BehaviorProcessor]) -> list[Worker]:
-    processor = rt.parts
+def build_workers(rt: Runtime[Settings, Parts]) -> list[Worker]:
+    processor = rt.parts.processor
     return [rt.consumer(UpstreamHandler(processor.enricher, processor.limits)), processor]
 
 

@@ -1,7 +1,7 @@
-"""behavior_sensor use cases: intake (HTTP and Kafka) and processing (enrich, screen, publish).
+"""behavior_sensor use cases: intake (Kafka) and processing (enrich, screen, publish).
 
-HTTP intake only validates and records (source, event_id), so an upstream's request is
-answered at once; the processor then enriches, applies the anti-farming limit and publishes
+HTTP intake (`intake.py`) only validates and records (source, event_id), so an upstream's
+request is answered as soon as that commits; the processor then enriches, applies the anti-farming limit and publishes
 through the outbox, in batches, in a worker that any number of replicas may run. Kafka intake
 has no caller waiting, so it records and processes a batch in one transaction: one stage and
 one hand-over fewer on the way to the points.
@@ -18,20 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.behavior_sensor import repository as repo
 from services.behavior_sensor.domain import FarmingLimits, behavior_id, window_start
 from services.behavior_sensor.enrichment import Enricher
+from services.behavior_sensor.intake import count_intake
 from services.behavior_sensor.models import messaging
 from shared.errors import DomainError, NotFound
 from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS, BehaviorEnvelope, BehaviorEvent
 from shared.messaging import OutgoingEvent, add_to_outbox
-from shared.metrics import EVENTS_DIVERTED, EVENTS_INGESTED
-
-
-async def intake(
-    session: AsyncSession, envelopes: list[BehaviorEnvelope], channel: str
-) -> tuple[int, int]:
-    """Record new behaviors for the processor; returns (accepted, duplicates)."""
-    rows = await repo.record_received(session, envelopes, channel)
-    _count_intake(envelopes, len(rows))
-    return len(rows), len(envelopes) - len(rows)
+from shared.metrics import EVENTS_DIVERTED
 
 
 async def intake_and_process(
@@ -46,7 +38,7 @@ async def intake_and_process(
     `enrichments`: what the enricher said of each behavior, by (source, event_id), asked
     before the transaction (none when no remote enricher is configured)."""
     rows = await repo.record_received(session, envelopes, channel, as_published=True)
-    _count_intake(envelopes, len(rows))
+    count_intake(envelopes, len(rows))
     return await process_rows(
         session, rows, [enrichments.get((r.source, r.event_id), {}) for r in rows], limits
     )
@@ -62,13 +54,6 @@ def enrichment_input(behavior: Any) -> dict[str, Any]:
         "occurred_at": behavior.occurred_at.isoformat(),
         "attributes": behavior.attributes,
     }
-
-
-def _count_intake(envelopes: list[BehaviorEnvelope], accepted: int) -> None:
-    if envelopes:
-        source = envelopes[0].source if len({e.source for e in envelopes}) == 1 else "mixed"
-        EVENTS_INGESTED.labels(source, "accepted").inc(accepted)
-        EVENTS_INGESTED.labels(source, "duplicate").inc(len(envelopes) - accepted)
 
 
 async def process_pending(session: AsyncSession, limits: FarmingLimits, batch_size: int) -> int:

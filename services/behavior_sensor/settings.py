@@ -9,6 +9,11 @@ class Settings(JifenSettings):
     service_name: str = "behavior_sensor"
     database_name: str = "jifen_behavior_sensor"
     max_batch_events: int = Field(1000, ge=1, le=10_000)
+    # HTTP group commit (services/behavior_sensor/intake.py): requests of at most this many
+    # behaviors that arrive together share one transaction, up to this many requests.
+    intake_group_max_events: int = Field(10, ge=0, le=1000)
+    intake_group_max_requests: int = Field(200, ge=1, le=10_000)
+    intake_groups_in_flight: int = Field(2, ge=1, le=16)
     # Anti-farming: at most N behaviors per user and action per window (by occurred_at);
     # the excess is diverted (kept, counted, published on behavior.diverted), not dropped.
     farming_window_seconds: int = Field(3600, ge=1)

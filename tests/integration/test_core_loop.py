@@ -76,6 +76,30 @@ async def test_a_behavior_published_twice_on_behavior_events_counts_once(http, p
     assert len(await entries(ledger, user)) == 2
 
 
+async def test_concurrent_single_event_posts_each_get_their_own_answer_and_count_once(
+    http,
+) -> None:
+    """Small requests arriving together share a transaction (group commit). Each caller still
+    learns whether its own behavior was new, a behavior posted by two callers at once is
+    accepted by exactly one, and every accepted behavior is credited once."""
+    sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
+    action, user = unique("order"), unique("u")
+    await create_task(tasks, action=action, reward_points=1, period="lifetime", max_per_period=1000)
+    at = (local_day() + timedelta(hours=11)).isoformat()
+    events = [envelope(user, action, at) for _ in range(60)]
+    posts = events + events[:20]  # 20 behaviors posted twice, concurrently
+    answers = await asyncio.gather(*(send(sensor, [e]) for e in posts))
+
+    accepted: dict[str, int] = {}
+    for event, answer in zip(posts, answers, strict=True):
+        assert answer["accepted"] + answer["duplicates"] == 1
+        accepted[event["event_id"]] = accepted.get(event["event_id"], 0) + answer["accepted"]
+    assert sorted(set(accepted.values())) == [1]  # each behavior accepted by exactly one post
+    await wait_for_balance(ledger, user, 60)
+    await asyncio.sleep(1)
+    assert await balance(ledger, user) == 60
+
+
 async def test_100_likes_in_a_day_give_20_points_and_the_next_day_starts_over(http) -> None:
     sensor, tasks, ledger = http("behavior_sensor"), http("task_progress"), http("rewards_ledger")
     action, user = unique("like"), unique("u")
