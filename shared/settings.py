@@ -115,6 +115,14 @@ class JifenSettings(BaseSettings):
         le=1_000,
         description="after a long batch, wait up to this long for records that arrived meanwhile",
     )
+    consumer_linger_ms: int = Field(
+        0,
+        ge=0,
+        le=1_000,
+        description="after a batch smaller than JIFEN_CONSUMER_BATCH_SIZE, let this long pass "
+        "before taking the next, so that records gather into fewer, fuller batches at low "
+        "rates (a floor on each hop's latency at those rates; 0 takes each batch at once)",
+    )
     consumer_commit_interval_ms: int = Field(
         0,
         ge=0,

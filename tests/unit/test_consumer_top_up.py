@@ -56,3 +56,25 @@ async def test_a_full_batch_or_a_zero_setting_never_waits() -> None:
     off = _top_up_of(0, last_take_ago_s=1.0)
     assert await _top_up(off, consumer, ["a"]) == ["a"]
     assert consumer.calls == []
+
+
+async def test_after_a_small_batch_the_next_take_lingers_and_after_a_full_or_idle_one_not(
+    monkeypatch,
+) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("shared.messaging.consumer.top_up.asyncio.sleep", fake_sleep)
+    top_up = TopUp(wait_ms=20, batch_size=10, linger_ms=50)
+    consumer = _ScriptedConsumer()
+    await _top_up(top_up, consumer, ["a", "b"])  # a small batch, just taken
+    await top_up.pace()
+    assert len(slept) == 1 and 0.03 < slept[0] <= 0.05  # what is left of the 50 ms
+
+    await _top_up(top_up, consumer, [str(i) for i in range(10)])  # a full batch: load
+    await top_up.pace()
+    top_up.last_size = 0  # an idle poll: the next record goes at once
+    await top_up.pace()
+    assert len(slept) == 1

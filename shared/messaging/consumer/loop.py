@@ -63,7 +63,9 @@ class ConsumerLoop:
         self.after_db_commit = after_db_commit  # fault-injection seam for crash tests
         self.healthy = False
         self.offsets = OffsetTracker(settings.consumer_commit_interval_ms)
-        self.top_up = TopUp(settings.consumer_top_up_ms, settings.consumer_batch_size)
+        self.top_up = TopUp(
+            settings.consumer_top_up_ms, settings.consumer_batch_size, settings.consumer_linger_ms
+        )
         self.dead_letters = DeadLetters(
             producer, settings.service_name, handler.name, settings.retry_backoff_max_s
         )
@@ -105,11 +107,13 @@ class ConsumerLoop:
         watch = StallWatch(s.consumer_stall_restart_s)
         try:
             while not self._stopping.is_set():
+                await self.top_up.pace()
                 batches = await consumer.getmany(
                     timeout_ms=s.consumer_poll_ms, max_records=s.consumer_batch_size
                 )
                 records = [r for recs in batches.values() for r in recs]
                 if not records:
+                    self.top_up.last_size = 0
                     if self.offsets.pending:  # idle: nothing to batch the commit with
                         async with self.offsets.batch_lock:
                             await self.offsets.flush(consumer)
