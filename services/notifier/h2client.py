@@ -101,11 +101,13 @@ class _Protocol(asyncio.Protocol):
             if ended is not None and not ended.future.done():
                 ended.future.set_result((ended.status, ended.headers, bytes(ended.body)))
             self._free_slot()
+            self._close_when_idle()
         elif isinstance(event, h2.events.StreamReset):
             reset = self.streams.pop(event.stream_id, None)
             if reset is not None and not reset.future.done():
                 reset.future.set_exception(H2Error(f"stream reset ({event.error_code!r})"))
             self._free_slot()
+            self._close_when_idle()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             changed = event.changed_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
             if changed is not None:
@@ -121,8 +123,13 @@ class _Protocol(asyncio.Protocol):
                 gone = self.streams.pop(stream_id)
                 if not gone.future.done():
                     gone.future.set_exception(H2Error("the server went away (GOAWAY)"))
-            if not self.streams and self.transport is not None:
-                self.transport.close()
+            self._close_when_idle()
+
+    def _close_when_idle(self) -> None:
+        """A connection that takes no new streams (GOAWAY, ids used up) closes once its last
+        stream is done."""
+        if self.closed and not self.streams and self.transport is not None:
+            self.transport.close()
 
     def _flush(self) -> None:
         data = self.h2.data_to_send()
@@ -165,7 +172,14 @@ class _Protocol(asyncio.Protocol):
             await waiter
         if self.closed:
             raise H2Error("the connection is closed")
-        stream_id = self.h2.get_next_available_stream_id()
+        try:
+            stream_id = self.h2.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError as exc:
+            # 2^30 requests on one connection: retire it as if the server had sent GOAWAY
+            # (the streams in flight finish, then it closes) so the next request reconnects.
+            self.closed = True
+            self._close_when_idle()
+            raise H2Error("stream ids used up on this connection") from exc
         stream = _Stream(loop.create_future())
         self.streams[stream_id] = stream
         try:
