@@ -699,6 +699,7 @@ def peak_memory_mb(stack: Stack) -> dict[str, float]:
 
 
 SECTIONS = (
+    "idle",
     "floor",
     "end_to_end",
     "fixed_rate",
@@ -800,6 +801,17 @@ async def measure(
             },
         )
         r.raise_for_status()
+    if wanted("idle"):
+        seconds = env_int("BENCH_IDLE_SECONDS", 10)
+        print(f"idle: the suite doing nothing for {seconds}s ...", flush=True)
+        await drain(database_url_, bootstrap, timeout=120)
+        before = cpu_seconds(stack, broker_pid)
+        await asyncio.sleep(seconds)
+        after = cpu_seconds(stack, broker_pid)
+        # ms of CPU per second: what polling costs with no work at all
+        results["idle_cpu_ms_per_s"] = {
+            k: 1000 * (after[k] - before.get(k, 0.0)) / seconds for k in after
+        }
     if wanted("floor"):
         print(f"floor: {n} credits as raw batched SQL ...", flush=True)
         results["floor_events_per_s"] = await measure_floor(
@@ -958,6 +970,10 @@ def table(results: dict[str, Any]) -> str:
     if "machine" in results:
         m = results["machine"]
         rows.append(("machine", f"{m['cpus']} CPUs", f"{m['cpu_model']}; Python {m['python']}"))
+    if "idle_cpu_ms_per_s" in results:
+        idle = results["idle_cpu_ms_per_s"]
+        label, total, detail = cpu_row("idle: CPU per second", idle)
+        rows.append((label, f"{total.removesuffix(' ms')} ms/s", detail))
     if "floor_events_per_s" in results:
         floor = results["floor_events_per_s"]
         rows.append(("floor: raw batched SQL credits", f"{floor:,.0f} events/s", ""))

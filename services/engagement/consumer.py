@@ -1,5 +1,6 @@
 """The topics engagement reads -> scores, counters, flags, tiers and badges, one transaction
-per fetched batch (exactly once through the inbox; ids are namespaced by topic)."""
+per fetched batch (exactly once through the inbox; ids are namespaced by topic; progress
+events need none, see `parse`)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,12 @@ class EngagementHandler(BatchHandler):
             except ValueError as exc:  # parse_model accepted it, so this cannot happen
                 raise PoisonMessage(str(exc)) from exc
             return [Inbound(f"diverted:{diverted.behavior_id}", (diverted, reason))]
-        return [read_event(record, "engagement", TOPICS)]
+        inbound = read_event(record, "engagement", TOPICS)
+        if isinstance(inbound.value, ProgressEvent):
+            # Only check-ins count here, as the best streak: a maximum, which a repeat cannot
+            # raise, so progress events claim no inbox row (a third of this consumer's).
+            inbound.message_id = None
+        return [inbound]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         batch = service.Batch()

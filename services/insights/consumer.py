@@ -1,5 +1,5 @@
 """Every topic -> insights' rollups, one transaction per fetched batch (exactly once through
-the inbox; ids are namespaced by topic)."""
+the inbox, ids namespaced by topic, for what is counted; see `parse` for what needs none)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ class InsightsHandler(BatchHandler):
         inbound = read_event(record, "insights", TOPICS)
         if isinstance(inbound.value, EngagementEvent) and inbound.value.type != "tier.changed":
             return []  # of engagement's events, only tier changes are counted
+        if isinstance(inbound.value, (BehaviorEvent, ProgressEvent)):
+            # Behaviors and progress only add (day, user) pairs to a set (DAU) and merge task
+            # periods forward (earliest day, completed or not): a repeat changes nothing, so
+            # they claim no inbox row (two thirds of this consumer's). Ledger, exchange and
+            # notification events are counted, and claim theirs.
+            inbound.message_id = None
         return [inbound]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:

@@ -28,9 +28,13 @@ def parse_model(record: ConsumerRecord, model: type[M], what: str) -> M:
 
 @dataclass
 class Inbound:
-    """One unit of work taken from a Kafka record: its inbox id and its parsed value."""
+    """One unit of work taken from a Kafka record: its inbox id and its parsed value.
 
-    message_id: str
+    `message_id` None: applying the item twice changes nothing by itself (a set insert, a
+    maximum, a merge that only moves forward), so no inbox row is claimed for it even in a
+    handler that uses the inbox for its other items. Say why where the handler says so."""
+
+    message_id: str | None
     value: Any
     record: ConsumerRecord | None = field(default=None, repr=False)
 

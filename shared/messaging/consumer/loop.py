@@ -163,11 +163,16 @@ class ConsumerLoop:
         async with self.db.transaction() as session:
             if self.handler.use_inbox:
                 fresh = await claim_inbox(
-                    session, self.inbox, self.handler.name, [i.message_id for i in items]
+                    session,
+                    self.inbox,
+                    self.handler.name,
+                    [i.message_id for i in items if i.message_id is not None],
                 )
                 new_items = []
                 for item in items:
-                    if item.message_id in fresh:
+                    if item.message_id is None:  # idempotent by itself (see Inbound)
+                        new_items.append(item)
+                    elif item.message_id in fresh:
                         new_items.append(item)
                         fresh.discard(item.message_id)  # a repeat inside the batch is a duplicate
             else:
