@@ -101,6 +101,15 @@ class JifenSettings(BaseSettings):
         le=10_000,
         description="how long a fetch may wait at the broker for data (a floor on each hop's latency)",
     )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="the same for consumers nobody waits on (insights, the notifier, the tier "
+        "copies): an idle consumer's fetches cost the embedded broker about 1 ms of CPU each, "
+        "20 a second at 50 ms (docs/BENCHMARKS.md, issue 30); real Kafka answers a waiting "
+        "fetch as soon as data arrives, so there the longer wait costs no latency",
+    )
     consumer_batch_size: int = Field(
         1000,
         ge=1,

@@ -19,6 +19,7 @@ class TierHandler(BatchHandler):
     name = "exchange.tiers"
     topics = (ENGAGEMENT_EVENTS,)
     use_inbox = False  # sequence and version make every write idempotent
+    background = True  # nobody waits on it (see BatchHandler)
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         event = parse_model(record, EngagementEvent, "engagement event")

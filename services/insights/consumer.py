@@ -41,6 +41,7 @@ class InsightsHandler(BatchHandler):
     name = "insights.events"
     topics = TOPICS
     use_inbox = True
+    background = True  # nobody waits on it (see BatchHandler)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

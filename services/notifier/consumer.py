@@ -42,6 +42,7 @@ class NotifierHandler(BatchHandler):
     name = "notifier.events"
     topics = TOPICS
     use_inbox = False  # see the module's docstring
+    background = True  # nobody waits on it (see BatchHandler)
 
     def __init__(self, settings: Settings, wake: Callable[[], None] | None = None) -> None:
         self.settings = settings

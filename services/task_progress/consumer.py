@@ -40,6 +40,7 @@ class TierHandler(BatchHandler):
     name = "task_progress.tiers"
     topics = (ENGAGEMENT_EVENTS,)
     use_inbox = False
+    background = True  # a rare event; nobody waits on it (see BatchHandler)
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         event = parse_model(record, EngagementEvent, "engagement event")

@@ -45,6 +45,9 @@ class BatchHandler(Protocol):
     name: str  # consumer name: inbox namespace and consumer group suffix
     topics: Sequence[str]
     use_inbox: bool  # False when the handler's own unique keys already make it idempotent
+    # True for consumers nobody waits on (rollups, notifications, copies of rare events): their
+    # fetches wait longer at the broker for data (JIFEN_KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS).
+    background: bool = False
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         """Decode and validate one record (raise PoisonMessage when it can never apply)."""

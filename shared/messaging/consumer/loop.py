@@ -93,7 +93,11 @@ class ConsumerLoop:
             max_poll_records=s.consumer_batch_size,
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=(
+                s.kafka_background_fetch_max_wait_ms
+                if self.handler.background
+                else s.kafka_fetch_max_wait_ms
+            ),
         )
         consumer.subscribe(list(self.handler.topics), listener=HandOver(self.offsets, consumer))
         what = f"consumer {self.handler.name}"
