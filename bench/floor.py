@@ -1,10 +1,10 @@
 """The floor: the ledger's credit work as raw batched SQL, straight into PostgreSQL.
 
-Per event: a lot (whose key is the grant consumer's inbox), a journal entry, an outbox row and
-the account's new balance - the same rows with the same indexes and constraints the ledger
+Per event: a lot (whose key is the grant consumer's inbox), a journal entry, a message in the
+batch's outbox row and the account's new balance - the same rows with the same indexes and constraints the ledger
 writes - in transactions of `batch` events, with set-based statements (unnest). Nothing a
 service could do is cheaper. (Before issue 30 it also wrote an inbox row per event, as the
-ledger did then.)
+ledger did then, and an outbox row per event.)
 """
 
 from __future__ import annotations
@@ -71,12 +71,14 @@ async def measure_floor(server_url: str, user_ids: list[str], batch: int = 500) 
                     lots,
                 )
                 await conn.execute(
-                    """INSERT INTO outbox (topic, key, payload)
-                       SELECT 'ledger.events', u,
-                              jsonb_build_object('type', 'credited', 'user_id', u,
-                                                 'points', 1, 'balance_after', b,
-                                                 'idempotency_key', k)
-                       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(u, b, k)""",
+                    """INSERT INTO outbox (topics, keys, payloads)
+                       SELECT array_agg('ledger.events'), array_agg(u ORDER BY n),
+                              array_agg(json_build_object('type', 'credited', 'user_id', u,
+                                                          'points', 1, 'balance_after', b,
+                                                          'idempotency_key', k)::text
+                                        ORDER BY n)
+                       FROM unnest($1::text[], $2::bigint[], $3::text[])
+                            WITH ORDINALITY AS t(u, b, k, n)""",
                     chunk,
                     balances,
                     keys,

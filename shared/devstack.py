@@ -417,11 +417,12 @@ async def consumer_lag_by_topic(
 
 
 async def backlog(database_url: str, kafka_bootstrap: str) -> dict[str, int]:
-    """Work still in flight: unpublished outbox rows, unprocessed behaviors and consumer lag."""
+    """Work still in flight: unpublished outbox messages, unprocessed behaviors and consumer lag."""
     from sqlalchemy import text
 
     from shared.db import create_engine
     from shared.db import database_url as db_url
+    from shared.messaging.outbox import COUNT_UNSENT
 
     found: dict[str, int] = {}
     for service in SERVICES:
@@ -431,7 +432,7 @@ async def backlog(database_url: str, kafka_bootstrap: str) -> dict[str, int]:
         try:
             async with engine.connect() as conn:
                 found[f"{service}.outbox"] = int(
-                    (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+                    (await conn.execute(text(COUNT_UNSENT))).scalar_one()
                 )
                 if service == "behavior_sensor":
                     found[f"{service}.pending"] = int(

@@ -147,7 +147,13 @@ class JifenSettings(BaseSettings):
         "with no partitions that sees records waiting behind group offsets that have not "
         "moved for this long, leaves and rejoins its group",
     )
-    relay_batch_size: int = Field(500, ge=1, le=10_000)
+    relay_batch_size: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="outbox rows the relay sends per step; a row holds the messages of one "
+        "transaction (up to a few per consumed record)",
+    )
     relay_poll_ms: int = Field(
         1000, ge=5, le=60_000, description="how often the relay sweeps the outbox for rows to send"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 
 def outbox_deletes_sent_rows() -> None:
@@ -35,3 +36,38 @@ def inbox_retention_index() -> None:
 
 def drop_inbox_retention_index() -> None:
     op.drop_index("ix_inbox_applied_at", table_name="inbox", postgresql_using="brin")
+
+
+def outbox_holds_transactions() -> None:
+    """One outbox row per transaction (per `add_to_outbox` call): its messages' topics, keys
+    and JSON payloads as three arrays. Each unsent row becomes a row of one message."""
+    for column in ("topics", "keys", "payloads"):
+        op.add_column("outbox", sa.Column(column, postgresql.ARRAY(sa.Text()), nullable=True))
+    op.execute(
+        "UPDATE outbox SET topics = ARRAY[topic], keys = ARRAY[key], payloads = ARRAY[payload::text]"
+    )
+    for column in ("topics", "keys", "payloads"):
+        op.alter_column("outbox", column, nullable=False)
+    for column in ("topic", "key", "payload"):
+        op.drop_column("outbox", column)
+
+
+def outbox_holds_messages() -> None:
+    """Undo `outbox_holds_transactions`: each message of each unsent row becomes a row again, in
+    order (new ids, after the existing ones)."""
+    op.add_column("outbox", sa.Column("topic", sa.String(200), nullable=True))
+    op.add_column("outbox", sa.Column("key", sa.String(255), nullable=True))
+    op.add_column("outbox", sa.Column("payload", postgresql.JSONB(), nullable=True))
+    for column in ("topics", "keys", "payloads"):
+        op.alter_column("outbox", column, nullable=True)
+    op.execute(
+        "INSERT INTO outbox (topic, key, payload, created_at) "
+        "SELECT m.topic, m.key, CAST(m.payload AS jsonb), o.created_at FROM outbox o "
+        "CROSS JOIN LATERAL unnest(o.topics, o.keys, o.payloads) WITH ORDINALITY "
+        "AS m(topic, key, payload, n) WHERE o.topics IS NOT NULL ORDER BY o.id, m.n"
+    )
+    op.execute("DELETE FROM outbox WHERE topics IS NOT NULL")
+    op.alter_column("outbox", "topic", nullable=False)
+    op.alter_column("outbox", "payload", nullable=False)
+    for column in ("topics", "keys", "payloads"):
+        op.drop_column("outbox", column)

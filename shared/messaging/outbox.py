@@ -1,5 +1,6 @@
-"""Outbox writes: events queued in the transaction that caused them, and the statements that
-send them (the on-commit publisher and the relay share those)."""
+"""Outbox writes: events queued in the transaction that caused them (one row per call, holding
+them all), and the statements that send them (the on-commit publisher and the relay share
+those)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class OutgoingEvent:
 
 @dataclass(frozen=True, slots=True)
 class QueuedRow:
-    """An outbox row a transaction wrote, kept so that it can be published once that commits."""
+    """One message a transaction queued, kept so that it can be published once that commits.
+    `id` is the outbox row holding it (with the transaction's other messages of that call)."""
 
     id: int
     topic: str
@@ -29,7 +31,7 @@ class QueuedRow:
     payload: str
 
 
-# session.info key under which add_to_outbox lists the rows the transaction wrote
+# session.info key under which add_to_outbox lists the messages the transaction wrote
 QUEUED_ROWS = "jifen.outbox.queued"
 
 
@@ -45,10 +47,14 @@ def payload_text(event: OutgoingEvent) -> str:
 async def add_to_outbox(
     session: AsyncSession, outbox: Table, events: Iterable[OutgoingEvent]
 ) -> int:
-    """Queue events for publishing, in order, with one set-based statement.
+    """Queue events for publishing, in order: one outbox row holds them all.
 
-    The rows are also listed in the session (see `queued_rows`) so that the service can publish
-    them as soon as the transaction commits; the relay sweeps whatever that misses.
+    A row per event was inserted, and deleted once sent, at every hop: at 1,000 events a batch
+    that was thousands of rows, index entries and JSON parses per transaction where one row of
+    three arrays does (docs/BENCHMARKS.md, issue 30). The payloads are kept as the JSON text
+    they are sent as. The messages are also listed in the session (see `queued_rows`) so that
+    the service can publish them as soon as the transaction commits; the relay sweeps whatever
+    that misses, a whole row at a time.
     """
     topics: list[str] = []
     keys: list[str | None] = []
@@ -58,37 +64,48 @@ async def add_to_outbox(
         keys.append(e.key)
         payloads.append(payload_text(e))
     if topics:
-        result = await session.execute(
-            text(
-                f"INSERT INTO {outbox.name} (topic, key, payload) "
-                "SELECT t, k, CAST(p AS jsonb) FROM unnest("
-                "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
-                ") WITH ORDINALITY AS x(t, k, p, n) ORDER BY n RETURNING id"
-            ),
-            {"topics": topics, "keys": keys, "payloads": payloads},
+        row_id = (
+            await session.execute(
+                text(
+                    f"INSERT INTO {outbox.name} (topics, keys, payloads) VALUES ("
+                    "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
+                    ") RETURNING id"
+                ),
+                {"topics": topics, "keys": keys, "payloads": payloads},
+            )
+        ).scalar_one()
+        session.info.setdefault(QUEUED_ROWS, []).extend(
+            QueuedRow(row_id, t, k, p) for t, k, p in zip(topics, keys, payloads, strict=True)
         )
-        # Identity values are drawn row by row in insertion order, so ascending ids line up
-        # with the events as given.
-        ids = sorted(result.scalars())
-        session.info.setdefault(QUEUED_ROWS, []).extend(map(QueuedRow, ids, topics, keys, payloads))
     return len(topics)
 
 
 # The outbox holds only what has not been sent: a row is deleted once the broker has
-# acknowledged it, which is its mark as sent (the topic is the record of what went out).
-# Deleting writes no new row version and no index entry, where marking a `published_at`
-# wrote both, and nothing is left to purge. (docs/BENCHMARKS.md, eighth round)
+# acknowledged every message in it, which is its mark as sent (the topic is the record of
+# what went out). Deleting writes no new row version and no index entry, where marking a
+# `published_at` wrote both, and nothing is left to purge. (docs/BENCHMARKS.md, eighth round)
 #
-# payload::text hands the relay the JSON exactly as stored, with no decode and re-encode.
-# Rows younger than :min_age_s are left to the publisher that runs after their commit.
-LOCK_UNPUBLISHED = text(
-    "SELECT id, topic, key, payload::text AS payload FROM outbox "
-    "WHERE created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
-    "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+# The messages of each row in order, oldest row first. Rows younger than :min_age_s are left
+# to the publisher that runs after their commit; :limit counts rows (transactions).
+MESSAGES = (
+    "SELECT o.id, m.topic, m.key, m.payload FROM ({rows}) AS o "
+    "CROSS JOIN LATERAL unnest(o.topics, o.keys, o.payloads) WITH ORDINALITY "
+    "AS m(topic, key, payload, n) ORDER BY o.id, m.n"
 )
-# What the publisher has not sent and the relay is due to (the backlog gauge and its alert).
+LOCK_UNPUBLISHED = text(
+    MESSAGES.format(
+        rows="SELECT id, topics, keys, payloads FROM outbox WHERE created_at <= "
+        "now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
+        "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    )
+)
+# Every unsent message (tests and tools read the outbox through this).
+UNSENT_MESSAGES = MESSAGES.format(rows="SELECT id, topics, keys, payloads FROM outbox")
+# Messages the publisher has not sent and the relay is due to (the backlog gauge and its alert).
 COUNT_OVERDUE = text(
-    "SELECT count(*) FROM outbox "
+    "SELECT coalesce(sum(cardinality(topics)), 0) FROM outbox "
     "WHERE created_at <= now() - make_interval(secs => CAST(:min_age_s AS double precision))"
 )
+# Messages waiting in the outbox, sent or not yet swept (the dev stack's backlog).
+COUNT_UNSENT = "SELECT coalesce(sum(cardinality(topics)), 0) FROM outbox"
 DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids)")

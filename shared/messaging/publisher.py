@@ -108,16 +108,18 @@ def count_published(service: str, via: str, topics: Iterable[str]) -> None:
 
 
 class OutboxPublisher:
-    """Publishes the outbox rows of each transaction right after it commits, then deletes them.
+    """Publishes the outbox messages of each transaction right after it commits, then deletes
+    each row once every message in it is acknowledged.
 
     This takes the relay's poll and its locking read off every event's path. It is best effort
-    by design: rows it cannot send (broker away, queue full, process killed) stay unpublished
-    in the table and the relay sends them once they are `outbox_sweep_after_ms` old. A row
-    sent here whose delete is lost goes out again from the relay; downstream inboxes absorb
-    it, as they do for the relay's own crash window.
+    by design: messages it cannot send (broker away, queue full, process killed) stay in their
+    row and the relay sends the row once it is `outbox_sweep_after_ms` old. A row sent here
+    whose delete is lost, or with one message not acknowledged, goes out again, whole, from
+    the relay; downstream consumers absorb the repeats, as they do for the relay's own crash
+    window.
 
-    Two loops pipeline the work: the sender hands rows to the producer as they arrive, the
-    deleter waits for their acks and deletes everything acked so far with one statement.
+    Two loops pipeline the work: the sender hands messages to the producer as they arrive, the
+    deleter waits for their acks and deletes every fully acked row with one statement.
     """
 
     def __init__(self, settings: JifenSettings, db: Database, producer: AIOKafkaProducer) -> None:
@@ -128,7 +130,10 @@ class OutboxPublisher:
         self._queued = asyncio.Event()
         self._sent: list[SentBatch[QueuedRow]] = []
         self._have_sent = asyncio.Event()
-        self._in_flight = 0  # rows accepted and not yet deleted or given up
+        self._in_flight = 0  # messages accepted and not yet deleted or given up
+        # outbox row -> its messages not acknowledged yet; a row leaves when all are (it is
+        # deleted) or when one fails (it is left to the relay)
+        self._unacked: dict[int, int] = {}
         self._drained = asyncio.Event()  # set while _in_flight is 0
         self._drained.set()
         self._closing = False
@@ -141,6 +146,8 @@ class OutboxPublisher:
             return
         if len(self._queue) + len(rows) > self.settings.outbox_publish_queue:
             return  # the broker is not keeping up: these wait for the relay
+        for row in rows:
+            self._unacked[row.id] = self._unacked.get(row.id, 0) + 1
         self._queue.extend(rows)
         self._in_flight += len(rows)
         self._drained.clear()
@@ -169,7 +176,11 @@ class OutboxPublisher:
             sent, error = await send_rows(self.producer, rows)
             if error is not None:  # the relay sends whatever did not get handed over
                 log.warning("publish on commit failed, left to the relay: %s", error)
-                self._settled(len(rows) - sum(len(batch.rows) for batch in sent))
+                handed = {id(row) for batch in sent for row in batch.rows}
+                for row in rows:
+                    if id(row) not in handed:
+                        self._unacked.pop(row.id, None)
+                self._settled(len(rows) - len(handed))
             if sent:
                 self._sent.extend(sent)
                 self._have_sent.set()
@@ -179,23 +190,42 @@ class OutboxPublisher:
             await self._have_sent.wait()
             self._have_sent.clear()
             batches, self._sent = self._sent, []
-            acked: list[QueuedRow] = []
             taken = sum(len(batch.rows) for batch in batches)
             results = await asyncio.gather(
                 *(batch.acked for batch in batches), return_exceptions=True
             )
-            for batch, result in zip(batches, results, strict=True):
-                if not isinstance(result, BaseException):
-                    acked.extend(batch.rows)
+            done, topics = self._acknowledge(batches, results)
             try:
-                if acked:
+                if done:
                     failpoint("publisher.after_send")
-                    await self._delete_sent([row.id for row in acked])
-                    count_published(
-                        self.settings.service_name, "commit", (row.topic for row in acked)
-                    )
+                    await self._delete_sent(done)
+                count_published(self.settings.service_name, "commit", topics)
             finally:
                 self._settled(taken)
+
+    def _acknowledge(
+        self, batches: list[SentBatch[QueuedRow]], results: list[Any]
+    ) -> tuple[list[int], list[str]]:
+        """The rows whose every message is now acknowledged, and the topics of the messages
+        acknowledged. A row with a message the broker did not take is left to the relay."""
+        done: list[int] = []
+        topics: list[str] = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, BaseException):
+                for row in batch.rows:
+                    self._unacked.pop(row.id, None)
+                continue
+            for row in batch.rows:
+                topics.append(row.topic)
+                left = self._unacked.get(row.id)
+                if left is None:
+                    continue  # the row already failed: the relay sends it again, whole
+                if left == 1:
+                    del self._unacked[row.id]
+                    done.append(row.id)
+                else:
+                    self._unacked[row.id] = left - 1
+        return done, topics
 
     def _settled(self, n: int) -> None:
         self._in_flight -= n

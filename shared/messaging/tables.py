@@ -9,8 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, MetaData, String, Table, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 
 @dataclass(frozen=True)
@@ -30,13 +41,15 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
     # BRIN: rows arrive in applied_at order, so a block range index finds the old ones for the
     # retention purge at almost no cost per insert (a b-tree would add one entry per message).
     Index("ix_inbox_applied_at", inbox.c.applied_at, postgresql_using="brin")
+    # One row per transaction that emitted events (per `add_to_outbox` call): the messages'
+    # topics, keys and JSON payloads as three arrays in order (shared/messaging/outbox.py).
     outbox = Table(
         "outbox",
         metadata,
         Column("id", BigInteger, Identity(), primary_key=True),
-        Column("topic", String(200), nullable=False),
-        Column("key", String(255), nullable=True),
-        Column("payload", JSONB, nullable=False),
+        Column("topics", ARRAY(Text), nullable=False),
+        Column("keys", ARRAY(Text), nullable=False),
+        Column("payloads", ARRAY(Text), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     return MessagingTables(inbox=inbox, outbox=outbox)

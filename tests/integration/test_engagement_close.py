@@ -18,16 +18,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.engagement import repository as repo
 from services.engagement import service
 from services.engagement.index import BoardIndex, IndexWriter
-from services.engagement.models import board_results, messaging
+from services.engagement.models import board_results
 from services.engagement.settings import Settings
 from services.engagement.workers import PeriodCloser
 from shared.db import Database, create_engine, database_url, ensure_database
 from shared.events import LedgerEvent
+from shared.messaging.outbox import UNSENT_MESSAGES
 from shared.migrate import upgrade
 from tests.conftest import unique
 
@@ -99,11 +100,10 @@ async def board_with_scores(db: Database) -> tuple[str, dict[str, int]]:
 async def outbox_of(db: Database, code: str, users: list[str]) -> list[dict]:
     async with db.transaction() as session:
         rows = await session.execute(
-            select(messaging.outbox.c.topic, messaging.outbox.c.payload).where(
-                messaging.outbox.c.key.in_([code, *users])
-            )
+            text(f"SELECT m.topic, m.payload FROM ({UNSENT_MESSAGES}) m WHERE m.key = ANY(:keys)"),
+            {"keys": [code, *users]},
         )
-        return [{"topic": r.topic, **r.payload} for r in rows]
+        return [{"topic": r.topic, **json.loads(r.payload)} for r in rows]
 
 
 def close_in_a_process_killed_before_commit(url: str, now: datetime) -> int:

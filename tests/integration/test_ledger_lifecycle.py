@@ -11,13 +11,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from services.rewards_ledger import service
 from services.rewards_ledger.consumer import ExpirySweeper
-from services.rewards_ledger.models import journal_entries, messaging
+from services.rewards_ledger.models import journal_entries
 from services.rewards_ledger.settings import Settings
 from shared.db import Database
+from shared.messaging.outbox import UNSENT_MESSAGES
 from tests.conftest import ADMIN, eventually, unique
 from tests.integration.helpers import balance, credit, entries, reconciled, reconciliation
 
@@ -65,12 +66,11 @@ async def test_sweeps_in_several_replicas_run_twice_expire_each_lot_once(ledger_
         view = await service.account_view(session, users[3], now, 30)
         events = (
             await session.execute(
-                select(func.count())
-                .select_from(messaging.outbox)
-                .where(
-                    messaging.outbox.c.key.like(f"{prefix}%"),
-                    messaging.outbox.c.payload["type"].astext == "expired",
-                )
+                text(
+                    f"SELECT count(*) FROM ({UNSENT_MESSAGES}) m "
+                    "WHERE m.key LIKE :prefix AND CAST(m.payload AS jsonb) ->> 'type' = 'expired'"
+                ),
+                {"prefix": f"{prefix}%"},
             )
         ).scalar_one()
     assert view["balance"] == 5 and view["expiring_within_30_days"] == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 
 import pytest
 from alembic import command
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from shared.db import create_engine, database_url, ensure_database
 from shared.devstack import SERVICES
+from shared.messaging.outbox import UNSENT_MESSAGES
 from shared.migrate import alembic_config, upgrade
 from tests.conftest import unique
 
@@ -57,12 +59,50 @@ async def test_the_outbox_revision_drops_sent_rows_and_keeps_unsent_ones(infra) 
                     "('ledger.events', 'unsent', '{}', NULL)"
                 )
             )
-        await asyncio.to_thread(upgrade, "services.rewards_ledger", url)
+        await asyncio.to_thread(upgrade, "services.rewards_ledger", url, "0003")
         async with engine.connect() as conn:
             keys = (await conn.execute(text("SELECT key FROM outbox"))).scalars().all()
     finally:
         await engine.dispose()
     assert keys == ["unsent"]
+
+
+async def test_the_outbox_becomes_a_row_per_transaction_keeping_unsent_messages(infra) -> None:
+    """Unsent messages survive the change to one row per transaction (each becomes a row of
+    one message) and the way back (each message a row again, in order)."""
+    url = await _fresh_database(infra, "ledger_outbox_rows")
+    await asyncio.to_thread(upgrade, "services.rewards_ledger", url, "0005")
+    engine = create_engine(url, pool_size=1)
+    cfg = alembic_config("services.rewards_ledger", url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (topic, key, payload) VALUES "
+                    "('ledger.events', 'a', '{\"n\": 1}'), ('ledger.events', NULL, '{\"n\": 2}')"
+                )
+            )
+        await asyncio.to_thread(upgrade, "services.rewards_ledger", url)
+        async with engine.begin() as conn:
+            rows = (await conn.execute(text(UNSENT_MESSAGES))).all()
+            assert [(r.topic, r.key, json.loads(r.payload)) for r in rows] == [
+                ("ledger.events", "a", {"n": 1}),
+                ("ledger.events", None, {"n": 2}),
+            ]
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (topics, keys, payloads) VALUES "
+                    "(ARRAY['t', 't'], ARRAY['b', 'c'], ARRAY['{\"n\": 3}', '{\"n\": 4}'])"
+                )
+            )
+        await asyncio.to_thread(command.downgrade, cfg, "0005")
+        async with engine.connect() as conn:
+            back = (
+                await conn.execute(text("SELECT topic, key, payload FROM outbox ORDER BY id"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [(r.key, r.payload["n"]) for r in back] == [("a", 1), (None, 2), ("b", 3), ("c", 4)]
 
 
 async def test_the_outbox_revision_can_be_undone_and_redone(infra) -> None:

@@ -19,6 +19,7 @@ from shared.messaging import (
     ensure_topics,
     make_producer,
 )
+from shared.messaging.outbox import COUNT_UNSENT
 from shared.settings import JifenSettings
 from tests.conftest import eventually, unique
 from tests.integration.helpers import open_database, read_topic
@@ -57,6 +58,12 @@ async def _write(db: Database, topic: str, numbers: range) -> None:
 
 
 async def _unpublished(db: Database) -> int:
+    """Messages still in the outbox."""
+    async with db.transaction() as session:
+        return int((await session.execute(text(COUNT_UNSENT))).scalar_one())
+
+
+async def _rows(db: Database) -> int:
     async with db.transaction() as session:
         return int((await session.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
 
@@ -108,6 +115,7 @@ async def test_rows_no_publisher_sent_are_swept_by_the_relay_once_old_enough(inf
     try:
         await relay.publish_once()  # rows other tests' aborted publishers may have left
         await _write(db, topic, range(10, 14))
+        assert (await _rows(db), await _unpublished(db)) == (1, 4)  # one row per transaction
         assert await relay.step() == 0  # young: the publisher's
 
         def backlog() -> float | None:
@@ -145,14 +153,16 @@ async def test_a_sweep_that_finds_a_full_batch_reports_the_whole_backlog(infra, 
     try:
         while await relay.publish_once():  # rows other tests' aborted publishers may have left
             pass
-        await _write(db, topic, range(30, 35))
+        for n in range(30, 35):  # five transactions: five rows, the batch size counts rows
+            await _write(db, topic, range(n, n + 1))
+        await _write(db, topic, range(35, 38))  # a sixth with three messages
         assert await relay.publish_once(0, report_backlog=True) == 3
-        assert backlog() == 5  # the batch was full: the rest were counted too
-        assert await relay.publish_once(0, report_backlog=True) == 2
-        assert backlog() == 2
+        assert backlog() == 8  # the batch was full: the rest were counted too (messages)
+        assert await relay.publish_once(0, report_backlog=True) == 5
+        assert backlog() == 5  # full again (3 rows): all that is left was counted
         assert await relay.publish_once(0, report_backlog=True) == 0
         assert backlog() == 0
-        assert await _read(infra, topic, 5) == [30, 31, 32, 33, 34]
+        assert await _read(infra, topic, 8) == list(range(30, 38))
         assert await _unpublished(db) == 0
     finally:
         await producer.stop()

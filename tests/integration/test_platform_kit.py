@@ -17,6 +17,7 @@ from services.behavior_sensor.models import PURGES, messaging, metadata
 from services.behavior_sensor.settings import Settings as SensorSettings
 from shared.db import Database, after_commit, ensure_database
 from shared.messaging import RetentionSweeper, inbox_purge
+from shared.messaging.outbox import COUNT_UNSENT
 from shared.settings import JifenSettings
 from tests.integration.helpers import open_database
 
@@ -176,4 +177,4 @@ async def test_the_processor_asks_the_enricher_before_it_locks_the_behaviors(
         ).all()
     assert [r.status for r in rows] == ["published"] * 3
     assert all(r.enrichment["tier"] == "gold" for r in rows)
-    assert await _count(db, "SELECT count(*) FROM outbox") >= 3  # published through the outbox
+    assert await _count(db, COUNT_UNSENT) >= 3  # published through the outbox
