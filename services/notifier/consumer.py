@@ -11,7 +11,7 @@ forward (the newest check-in day, the latest task day, the highest tier sequence
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,7 +72,7 @@ def collect_progress(batch: Batch, event: ProgressEvent) -> None:
         batch.checkins.append((event.user_id, event.day, event.streak))
     elif event.type == "task.completed" and service.is_daily_period(event.period_key):
         assert event.period_key is not None
-        day = datetime.strptime(event.period_key, "%Y-%m-%d").date()
+        day = date.fromisoformat(event.period_key)  # strptime was 7% of this consumer's CPU
         batch.task_days.append((event.user_id, event.task_id, day))
 
 
