@@ -72,7 +72,7 @@ async def measure_floor(server_url: str, user_ids: list[str], batch: int = 500) 
                 )
                 await conn.execute(
                     """INSERT INTO outbox (topics, keys, payloads)
-                       SELECT array_agg('ledger.events'), array_agg(u ORDER BY n),
+                       SELECT array_agg(CAST('ledger.events' AS text)), array_agg(u ORDER BY n),
                               array_agg(json_build_object('type', 'credited', 'user_id', u,
                                                           'points', 1, 'balance_after', b,
                                                           'idempotency_key', k)::text
