@@ -50,7 +50,7 @@ OUTBOX_PUBLISHED = Counter(
 )
 OUTBOX_BACKLOG = Gauge(
     "jifen_outbox_backlog",
-    "Unpublished outbox rows old enough for the relay's sweep (at its last sweep)",
+    "Unpublished outbox messages old enough for the relay's sweep (at its last sweep)",
     ["service"],
 )
 RATE_LIMITED = Counter(
