@@ -149,9 +149,11 @@ async def queue(session: AsyncSession, settings: Settings, planned: Sequence[Pla
         )
     new = await repo.queue(session, rows)
     if new:
+        fresh = set(new)  # a repeated cause finds its notification there: not queued again
         counts: dict[str, int] = defaultdict(int)
         for p in planned:
-            counts[p.trigger] += 1
+            if p.id in fresh:
+                counts[p.trigger] += 1
         for trigger, n in counts.items():
             QUEUED.labels(trigger).inc(n)
     return len(new)
