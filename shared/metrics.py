@@ -63,31 +63,6 @@ RETENTION_PURGED = Counter(
     "Rows past the retention period deleted (inbox, received behaviors, counters)",
     ["service", "table"],
 )
-EVENTS_INGESTED = Counter(
-    "jifen_behavior_events_total", "Behavior events by outcome", ["source", "outcome"]
-)
-EVENTS_DIVERTED = Counter(
-    "jifen_behavior_diverted_total",
-    "Behavior events diverted by the anti-farming limit",
-    ["action"],
-)
-GRANTS_ISSUED = Counter("jifen_grants_total", "Grants issued by task completions", ["task_id"])
-POINTS_MOVED = Counter("jifen_points_total", "Points moved by the ledger", ["kind"])
-REDEMPTIONS = Counter(
-    "jifen_redemptions_total",
-    "Redemptions finished, by outcome (completed, cancelled, or the failure code)",
-    ["outcome"],
-)
-REDEMPTION_BATCH_SIZE = Histogram(
-    "jifen_redemption_batch_size",
-    "Redemption requests handled together as one batch (shared/batching.py)",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
-)
-REDEMPTIONS_UNCONFIRMED = Counter(
-    "jifen_redemption_ledger_unconfirmed_total",
-    "Ledger calls (debits or refunds) that got no definite answer and were left to recovery",
-    ["operation"],
-)
 
 
 class _ObserveRequests:

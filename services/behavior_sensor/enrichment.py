@@ -14,12 +14,10 @@ import logging
 from typing import Any, Protocol
 
 import httpx
-from prometheus_client import Counter
+
+from services.behavior_sensor.metrics import ENRICHMENT_FAILURES
 
 log = logging.getLogger(__name__)
-ENRICHMENT_FAILURES = Counter(
-    "jifen_enrichment_failures_total", "Batches the enricher could not enrich"
-)
 
 
 class Enricher(Protocol):

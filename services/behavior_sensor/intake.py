@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from services.behavior_sensor import repository as repo
+from services.behavior_sensor.metrics import EVENTS_INGESTED
 from services.behavior_sensor.settings import Settings
 from shared.batching import GroupCommit
 from shared.db import Database, after_commit
 from shared.events import BehaviorEnvelope
-from shared.metrics import EVENTS_INGESTED
 
 Counts = tuple[int, int]  # (accepted, duplicates)
 

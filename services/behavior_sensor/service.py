@@ -19,11 +19,11 @@ from services.behavior_sensor import repository as repo
 from services.behavior_sensor.domain import FarmingLimits, behavior_id, window_start
 from services.behavior_sensor.enrichment import Enricher
 from services.behavior_sensor.intake import count_intake
+from services.behavior_sensor.metrics import EVENTS_DIVERTED
 from services.behavior_sensor.models import messaging
 from shared.errors import DomainError, NotFound
 from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS, BehaviorEnvelope, BehaviorEvent
 from shared.messaging import OutgoingEvent, add_to_outbox
-from shared.metrics import EVENTS_DIVERTED
 
 
 async def intake_and_process(

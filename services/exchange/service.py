@@ -38,6 +38,7 @@ from services.exchange import domain
 from services.exchange import repository as repo
 from services.exchange.events import emit
 from services.exchange.ledger_client import Done, LedgerClient, Outcome, Refused, Unreachable
+from services.exchange.metrics import REDEMPTION_BATCH_SIZE, REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 from services.exchange.settings import Settings
 from services.exchange.views import item_view, redemption_view
 from shared.auth import Principal
@@ -45,7 +46,6 @@ from shared.batching import GroupCommit
 from shared.db import Database
 from shared.errors import DomainError, NotFound
 from shared.failpoints import failpoint
-from shared.metrics import REDEMPTION_BATCH_SIZE, REDEMPTIONS, REDEMPTIONS_UNCONFIRMED
 
 log = logging.getLogger(__name__)
 

@@ -51,11 +51,11 @@ from services.rewards_ledger.domain import (
 
 # Re-exported: callers catch service.InsufficientPoints.
 from services.rewards_ledger.domain import InsufficientPoints as InsufficientPoints
+from services.rewards_ledger.metrics import POINTS_MOVED
 from services.rewards_ledger.models import messaging
 from shared.errors import DomainError, InvalidInput, NotFound
 from shared.events import LEDGER_EVENTS, ClawbackCommand, GrantCommand, LedgerEvent
 from shared.messaging import OutgoingEvent, add_to_outbox
-from shared.metrics import POINTS_MOVED
 
 EVENT_TYPE = {
     "credit": "credited",

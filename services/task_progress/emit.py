@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.task_progress import repository as repo
 from services.task_progress.domain import Rule, TierBook, multiplied
+from services.task_progress.metrics import GRANTS_ISSUED
 from services.task_progress.models import messaging
 from shared.events import (
     DEFAULT_ASSET,
@@ -23,7 +24,6 @@ from shared.events import (
     stable_id,
 )
 from shared.messaging import OutgoingEvent, add_to_outbox
-from shared.metrics import GRANTS_ISSUED
 
 
 @dataclass

@@ -15,3 +15,4 @@ CLAWBACKS = Counter(
     "Clawback commands emitted for grants of refunded orders",
     ["asset"],
 )
+GRANTS_ISSUED = Counter("jifen_grants_total", "Grants issued by task completions", ["task_id"])
