@@ -53,19 +53,18 @@ from bench.floor import measure_floor
 from bench.liability import measure_liability
 from bench.profile import Profiler, summarize
 from services.behavior_sensor.domain import behavior_id
-from shared.db import asyncpg_kwargs, create_engine, database_url
-from shared.devstack import (
-    CONSUMER_GROUPS,
-    SERVICES,
+from services.devstack import (
     EmbeddedBroker,
     Stack,
-    consumer_lag,
     drain,
     free_port,
     start_embedded_postgres,
     stop_embedded_postgres,
 )
+from services.suite import CONSUMER_GROUPS, SERVICES
+from shared.db import asyncpg_kwargs, create_engine, database_url
 from shared.events import BehaviorEvent
+from shared.messaging.lag import consumer_lag
 from shared.metrics import histogram_totals
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 from tests.push_fakes import PushFakes

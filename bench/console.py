@@ -25,8 +25,8 @@ from sqlalchemy import text
 
 from bench.engagement import process_cpu_seconds
 from console.settings import DEV_CONSOLE_PASSWORD
+from services.devstack import Stack
 from shared.db import create_engine, database_url
-from shared.devstack import Stack
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}

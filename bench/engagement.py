@@ -32,8 +32,8 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from services.devstack import Stack
 from shared.db import create_engine, database_url
-from shared.devstack import Stack
 from shared.settings import DEV_ADMIN_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
@@ -362,8 +362,8 @@ def main() -> None:
     """`python -m bench.engagement`: these benchmarks alone, on a fresh embedded stack."""
     import tempfile
 
-    from shared.devstack import EmbeddedBroker, free_port, start_embedded_postgres
-    from shared.devstack import stop_embedded_postgres as stop_postgres
+    from services.devstack import EmbeddedBroker, free_port, start_embedded_postgres
+    from services.devstack import stop_embedded_postgres as stop_postgres
 
     scratch = Path(tempfile.mkdtemp(prefix="jifen-bench-engagement-"))
     database = os.environ.get("JIFEN_DATABASE_URL") or start_embedded_postgres(scratch / "pg")

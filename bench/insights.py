@@ -38,6 +38,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench.engagement import process_cpu_seconds
+from services.devstack import Stack
 from services.insights.recommend import (
     Item,
     Model,
@@ -46,9 +47,10 @@ from services.insights.recommend import (
     recall_at_k,
     recommend,
 )
+from services.suite import CONSUMER_GROUPS
 from shared.db import asyncpg_kwargs, database_url
-from shared.devstack import CONSUMER_GROUPS, Stack, consumer_lag
 from shared.events import BEHAVIOR_EVENTS, LEDGER_EVENTS, BehaviorEvent, LedgerEvent, stable_id
+from shared.messaging.lag import consumer_lag
 from shared.settings import DEV_ADMIN_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
@@ -636,8 +638,8 @@ def main() -> None:
     import tempfile
     from pathlib import Path
 
-    from shared.devstack import EmbeddedBroker, free_port, start_embedded_postgres
-    from shared.devstack import stop_embedded_postgres as stop_postgres
+    from services.devstack import EmbeddedBroker, free_port, start_embedded_postgres
+    from services.devstack import stop_embedded_postgres as stop_postgres
 
     scratch = Path(tempfile.mkdtemp(prefix="jifen-bench-insights-"))
     database = os.environ.get("JIFEN_DATABASE_URL") or start_embedded_postgres(scratch / "pg")

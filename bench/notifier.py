@@ -30,8 +30,8 @@ import httpx
 from sqlalchemy import text
 
 from bench.engagement import process_cpu_seconds
+from services.devstack import Stack
 from shared.db import create_engine, database_url
-from shared.devstack import Stack
 from shared.settings import DEV_ADMIN_TOKEN
 from tests.push_fakes import PushFakes
 
@@ -229,8 +229,8 @@ def main() -> None:
     import tempfile
     from pathlib import Path
 
-    from shared.devstack import EmbeddedBroker, free_port, start_embedded_postgres
-    from shared.devstack import stop_embedded_postgres as stop_postgres
+    from services.devstack import EmbeddedBroker, free_port, start_embedded_postgres
+    from services.devstack import stop_embedded_postgres as stop_postgres
 
     scratch = Path(tempfile.mkdtemp(prefix="jifen-bench-notifier-"))
     database = os.environ.get("JIFEN_DATABASE_URL") or start_embedded_postgres(scratch / "pg")

@@ -20,8 +20,8 @@ from typing import Any
 
 import aiohttp
 
+from services.devstack import Stack
 from shared.auth import issue_user_token
-from shared.devstack import Stack
 from shared.errors import RejectNulBytes
 from shared.ratelimit import Limit, RateLimit
 from shared.settings import DEV_ADMIN_TOKEN, DEV_JWT_SECRET

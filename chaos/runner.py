@@ -42,8 +42,9 @@ from chaos.notifier import NotifyFlow
 from chaos.orders import OrderFlow, create_rules
 from chaos.schedule import CONSUMERS, Fault, Plan
 from services.behavior_sensor.domain import behavior_id
+from services.devstack import EmbeddedBroker, Stack, drain
+from services.suite import CONSUMER_GROUPS, SERVICES
 from shared.db import asyncpg_kwargs, database_url
-from shared.devstack import CONSUMER_GROUPS, SERVICES, EmbeddedBroker, Stack, drain
 from shared.messaging.embedded_broker import delete_group, group_admin, topic_partitions
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 
@@ -658,7 +659,7 @@ def run_cycles(env: Environment, plans: list[Plan], on_result: Any = None) -> li
 
 def scratch_environment(scratch: Path, base_port: int) -> tuple[Environment, Any]:
     """A fresh embedded PostgreSQL, broker and stack under `scratch`; returns (env, cleanup)."""
-    from shared.devstack import free_port, start_embedded_postgres, stop_embedded_postgres
+    from services.devstack import free_port, start_embedded_postgres, stop_embedded_postgres
 
     database = start_embedded_postgres(scratch / "postgres")
     broker = EmbeddedBroker(port=free_port())

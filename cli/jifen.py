@@ -31,7 +31,7 @@ import httpx
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.devstack import SERVICES
+from services.suite import SERVICES
 from shared.events import dlq_topic
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 

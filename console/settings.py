@@ -31,7 +31,7 @@ class Operator(BaseModel):
 
 
 def default_service_urls(base_port: int = 8000, host: str = "127.0.0.1") -> dict[str, str]:
-    from shared.devstack import SERVICES
+    from services.suite import SERVICES
 
     return {name: f"http://{host}:{base_port + offset}" for name, offset in SERVICES.items()}
 

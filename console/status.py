@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from console.services import Reply, Services
-from shared.devstack import CONSUMER_GROUPS, consumer_lag_by_topic
+from services.suite import CONSUMER_GROUPS
+from shared.messaging.lag import consumer_lag_by_topic
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from console.settings import DEV_CONSOLE_PASSWORD
-from shared.devstack import (
+from services.devstack import (
     EmbeddedBroker,
     Stack,
     drain,

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services.behavior_sensor.adapters import OrderMessage
+from services.suite import CONSUMER_GROUPS
 from shared import events as ev
-from shared.devstack import CONSUMER_GROUPS
 
 REF = "#/components/schemas/{model}"
 

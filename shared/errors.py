@@ -42,6 +42,17 @@ class InvalidInput(DomainError):
         super().__init__("validation_error", message, **details)
 
 
+class Unavailable(DomainError):
+    """Another service gave no definite answer (unreachable, timed out, 5xx): the request may
+    or may not have been applied there. Transient: a consumer or worker retries its batch, an
+    API caller gets 503 and may repeat its request with the same idempotency key."""
+
+    status = 503
+
+    def __init__(self, code: str, service: str, reason: str) -> None:
+        super().__init__(code, f"{service} gave no definite answer ({reason}); try again later")
+
+
 class Unauthorized(DomainError):
     status = 401
 

@@ -8,6 +8,8 @@ import random
 from aiokafka.errors import KafkaError
 from sqlalchemy import exc as sa_exc
 
+from shared.errors import Unavailable
+
 # SQLSTATE classes and codes worth retrying: connection trouble, serialization failure,
 # deadlock, resource exhaustion, server shutting down or starting, lock timeouts.
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P", "55P03", "58")
@@ -16,7 +18,7 @@ _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P", "55P03", "58")
 def is_transient(exc: BaseException) -> bool:
     """True for a failure that goes away by itself (database or broker down, a deadlock):
     retry it, never skip the work."""
-    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError, Unavailable)):
         return True
     if isinstance(exc, KafkaError):
         return True  # broker unreachable or leader moving: wait for it

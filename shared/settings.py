@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.registry import GROUP_PREFIX
+
 DEV_ADMIN_TOKEN = "dev-admin-token"
 DEV_JWT_SECRET = "dev-jwt-secret-change-me-in-production"
 DEV_INGEST_KEY = "dev-ingest-key"
@@ -304,4 +306,4 @@ class JifenSettings(BaseSettings):
 
     @property
     def consumer_group_prefix(self) -> str:
-        return "jifen"
+        return GROUP_PREFIX

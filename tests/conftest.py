@@ -17,8 +17,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.devstack import (
-    SERVICES,
+from services.devstack import (
     EmbeddedBroker,
     Stack,
     free_port,
@@ -26,6 +25,7 @@ from shared.devstack import (
     start_embedded_postgres,
     stop_embedded_postgres,
 )
+from services.suite import SERVICES
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
 from tests.faults import FaultProxy
 from tests.push_fakes import PushFakes

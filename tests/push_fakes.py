@@ -33,7 +33,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.devstack import free_port, port_open
+from services.devstack import free_port, port_open
 
 CONFIG_ENV = "JIFEN_PUSH_FAKES_CONFIG"
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devstack import SERVICES
+from services.suite import SERVICES
 from tests.conftest import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]

@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from services.suite import SERVICES
 from shared.db import create_engine, database_url, ensure_database
-from shared.devstack import SERVICES
 from shared.messaging.outbox import UNSENT_MESSAGES
 from shared.migrate import alembic_config, upgrade
 from tests.conftest import unique

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from services import asyncapi
+from services.suite import CONSUMER_GROUPS
 from shared import events
-from shared.devstack import CONSUMER_GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS_VERSION = "6.11.1"

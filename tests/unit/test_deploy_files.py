@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-from shared.devstack import SERVICES
+from services.suite import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 

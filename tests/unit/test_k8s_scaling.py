@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.devstack import CONSUMER_GROUPS, SERVICES
+from services.suite import CONSUMER_GROUPS, SERVICES
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 VERSION = "1.31"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shared.devstack import SERVICES
+from services.suite import SERVICES
 
 # where the document deliberately takes any JSON (validated by the route, stored as jsonb)
 FREE_FORM = {"attributes", "metadata", "conditions", "context", "variables", "data"}

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-from shared.devstack import SERVICES
+from services.suite import SERVICES
 from shared.openapi import ERRORS
 
 

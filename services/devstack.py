@@ -21,45 +21,10 @@ from pathlib import Path
 
 import httpx
 
-log = logging.getLogger("jifen.stack")
+from services.suite import CONSOLE, CONSOLE_PORT_OFFSET, CONSUMER_GROUPS, SERVICES
+from shared.messaging.lag import consumer_lag
 
-SERVICES: dict[str, int] = {  # service -> port offset from the base port (contract: 8001..8005)
-    "behavior_sensor": 1,
-    "task_progress": 2,
-    "rewards_ledger": 3,
-    "exchange": 4,
-    "engagement": 5,
-    "notifier": 6,
-    "insights": 7,
-}
-# The operations console (console/, port offset 0) runs beside the services: it has no outbox
-# or consumers (so it is not in SERVICES, whose databases the drain reads) and is started
-# after them by Stack.start.
-CONSOLE = "console"
-CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {  # group -> topics it reads
-    "jifen.behavior_sensor.upstream": ("upstream.events", "upstream.orders"),
-    "jifen.task_progress.behaviors": ("behavior.events",),
-    "jifen.rewards_ledger.grants": ("rewards.grants",),
-    "jifen.engagement.events": (
-        "ledger.events",
-        "behavior.events",
-        "progress.events",
-        "exchange.events",
-        "behavior.diverted",
-    ),
-    "jifen.exchange.tiers": ("engagement.events",),
-    "jifen.task_progress.tiers": ("engagement.events",),
-    "jifen.notifier.events": ("progress.events", "exchange.events", "engagement.events"),
-    "jifen.insights.events": (
-        "behavior.events",
-        "progress.events",
-        "ledger.events",
-        "exchange.events",
-        "engagement.events",
-        "notify.events",
-        "experiment.exposures",
-    ),
-}
+log = logging.getLogger("jifen.stack")
 
 
 def port_open(host: str, port: int) -> bool:
@@ -253,7 +218,7 @@ class Stack:
     def port(self, name: str) -> int:
         """Port of a process: service on base+offset, its replica #k on base+offset+10k."""
         service, _, replica = name.partition("#")
-        offset = 0 if service == CONSOLE else SERVICES[service]
+        offset = CONSOLE_PORT_OFFSET if service == CONSOLE else SERVICES[service]
         return self.base_port + offset + 10 * int(replica or 0)
 
     def url(self, name: str) -> str:
@@ -362,58 +327,6 @@ class Stack:
         if self.valkey is not None:
             self.valkey.stop()
             self.valkey = None
-
-
-async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]) -> int:
-    """Messages on `topics` past the group's committed offsets (without joining the group)."""
-    return sum((await consumer_lag_by_topic(kafka_bootstrap, group, topics)).values())
-
-
-async def consumer_lag_by_topic(
-    kafka_bootstrap: str, group: str, topics: tuple[str, ...]
-) -> dict[str, int]:
-    """The group's lag on each of `topics` (the console's dashboard shows it per topic).
-
-    The end of each partition is found by reading its last batch: the embedded broker reports
-    the end offset of a multi-record batch as if the batch held one record.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # refresh metadata
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        lag = dict.fromkeys(topics, 0)
-        if not partitions:
-            return lag
-        reported = await consumer.end_offsets(partitions)
-        committed = {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
-        consumer.assign(partitions)
-        ends = dict(reported)
-        for tp in partitions:
-            consumer.seek(tp, max(0, reported[tp] - 1))
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            fetched = await consumer.getmany(timeout_ms=200)
-            for tp, records in fetched.items():
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
-            if not fetched:
-                break
-        for tp in partitions:
-            lag[tp.topic] += max(0, ends[tp] - committed[tp])
-        return lag
-    finally:
-        await consumer.stop()
 
 
 async def backlog(database_url: str, kafka_bootstrap: str) -> dict[str, int]:
