@@ -8,16 +8,16 @@ and the console's own database holds only operator sessions and the audit log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,11 +40,9 @@ from console.services import Services
 from console.settings import Settings
 from console.status import StatusBoard
 from console.web import TEMPLATES, Console, console_of, render
-from shared.db import Database, create_engine, database_url, ensure_database
 from shared.errors import RejectNulBytes
-from shared.logs import configure_logging
 from shared.metrics import install_metrics
-from shared.migrate import upgrade
+from shared.service import health_router, open_database
 
 log = logging.getLogger("jifen.console")
 STATIC = Path(__file__).parent / "static"
@@ -94,16 +92,8 @@ class SecurityHeaders:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = make_settings()
-    configure_logging(settings.service_name, settings.log_level, settings.log_json)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per service call otherwise
+    db = await open_database("console", settings)
     TEMPLATES.env.globals["tz"] = settings.tz
-    await ensure_database(settings.database_url, settings.database_name)
-    url = database_url(settings.database_url, settings.database_name)
-    if settings.migrate_on_start:
-        await asyncio.to_thread(upgrade, "console", url.render_as_string(hide_password=False))
-    db = Database(
-        create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
-    )
     services = Services(
         dict(settings.console_service_urls),
         settings.outbound_token,
@@ -119,6 +109,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await status.stop()
         await services.aclose()
         await db.dispose()
+
+
+async def _readiness(request: Request) -> tuple[bool, dict[str, Any]]:
+    try:
+        await console_of(request).db.ping()
+    except Exception as exc:
+        return False, {"status": "unavailable", "database": str(exc)}
+    return True, {"status": "ok"}
 
 
 def create_app() -> FastAPI:
@@ -145,17 +143,7 @@ def create_app() -> FastAPI:
     ):
         app.include_router(module.router)
 
-    @app.get("/health/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/health/ready", include_in_schema=False)
-    async def ready(request: Request) -> Response:
-        try:
-            await console_of(request).db.ping()
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok"})
+    app.include_router(health_router("console", _readiness), include_in_schema=False)
 
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, _: NotSignedIn) -> Response:

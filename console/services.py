@@ -7,60 +7,43 @@ show something readable."""
 from __future__ import annotations
 
 import asyncio
-import json as json_module
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+from shared.client import Outcome, ServiceClient, Unreachable
 
-log = logging.getLogger(__name__)
+# What a page reads from a call: `Done | Refused | Unreachable` (shared/client.py), whose
+# common surface (ok, status, body, data, error, message, describe()) the templates use.
+Reply = Outcome
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: Any = None
-    error: str | None = None
-    message: str | None = None
-    service: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def data(self) -> Any:
-        """The answer's body when it succeeded; None otherwise (templates test for it)."""
-        return self.body if self.ok else None
-
-    def describe(self) -> str:
-        return f"{self.service}: {self.error or self.status} — {self.message or ''}".rstrip(" —")
+def page_status(reply: Reply) -> int:
+    """The status a page answers with after a failed call: the service's own 4xx (the
+    operator's input was refused), otherwise 502 (the service failed us)."""
+    return reply.status if 400 <= reply.status < 500 else 502
 
 
 @dataclass
 class Services:
-    """One HTTP client for every service (aiohttp: httpx's pool cost the user page, which
-    makes a dozen calls at once, about half its CPU)."""
+    """A client per service (shared/client.py, aiohttp: httpx's pool cost the user page,
+    which makes a dozen calls at once, about half its CPU)."""
 
     urls: dict[str, str]
     token: str  # JIFEN_SERVICE_TOKEN: the console's credential, never the admin token
     timeout_s: float = 5.0
-    session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    _clients: dict[str, ServiceClient] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str, str], tuple[float, Reply]] = field(default_factory=dict, repr=False)
 
     def available(self, service: str) -> bool:
         return service in self.urls
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self.session is None or self.session.closed:
-            self.session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                headers={"Authorization": f"Bearer {self.token}"},
-                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=60),
-            )
-        return self.session
+    def _client(self, service: str) -> ServiceClient:
+        client = self._clients.get(service)
+        if client is None:
+            client = ServiceClient(service, self.urls[service], self.token, self.timeout_s)
+            self._clients[service] = client
+        return client
 
     async def call(
         self,
@@ -72,30 +55,8 @@ class Services:
         json: Any = None,
     ) -> Reply:
         if service not in self.urls:
-            return Reply(503, error="not_configured", message="no URL", service=service)
-        query = {k: str(v) for k, v in (params or {}).items()}
-        try:
-            async with self._session().request(
-                method, self.urls[service] + path, params=query, json=json
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("service unreachable", extra={"target": service, "error": repr(exc)})
-            return Reply(
-                503, error="unreachable", message=str(exc) or type(exc).__name__, service=service
-            )
-        try:
-            body = json_module.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        if 200 <= status < 300:
-            return Reply(status, body, service=service)
-        error = body.get("error") if isinstance(body, dict) else None
-        message = (
-            body.get("message") if isinstance(body, dict) else raw[:300].decode(errors="replace")
-        )
-        return Reply(status, body, error or "http_error", message, service)
+            return Unreachable("no URL is configured for it", service)
+        return await self._client(service).call(method, path, params=params, json=json)
 
     async def get(self, service: str, path: str, **params: Any) -> Reply:
         return await self.call(
@@ -127,6 +88,6 @@ class Services:
         return dict(zip(names, replies, strict=True))
 
     async def aclose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()

@@ -65,7 +65,7 @@ class Refused:
     body: Any = None
     service: str = ""
     ok: ClassVar[bool] = False
-    data: ClassVar[None] = None
+    data: ClassVar[Any] = None
 
     @property
     def error(self) -> str:
@@ -82,8 +82,8 @@ class Unreachable:
     ok: ClassVar[bool] = False
     status: ClassVar[int] = 503
     error: ClassVar[str] = "unreachable"
-    body: ClassVar[None] = None
-    data: ClassVar[None] = None
+    body: ClassVar[Any] = None
+    data: ClassVar[Any] = None
 
     @property
     def message(self) -> str:

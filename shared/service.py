@@ -151,10 +151,140 @@ def tune_gc(young_threshold: int) -> None:
     gc.set_threshold(young_threshold, middle, old)
 
 
-async def prepare_database(spec: ServiceSpec[Any, Any], settings: JifenSettings) -> None:
+async def prepare_database(package: str, settings: JifenSettings) -> None:
+    """Create the database if missing and migrate it (`<package>/migrations`)."""
     await ensure_database(settings.database_url, settings.database_name)
     url = database_url(settings.database_url, settings.database_name)
-    await asyncio.to_thread(upgrade, spec.package, url.render_as_string(hide_password=False))
+    await asyncio.to_thread(upgrade, package, url.render_as_string(hide_password=False))
+
+
+async def open_database(package: str, settings: JifenSettings) -> Database:
+    """Logging configured, the database prepared (when `migrate_on_start`) and its pool opened:
+    the first steps of every process's start, the console's included."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    if settings.migrate_on_start:
+        await prepare_database(package, settings)
+    engine = create_engine(
+        database_url(settings.database_url, settings.database_name),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    return Database(engine)
+
+
+async def open_messaging(
+    spec: ServiceSpec[Any, Any], settings: JifenSettings, db: Database
+) -> tuple[AIOKafkaProducer, OutboxRelay, OutboxPublisher]:
+    """The producer, the service's topics (and their dead-letter topics), and the two ways an
+    outbox row leaves: published right after its commit, or by the relay."""
+    producer = make_producer(settings)
+    await start_with_retry(producer, "producer")
+    topics = [t for topic in spec.topics for t in (topic, dlq_topic(topic))]
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        topics,
+        settings.kafka_topic_partitions,
+        settings.kafka_replication_factor,
+    )
+    relay = OutboxRelay(settings, db, producer)
+    publisher = OutboxPublisher(settings, db, producer)
+    if settings.outbox_publish_on_commit:
+        db.commit_listeners.append(publisher.on_commit)
+        publisher.start()
+    else:
+        db.commit_listeners.append(lambda session: relay.wake() if queued_rows(session) else None)
+    return producer, relay, publisher
+
+
+def start_workers(spec: ServiceSpec[S, P], runtime: Runtime[S, P]) -> list[asyncio.Task[None]]:
+    """The relay, the retention sweeper and the service's own workers, each supervised."""
+    retention = RetentionSweeper(
+        runtime.settings, runtime.db, [inbox_purge(spec.messaging.inbox), *spec.purges]
+    )
+    runtime.workers = [runtime.relay, retention, *spec.build_workers(runtime)]
+    return [
+        asyncio.create_task(_supervise(worker, type(worker).__name__), name=type(worker).__name__)
+        for worker in runtime.workers
+    ]
+
+
+async def stop_workers(
+    runtime: Runtime[Any, Any], tasks: list[asyncio.Task[None]], publisher: OutboxPublisher
+) -> None:
+    """Stop consumers first (they finish and commit their batch), then let the publisher and
+    the relay drain what they wrote."""
+    relay = runtime.relay
+    for worker in runtime.workers:
+        if worker is not relay:
+            worker.stop()
+    others = [t for t, w in zip(tasks, runtime.workers, strict=True) if w is not relay]
+    if others:
+        await asyncio.wait(others, timeout=20)
+    await publisher.close()
+    relay.stop()
+    if tasks:
+        await asyncio.wait(tasks, timeout=20)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def health_router(
+    name: str, readiness: Callable[[Request], Awaitable[tuple[bool, dict[str, Any]]]]
+) -> APIRouter:
+    """`/health/live` (the process answers) and `/health/ready` (200 when `readiness` says
+    ready, 503 otherwise, with what it found)."""
+    health = APIRouter(tags=["health"])
+
+    @health.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @health.get("/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        ok, found = await readiness(request)
+        return JSONResponse(found, status_code=200 if ok else 503)
+
+    return health
+
+
+async def service_readiness(request: Request) -> tuple[bool, dict[str, Any]]:
+    """Ready: the database answers and every worker runs."""
+    runtime: Runtime[Any, Any] | None = getattr(request.app.state, "runtime", None)
+    checks: dict[str, str] = {}
+    if runtime is None:
+        return False, {"status": "starting", "checks": checks}
+    try:
+        await runtime.db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    for worker in runtime.workers:
+        name = getattr(worker, "health_name", None) or (
+            type(worker).__name__ + getattr(getattr(worker, "handler", None), "name", "")
+        )  # health_name: a worker that runs in several copies tells them apart
+        checks[name] = "ok" if worker.healthy else "not running"
+    ok = all(v == "ok" for v in checks.values())
+    role = runtime.settings.role
+    return ok, {"status": "ready" if ok else "degraded", "role": role, "checks": checks}
+
+
+def install_edge(app: FastAPI, settings: JifenSettings) -> None:
+    """What every request passes through: error handlers, the body guard, rate limits and
+    request metrics."""
+    install_error_handlers(app)
+    app.add_middleware(RejectNulBytes, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimit,
+        service=settings.service_name,
+        per_key=Limit(settings.rate_limit_key_per_s, settings.rate_limit_key_burst),
+        per_user=Limit(settings.rate_limit_user_per_s, settings.rate_limit_user_burst),
+        per_ip=Limit(settings.rate_limit_ip_per_s, settings.rate_limit_ip_burst),
+        exempt_tokens=frozenset(
+            [settings.admin_token.get_secret_value(), *settings.service_credentials]
+        ),
+    )
+    install_metrics(app, settings.service_name)
 
 
 def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
@@ -162,67 +292,20 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.service_name, settings.log_level, settings.log_json)
-        if settings.migrate_on_start:
-            await prepare_database(spec, settings)
-        engine = create_engine(
-            database_url(settings.database_url, settings.database_name),
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        )
-        db = Database(engine)
-        producer = make_producer(settings)
-        await start_with_retry(producer, "producer")
-        topics = [t for topic in spec.topics for t in (topic, dlq_topic(topic))]
-        await ensure_topics(
-            settings.kafka_bootstrap,
-            topics,
-            settings.kafka_topic_partitions,
-            settings.kafka_replication_factor,
-        )
-        relay = OutboxRelay(settings, db, producer)
-        publisher = OutboxPublisher(settings, db, producer)
-        if settings.outbox_publish_on_commit:
-            db.commit_listeners.append(publisher.on_commit)
-            publisher.start()
-        else:
-            db.commit_listeners.append(
-                lambda session: relay.wake() if queued_rows(session) else None
-            )
+        db = await open_database(spec.package, settings)
+        producer, relay, publisher = await open_messaging(spec, settings, db)
         platform = Platform(settings, db, producer, spec.messaging)
         runtime = Runtime(settings, db, producer, spec.messaging, spec.build_parts(platform), relay)
         app.state.runtime = runtime
         if settings.seed_demo and spec.seed is not None:
             await spec.seed(runtime)
-        tasks: list[asyncio.Task[None]] = []
-        if settings.runs_workers:
-            retention = RetentionSweeper(
-                settings, db, [inbox_purge(spec.messaging.inbox), *spec.purges]
-            )
-            runtime.workers = [relay, retention, *spec.build_workers(runtime)]
-            for worker in runtime.workers:
-                name = type(worker).__name__
-                tasks.append(asyncio.create_task(_supervise(worker, name), name=name))
+        tasks = start_workers(spec, runtime) if settings.runs_workers else []
         tune_gc(settings.gc_young_threshold)
         log.info("service started", extra={"role": settings.role})
         try:
             yield
         finally:
-            # Stop consumers first (they finish and commit their batch), then let the publisher
-            # and the relay drain what they wrote, then close the producer and the pool.
-            for worker in runtime.workers:
-                if worker is not relay:
-                    worker.stop()
-            others = [t for t, w in zip(tasks, runtime.workers, strict=True) if w is not relay]
-            if others:
-                await asyncio.wait(others, timeout=20)
-            await publisher.close()
-            relay.stop()
-            if tasks:
-                await asyncio.wait(tasks, timeout=20)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_workers(runtime, tasks, publisher)
             if spec.on_stop is not None:
                 await spec.on_stop(runtime)
             await producer.stop()
@@ -238,48 +321,8 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
-    install_error_handlers(app)
-    app.add_middleware(RejectNulBytes, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        RateLimit,
-        service=settings.service_name,
-        per_key=Limit(settings.rate_limit_key_per_s, settings.rate_limit_key_burst),
-        per_user=Limit(settings.rate_limit_user_per_s, settings.rate_limit_user_burst),
-        per_ip=Limit(settings.rate_limit_ip_per_s, settings.rate_limit_ip_burst),
-        exempt_tokens=frozenset(
-            [settings.admin_token.get_secret_value(), *settings.service_credentials]
-        ),
-    )
-    install_metrics(app, settings.service_name)
-    health = APIRouter(tags=["health"])
-
-    @health.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "ok", "service": settings.service_name}
-
-    @health.get("/health/ready")
-    async def ready(request: Request) -> JSONResponse:
-        runtime: Runtime[Any, Any] | None = getattr(request.app.state, "runtime", None)
-        checks: dict[str, str] = {}
-        if runtime is None:
-            return JSONResponse({"status": "starting", "checks": checks}, status_code=503)
-        try:
-            await runtime.db.ping()
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
-        for worker in runtime.workers:
-            name = getattr(worker, "health_name", None) or (
-                type(worker).__name__ + getattr(getattr(worker, "handler", None), "name", "")
-            )  # health_name: a worker that runs in several copies tells them apart
-            checks[name] = "ok" if worker.healthy else "not running"
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "degraded", "role": settings.role, "checks": checks},
-            status_code=200 if ok else 503,
-        )
-
-    app.include_router(health)
+    install_edge(app, settings)
+    app.include_router(health_router(settings.service_name, service_readiness))
     if settings.serves_api:
         for router in spec.routers:
             app.include_router(router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
+from console.services import page_status
 from console.web import Signed
 
 router = APIRouter()
@@ -51,6 +52,6 @@ async def decide(page: Signed, decision: str) -> Response:
         before={"status": "diverted"},
     )
     if not reply.ok:
-        status = reply.status if 400 <= reply.status < 500 else 502
+        status = page_status(reply)
         return await _list(page, None, reply.describe(), status)
     return page.done("/antifarming", page.t("Done"))

@@ -9,16 +9,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from console.forms import FormError, item_body
-from console.services import Reply
+from console.services import page_status
 from console.web import Signed
 
 router = APIRouter()
 ItemId = Path(min_length=1, max_length=36)
 PAGE = 50
-
-
-def _status(reply: Reply) -> int:
-    return reply.status if 400 <= reply.status < 500 else 502
 
 
 async def _list(
@@ -79,7 +75,7 @@ async def create_item(page: Signed) -> Response:
         request=body,
     )
     if not reply.ok:
-        return await _list(page, reply.describe(), _status(reply), form)
+        return await _list(page, reply.describe(), page_status(reply), form)
     return page.done("/catalog", page.t("Done"))
 
 
@@ -103,7 +99,7 @@ async def update_item(page: Signed, item_id: str = ItemId) -> Response:
         before=before.data,
     )
     if not reply.ok:
-        return await _list(page, reply.describe(), _status(reply))
+        return await _list(page, reply.describe(), page_status(reply))
     category = (before.data or {}).get("category")
     back = f"/catalog?{urlencode({'category': category})}" if category else "/catalog"
     return page.done(back, page.t("Done"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse, Response
 
+from console.services import page_status
 from console.web import Signed
 
 router = APIRouter()
@@ -37,6 +38,6 @@ async def rebuild(
         page.services.post("engagement", f"/v1/leaderboards/{code}/rebuild", {}),
     )
     if not reply.ok:
-        status = reply.status if 400 <= reply.status < 500 else 502
+        status = page_status(reply)
         return page.render("error.html", status, error=reply.describe(), nav="engagement")
     return page.done("/engagement", page.t("Done"))

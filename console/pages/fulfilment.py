@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
-from console.services import Reply
+from console.services import page_status
 from console.web import Signed
 
 router = APIRouter()
@@ -25,10 +25,6 @@ async def _queue(
     return page.render(
         "fulfilment.html", status, nav="fulfilment", error=error, user_id=user_id or "", **replies
     )
-
-
-def _status(reply: Reply) -> int:
-    return reply.status if 400 <= reply.status < 500 else 502
 
 
 @router.get("/fulfilment", response_class=HTMLResponse)
@@ -62,6 +58,6 @@ async def _advance(page: Signed, redemption_id: str, step: str, body: dict[str, 
         before=(before.data or {}).get("fulfilment"),
     )
     if not reply.ok:
-        return await _queue(page, None, reply.describe(), _status(reply))
+        return await _queue(page, None, reply.describe(), page_status(reply))
     user = (before.data or {}).get("user_id")
     return page.done(f"/fulfilment?user_id={user}" if user else "/fulfilment", page.t("Done"))

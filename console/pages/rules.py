@@ -9,16 +9,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from console.forms import FormError, ladder_text, rule_body
-from console.services import Reply
+from console.services import Reply, page_status
 from console.web import Signed
 
 router = APIRouter()
 TaskId = Path(min_length=1, max_length=36)
 PAGE = 50
-
-
-def _status(reply: Reply) -> int:
-    return reply.status if 400 <= reply.status < 500 else 502
 
 
 async def _list(
@@ -76,7 +72,7 @@ async def create_rule(page: Signed) -> Response:
         request=body,
     )
     if not reply.ok:
-        return await _list(page, reply.describe(), _status(reply), form)
+        return await _list(page, reply.describe(), page_status(reply), form)
     return page.done(f"/rules/{reply.body['id']}", page.t("Done"))
 
 
@@ -98,7 +94,7 @@ async def dry_run(page: Signed) -> Response:
         json={"rule": rule, "from": (now - timedelta(days=7)).isoformat(), "to": now.isoformat()},
     )
     if not reply.ok:
-        return page.render("_simulation.html", _status(reply), error=reply.describe())
+        return page.render("_simulation.html", page_status(reply), error=reply.describe())
     return page.render("_simulation.html", result=reply.body)
 
 
@@ -111,7 +107,7 @@ async def _detail(
     )
     task = replies["task"]
     if not task.ok:
-        return page.render("error.html", _status(task), error=task.describe(), nav="rules")
+        return page.render("error.html", page_status(task), error=task.describe(), nav="rules")
     return page.render(
         "rule.html",
         status,
@@ -159,5 +155,5 @@ async def _patch(page: Signed, task_id: str, body: dict[str, Any], action: str) 
         before=before.data,
     )
     if not reply.ok:
-        return await _detail(page, task_id, reply.describe(), _status(reply))
+        return await _detail(page, task_id, reply.describe(), page_status(reply))
     return page.done(f"/rules/{task_id}", page.t("Done"))

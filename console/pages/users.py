@@ -9,16 +9,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console.forms import FormError, adjustment
-from console.services import Reply
+from console.services import Reply, page_status
 from console.web import Signed
 
 router = APIRouter()
 # no "/", "?", "#", "%" or a leading dot: the id goes into the services' URL paths
 UserId = Path(min_length=1, max_length=64, pattern=r"^[^/\x00?#%.][^/\x00?#%]*$")
-
-
-def _status(reply: Reply) -> int:
-    return reply.status if 400 <= reply.status < 500 else 502
 
 
 @router.get("/users", response_class=HTMLResponse)
@@ -105,7 +101,7 @@ async def adjust(page: Signed, user_id: str = UserId) -> Response:
         before=_balance(before),
     )
     if not reply.ok:
-        return await _user(page, user_id, body["asset"], reply.describe(), _status(reply))
+        return await _user(page, user_id, body["asset"], reply.describe(), page_status(reply))
     return page.done(f"/users/{user_id}?asset={body['asset']}", page.t("Done"))
 
 
@@ -139,5 +135,5 @@ async def redeem(page: Signed, user_id: str = UserId) -> Response:
         before=_balance(before),
     )
     if not reply.ok:
-        return await _user(page, user_id, "points", reply.describe(), _status(reply))
+        return await _user(page, user_id, "points", reply.describe(), page_status(reply))
     return page.done(f"/users/{user_id}", page.t("Done"))
