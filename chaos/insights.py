@@ -33,7 +33,7 @@ HOLDER_THRESHOLD = 100  # the service's default JIFEN_HOLDER_THRESHOLD
 
 
 async def _rows(server_url: str, db: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(**asyncpg_kwargs(database_url(server_url, db)))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(database_url(server_url, db)))
     try:
         return list(await conn.fetch(sql, *args))
     finally:

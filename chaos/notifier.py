@@ -180,7 +180,7 @@ class NotifyFlow:
 
 
 async def _rows(server_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(**asyncpg_kwargs(database_url(server_url, "jifen_notifier")))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(database_url(server_url, "jifen_notifier")))
     try:
         return list(await conn.fetch(sql, *args))
     finally:

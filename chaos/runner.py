@@ -454,7 +454,7 @@ class Environment:
 
     async def _terminate_connections(self, target: str) -> None:
         names = [f"jifen_{s}" for s in (SERVICES if target == "all" else (target,))]
-        conn = await asyncpg.connect(**asyncpg_kwargs(database_url(self.database, "postgres")))  # type: ignore[arg-type]
+        conn = await asyncpg.connect(**asyncpg_kwargs(database_url(self.database, "postgres")))
         try:
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -607,7 +607,7 @@ class Environment:
         return {r["reference"]: int(r["n"]) for r in rows}
 
     async def _rows(self, db: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(**asyncpg_kwargs(database_url(self.database, db)))  # type: ignore[arg-type]
+        conn = await asyncpg.connect(**asyncpg_kwargs(database_url(self.database, db)))
         try:
             return list(await conn.fetch(sql, *args))
         finally:

