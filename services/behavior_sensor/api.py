@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from services.behavior_sensor import repository as repo
 from services.behavior_sensor import service
 from services.behavior_sensor.parts import Parts
+from services.behavior_sensor.schemas import DivertedDecision
 from services.behavior_sensor.settings import Settings
 from shared.auth import Principal, principal
 from shared.errors import InvalidInput, validation_response
@@ -119,15 +120,6 @@ async def list_diverted(
     caller.require_scope("behavior:read")
     rows = await repo.diverted(session, user_id, limit)
     return {"items": [service.diverted_view(r) for r in rows]}
-
-
-class DivertedDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = Field(min_length=1, max_length=64)
-    event_id: str = Field(min_length=1, max_length=128)
-    note: str = Field("", max_length=500, description="why (kept in the behavior's reason)")
-    by: str = Field("operations", min_length=1, max_length=64, description="who decided")
 
 
 async def _decide(decision: str, body: DivertedDecision, session: Writes) -> JSONResponse:

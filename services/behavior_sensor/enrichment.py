@@ -9,13 +9,11 @@ behavior is published anyway, so a slow profile service can never stall points.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Protocol
 
-import httpx
-
 from services.behavior_sensor.metrics import ENRICHMENT_FAILURES
+from shared.client import ServiceClient
 
 log = logging.getLogger(__name__)
 
@@ -43,50 +41,29 @@ class NoopEnricher:
 
 
 class HttpEnricher:
-    """POST {"behaviors": [...]} to a URL; expects {"results": [{...}, ...]} in the same order."""
+    """POST {"behaviors": [...]} to a URL; expects {"results": [{...}, ...]} in the same order.
+    Asking is a read: an answer that did not come (timeout, 5xx) is asked again `retries`
+    times; a refusal or a malformed answer is not."""
 
     remote = True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout_s: float = 0.5,
-        retries: int = 2,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.url = url
-        self.retries = retries
-        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+    def __init__(self, url: str, *, timeout_s: float = 0.5, retries: int = 2) -> None:
+        self.client = ServiceClient("enricher", url, "", timeout_s, retries=retries)
 
     async def enrich(self, behaviors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not behaviors:
             return []
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                response = await self.client.post(self.url, json={"behaviors": behaviors})
-                if response.status_code >= 500:
-                    raise httpx.HTTPStatusError(
-                        "server error", request=response.request, response=response
-                    )
-                response.raise_for_status()
-                results = response.json().get("results")
-                if not isinstance(results, list) or len(results) != len(behaviors):
-                    raise ValueError("enricher answered a different number of results")
-                return [r if isinstance(r, dict) else {} for r in results]
-            except (httpx.HTTPError, ValueError) as exc:
-                last_error = exc
-                if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
-                    break  # the enricher rejected the request: retrying will not help
-                if attempt < self.retries:
-                    await asyncio.sleep(0.05 * 2**attempt)
+        outcome = await self.client.post("", {"behaviors": behaviors}, idempotent=True)
+        results = outcome.body.get("results") if isinstance(outcome.body, dict) else None
+        if outcome.ok and isinstance(results, list) and len(results) == len(behaviors):
+            return [r if isinstance(r, dict) else {} for r in results]
         ENRICHMENT_FAILURES.inc()
-        log.warning("enrichment unavailable: %s", last_error)
+        problem = outcome.describe() if not outcome.ok else "a different number of results"
+        log.warning("enrichment unavailable: %s", problem)
         return [{"status": "unavailable"} for _ in behaviors]
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
 def make_enricher(url: str, timeout_s: float, retries: int) -> Enricher:

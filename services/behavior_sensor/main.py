@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from services.behavior_sensor.adapters import ADAPTERS
 from services.behavior_sensor.api import router
-from services.behavior_sensor.consumer import BehaviorProcessor, UpstreamHandler
+from services.behavior_sensor.consumer import UpstreamHandler
 from services.behavior_sensor.enrichment import make_enricher
 from services.behavior_sensor.intake import HttpIntake
 from services.behavior_sensor.models import PURGES, messaging, metadata
 from services.behavior_sensor.parts import Parts
 from services.behavior_sensor.settings import Settings
+from services.behavior_sensor.workers import BehaviorProcessor
 from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.behavior_sensor.consumer import BehaviorProcessor
 from services.behavior_sensor.intake import HttpIntake
+from services.behavior_sensor.workers import BehaviorProcessor
 
 
 @dataclass(frozen=True)

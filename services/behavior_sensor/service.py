@@ -15,14 +15,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.behavior_sensor import events
 from services.behavior_sensor import repository as repo
-from services.behavior_sensor.domain import FarmingLimits, behavior_id, window_start
+from services.behavior_sensor.domain import FarmingLimits, window_start
 from services.behavior_sensor.enrichment import Enricher
 from services.behavior_sensor.intake import count_intake
 from services.behavior_sensor.metrics import EVENTS_DIVERTED
 from services.behavior_sensor.models import messaging
+from services.behavior_sensor.repository import CounterKey
 from shared.errors import DomainError, NotFound
-from shared.events import BEHAVIOR_DIVERTED, BEHAVIOR_EVENTS, BehaviorEnvelope, BehaviorEvent
+from shared.events import BehaviorEnvelope
 from shared.messaging import OutgoingEvent, add_to_outbox
 
 
@@ -102,71 +104,46 @@ async def process_rows(
         session,
         [k for r, k in zip(rows, keys, strict=True) if limits.limit_for(r.action) is not None],
     )
-    outcomes: list[dict[str, Any]] = []
-    outgoing: list[OutgoingEvent] = []
-    now = datetime.now(UTC)
-    for row, enrichment in zip(rows, enrichments, strict=True):
-        event = BehaviorEvent(
-            behavior_id=behavior_id(row.source, row.event_id),
-            event_id=row.event_id,
-            source=row.source,
-            user_id=row.user_id,
-            action=row.action,
-            occurred_at=row.occurred_at,
-            attributes=row.attributes,
-            enrichment=enrichment,
-            received_at=row.received_at or now,
-        )
-        if limits.admit(counts, row.user_id, row.action, row.occurred_at):
-            if row.status != "published" or row.enrichment != enrichment:
-                outcomes.append(
-                    {
-                        "id": row.id,
-                        "status": "published",
-                        "status_reason": None,
-                        "enrichment": enrichment,
-                    }
-                )
-            outgoing.append(OutgoingEvent(BEHAVIOR_EVENTS, row.user_id, event.model_dump_json()))
-        else:
-            reason = (
-                f"over the limit of {limits.limit_for(row.action)} {row.action} per "
-                f"{limits.window_seconds}s window"
-            )
-            outcomes.append(
-                {
-                    "id": row.id,
-                    "status": "diverted",
-                    "status_reason": reason,
-                    "enrichment": enrichment,
-                }
-            )
-            outgoing.append(
-                OutgoingEvent(
-                    BEHAVIOR_DIVERTED,
-                    row.user_id,
-                    {**event.model_dump(mode="json"), "reason": reason},
-                )
-            )
-            EVENTS_DIVERTED.labels(row.action).inc()
+    outcomes, outgoing = _screen(rows, enrichments, limits, counts)
     await repo.save_counters(session, {k: v for k, v in counts.items()})
     await repo.mark_processed(session, outcomes)
     await add_to_outbox(session, messaging.outbox, outgoing)
     return len(rows)
 
 
-def _behavior_event(row: Any, enrichment: dict[str, Any]) -> BehaviorEvent:
-    return BehaviorEvent(
-        behavior_id=behavior_id(row.source, row.event_id),
-        event_id=row.event_id,
-        source=row.source,
-        user_id=row.user_id,
-        action=row.action,
-        occurred_at=row.occurred_at,
-        attributes=row.attributes,
-        enrichment=enrichment,
-        received_at=row.received_at,
-    )
+def _screen(
+    rows: list[Any],
+    enrichments: list[dict[str, Any]],
+    limits: FarmingLimits,
+    counts: dict[CounterKey, int],
+) -> tuple[list[dict[str, Any]], list[OutgoingEvent]]:
+    """Count each behavior in its anti-farming window (`counts`, updated in place): under
+    the limit it is published, over it diverted. Returns the rows' outcomes to write and
+    the messages to publish."""
+    outcomes: list[dict[str, Any]] = []
+    outgoing: list[OutgoingEvent] = []
+    now = datetime.now(UTC)
+    for row, enrichment in zip(rows, enrichments, strict=True):
+        event = events.behavior_event(row, enrichment, row.received_at or now)
+        if limits.admit(counts, row.user_id, row.action, row.occurred_at):
+            if row.status != "published" or row.enrichment != enrichment:
+                outcomes.append(_outcome(row, "published", None, enrichment))
+            outgoing.append(events.published(event))
+        else:
+            reason = (
+                f"over the limit of {limits.limit_for(row.action)} {row.action} per "
+                f"{limits.window_seconds}s window"
+            )
+            outcomes.append(_outcome(row, "diverted", reason, enrichment))
+            outgoing.append(events.diverted(event, reason))
+            EVENTS_DIVERTED.labels(row.action).inc()
+    return outcomes, outgoing
+
+
+def _outcome(
+    row: Any, status: str, reason: str | None, enrichment: dict[str, Any]
+) -> dict[str, Any]:
+    return {"id": row.id, "status": status, "status_reason": reason, "enrichment": enrichment}
 
 
 def diverted_view(row: Any) -> dict[str, Any]:
@@ -207,10 +184,6 @@ async def decide_diverted(
     if decided is None:  # cannot happen under the row lock; kept as a guard
         raise DomainError("invalid_transition", "the behavior was decided meanwhile", status=409)
     if status == "released":
-        event = _behavior_event(decided, decided.enrichment or {})
-        await add_to_outbox(
-            session,
-            messaging.outbox,
-            [OutgoingEvent(BEHAVIOR_EVENTS, decided.user_id, event.model_dump_json())],
-        )
+        event = events.behavior_event(decided, decided.enrichment or {}, decided.received_at)
+        await add_to_outbox(session, messaging.outbox, [events.published(event)])
     return diverted_view(decided), True

@@ -111,12 +111,13 @@ async def refund_order(
 
     201 with the clawbacks emitted; 200 with the same answer for a refund_no seen before."""
     caller.require_admin()
-    answer, new = await service.refund_order(
+    settled, new = await service.refund_order(
         session, body.source, order_no, body.refund_no, body.refund_amount_cents
     )
+    answer = OrderSettlement.model_validate(settled)
     if new:
         return answer
-    return JSONResponse(OrderSettlement.model_validate(answer).model_dump(mode="json"))
+    return JSONResponse(answer.model_dump(mode="json"))
 
 
 @router.get("/orders/{order_no}", response_model=OrderOut)
@@ -125,10 +126,10 @@ async def get_order(
     caller: Caller,
     session: Reads,
     source: Annotated[str, Query(min_length=1, max_length=64)] = "order_system",
-) -> dict:
+) -> OrderOut:
     """A paid order, its refunds and its grants with how much of each is taken back."""
     caller.require_admin()
-    return await service.order_view(session, source, order_no)
+    return OrderOut.model_validate(await service.order_view(session, source, order_no))
 
 
 @router.post("/tasks/simulate", response_model=SimulationOut)

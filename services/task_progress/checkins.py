@@ -35,7 +35,7 @@ from services.task_progress.domain import (
     current_streak,
     rule_from_row,
 )
-from services.task_progress.emit import Output, day_key, tier_book
+from services.task_progress.events import Output, day_key, tier_book
 from services.task_progress.ledger_client import LedgerClient
 from shared.db import Database
 from shared.errors import DomainError, NotFound
@@ -247,13 +247,24 @@ async def makeup(
 ) -> tuple[dict[str, Any], bool]:
     """补签 `day` for `user_id` on the check-in rule `task_id`. Returns (answer, created)."""
     today = (now or datetime.now(UTC)).astimezone(tz).date()
-    # Step 1: the request is checked and recorded (it counts toward the limit from now on).
+    rule, cost, done = await _record_makeup(db, user_id, task_id, day, idempotency_key, today)
+    if done is not None:
+        return done, False
+    await _pay_makeup(db, ledger, rule, user_id, day, cost)
+    return await _add_makeup_day(db, rule, user_id, day, cost, tz)
+
+
+async def _record_makeup(
+    db: Database, user_id: str, task_id: str, day: date, idempotency_key: str, today: date
+) -> tuple[Rule, int, dict[str, Any] | None]:
+    """Step 1: the request is checked and recorded (it counts toward the limit from now on).
+    Returns the rule, the cost, and the answer when the day was made up before."""
     async with db.transaction() as session:
         rule = await checkin_rule(session, task_id)
         await repo.lock_progress(session, [lock_key(user_id, rule.id)])
         found = await repo.makeup_of(session, user_id, rule.id, day)
         if found is not None and found.status == "done":
-            return dict(found.result), False
+            return rule, found.cost_points, dict(found.result)
         if found is None:
             await _check_makeup(session, rule, user_id, day, today)
             await repo.insert_makeup(
@@ -268,7 +279,13 @@ async def makeup(
                 },
             )
         cost = found.cost_points if found is not None else rule.makeup.cost_points
-    # Step 2: the ledger takes the cost, no lock held meanwhile.
+    return rule, cost, None
+
+
+async def _pay_makeup(
+    db: Database, ledger: LedgerClient, rule: Rule, user_id: str, day: date, cost: int
+) -> None:
+    """Step 2: the ledger takes the cost, no lock held meanwhile."""
     if cost > 0:
         try:
             await ledger.debit(
@@ -280,7 +297,14 @@ async def makeup(
             async with db.transaction() as session:
                 await repo.drop_makeup(session, user_id, rule.id, day)
             raise
-    # Step 3: the day is added and paid, under the (user, rule) lock.
+
+
+async def _add_makeup_day(
+    db: Database, rule: Rule, user_id: str, day: date, cost: int, tz: ZoneInfo
+) -> tuple[dict[str, Any], bool]:
+    """Step 3: the day is added and paid, under the (user, rule) lock. Returns (answer,
+    created): a concurrent request may have finished it first."""
+    assert rule.ladder is not None  # a check-in rule's (checkin_rule)
     async with db.transaction() as session:
         await repo.lock_progress(session, [lock_key(user_id, rule.id)])
         found = await repo.makeup_of(session, user_id, rule.id, day)

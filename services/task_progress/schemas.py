@@ -1,7 +1,10 @@
+"""task_progress's HTTP bodies: rules (create, patch, read), the dry run, check-ins and
+make-ups, a user's progress, order refunds; and the checks a whole rule must pass."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -67,6 +70,9 @@ class MakeupIn(BaseModel):
 
 
 AfterCycle = Literal["restart", "hold"]
+# The default of a field a request may leave out but not send as null: the field keeps its
+# type (null is refused, the OpenAPI stays `integer`) and a validator fills it in.
+NOT_GIVEN = cast(int, None)
 
 
 class _TaskFields(BaseModel):
@@ -77,11 +83,9 @@ class _TaskFields(BaseModel):
     action: str = Field(pattern=ACTION_PATTERN)
     kind: RuleKind = "count"
     target_count: int = Field(1, ge=1, le=100_000)
-    reward_points: int = Field(
-        None,  # type: ignore[assignment]  # check-in rules take theirs from the ladder
-        ge=1,
-        le=1_000_000,
-    )
+    # Check-in rules take theirs from the ladder, so a new rule may leave it out (not null):
+    # TaskCreate fills it in, and every validated rule holds an int.
+    reward_points: int = Field(NOT_GIVEN, ge=1, le=1_000_000)
     amount_unit_cents: int | None = Field(None, ge=1, le=10**12)
     amount_attribute: str = Field("amount_cents", min_length=1, max_length=64)
     period: Period = "day"
@@ -368,12 +372,16 @@ class RefundRequest(BaseModel):
 
 
 class ClawbackOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     grant_id: str
     asset: str
     clawed_total: int
 
 
 class OrderSettlement(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     order_no: str
     paid_cents: int
     refunded_cents: int
@@ -381,12 +389,16 @@ class OrderSettlement(BaseModel):
 
 
 class OrderRefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     refund_no: str
     amount_cents: int
     created_at: datetime
 
 
 class OrderGrantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     grant_id: str
     task_id: str
     asset: str

@@ -53,7 +53,9 @@ async def simulate(session: AsyncSession, body: SimulateRequest, tz: ZoneInfo) -
     rules = {rule.action: [rule]}
     state: dict[tuple[str, str, str], Progress] = {}
     books: dict[str, DayBook] = {}
-    total, users, days = Tally(), {}, {}  # type: ignore[var-annotated]
+    total = Tally()
+    users: dict[str, Tally] = {}
+    days: dict[date, Tally] = {}
     scanned = 0
     # A rule without conditions that pays a fixed amount never reads attributes: then they
     # are not fetched (decoding them was half the time of a million-row run).
@@ -80,6 +82,13 @@ async def simulate(session: AsyncSession, body: SimulateRequest, tz: ZoneInfo) -
             for event, _, _, done in complete(matches, state):
                 day = event.occurred_at.astimezone(tz).date()
                 _count(total, users[event.user_id], days[day], done.rewards())
+    return _summary(scanned, total, users, days)
+
+
+def _summary(
+    scanned: int, total: Tally, users: dict[str, Tally], days: dict[date, Tally]
+) -> dict[str, Any]:
+    """The run's answer: totals, the users paid most and the count of each business day."""
     top = sorted(
         users.items(), key=lambda kv: (-sum(kv[1].rewards.values()), -kv[1].completions, kv[0])
     )[:TOP_USERS]

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from services.behavior_sensor.consumer import BehaviorProcessor
 from services.behavior_sensor.models import PURGES, messaging, metadata
 from services.behavior_sensor.settings import Settings as SensorSettings
+from services.behavior_sensor.workers import BehaviorProcessor
 from shared.db import Database, after_commit, ensure_database
 from shared.messaging import RetentionSweeper, inbox_purge
 from shared.messaging.outbox import COUNT_UNSENT

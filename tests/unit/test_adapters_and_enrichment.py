@@ -3,12 +3,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import httpx
 import pytest
+from aiohttp import web
 
 from services.behavior_sensor.adapters import EnvelopeAdapter, OrderPaidAdapter
 from services.behavior_sensor.domain import FarmingLimits
 from services.behavior_sensor.enrichment import HttpEnricher
+from services.devstack import free_port
 from shared.messaging import PoisonMessage
 
 
@@ -126,34 +127,35 @@ def test_farming_limit_admits_up_to_the_limit_per_window() -> None:
 
 
 async def test_http_enricher_retries_then_degrades_without_blocking() -> None:
-    calls = []
+    calls: list[web.Request] = []
 
-    def flaky(request: httpx.Request) -> httpx.Response:
+    async def flaky(request: web.Request) -> web.Response:
         calls.append(request)
         if len(calls) == 1:
-            return httpx.Response(503)
-        payload = json.loads(request.content)
-        return httpx.Response(
-            200, json={"results": [{"tier": "gold"} for _ in payload["behaviors"]]}
-        )
+            return web.Response(status=503)
+        payload = await request.json()
+        return web.json_response({"results": [{"tier": "gold"} for _ in payload["behaviors"]]})
 
-    enricher = HttpEnricher(
-        "http://enricher/x",
-        retries=2,
-        client=httpx.AsyncClient(transport=httpx.MockTransport(flaky)),
-    )
-    assert await enricher.enrich([{"user_id": "u"}, {"user_id": "v"}]) == [
-        {"tier": "gold"},
-        {"tier": "gold"},
-    ]
-    assert len(calls) == 2
+    app = web.Application()
+    app.router.add_post("/x", flaky)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    enricher = HttpEnricher(f"http://127.0.0.1:{port}/x", retries=2)
+    try:
+        assert await enricher.enrich([{"user_id": "u"}, {"user_id": "v"}]) == [
+            {"tier": "gold"},
+            {"tier": "gold"},
+        ]
+        assert len(calls) == 2
+    finally:
+        await enricher.aclose()
+        await runner.cleanup()
 
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectTimeout("timed out", request=request)
-
-    broken = HttpEnricher(
-        "http://enricher/x",
-        retries=1,
-        client=httpx.AsyncClient(transport=httpx.MockTransport(down)),
-    )
-    assert await broken.enrich([{"user_id": "u"}]) == [{"status": "unavailable"}]
+    # nobody listens: after its retries the behavior goes on, marked unavailable
+    broken = HttpEnricher(f"http://127.0.0.1:{free_port()}/x", retries=1, timeout_s=0.5)
+    try:
+        assert await broken.enrich([{"user_id": "u"}]) == [{"status": "unavailable"}]
+    finally:
+        await broken.aclose()

@@ -4,21 +4,15 @@ own error code."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
+from services.devstack import free_port
 from shared.client import Done, Refused, ServiceClient, Unreachable
 from shared.errors import DomainError, Unavailable
 from shared.retry import is_transient
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -1,29 +1,34 @@
 """What task_progress writes for a decision: grant rows (its own record), rewards.grants
-commands for the ledger and progress.events for the services that follow a user's progress,
-all through the outbox of the same transaction."""
+commands for the ledger (grants, and clawbacks of refunded orders) and progress.events for the
+services that follow a user's progress, all through the outbox of the same transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.task_progress import repository as repo
-from services.task_progress.domain import Rule, TierBook, multiplied
-from services.task_progress.metrics import GRANTS_ISSUED
+from services.task_progress.domain import Clawback, Rule, TierBook, multiplied
+from services.task_progress.metrics import CLAWBACKS, GRANTS_ISSUED
 from services.task_progress.models import messaging
 from shared.events import (
     DEFAULT_ASSET,
     PROGRESS_EVENTS,
     REWARDS_GRANTS,
+    ClawbackCommand,
     GrantCommand,
     ProgressEvent,
     RewardAmount,
     stable_id,
 )
 from shared.messaging import OutgoingEvent, add_to_outbox
+
+# The progress.events types task_progress publishes (ProgressEvent.type's values).
+ProgressType = Literal["task.completed", "checkin.recorded", "streak.broken"]
 
 
 @dataclass
@@ -91,7 +96,7 @@ class Output:
 
     def progress(
         self,
-        event_type: str,
+        event_type: ProgressType,
         rule: Rule,
         user_id: str,
         identity: tuple[object, ...],
@@ -102,7 +107,7 @@ class Output:
         """One progress.events message; `identity` makes its event_id (the same decision
         replayed publishes the same id)."""
         event = ProgressEvent(
-            type=event_type,  # type: ignore[arg-type]
+            type=event_type,
             event_id=stable_id("progress", event_type, *identity),
             user_id=user_id,
             task_id=rule.id,
@@ -117,6 +122,31 @@ class Output:
         await repo.insert_grants(session, self.grant_rows)
         await add_to_outbox(session, messaging.outbox, self.outgoing)
         return len(self.grant_rows)
+
+
+def clawback_events(
+    user_id: str,
+    clawbacks: Sequence[Clawback],
+    reference: str,
+    reason: str,
+    occurred_at: datetime,
+) -> list[OutgoingEvent]:
+    """One ClawbackCommand per clawed grant of one order (rewards.grants, by user)."""
+    outgoing = []
+    for c in clawbacks:
+        command = ClawbackCommand(
+            clawback_id=c.clawback_id,
+            grant_id=c.grant_id,
+            user_id=user_id,
+            asset=c.asset,
+            clawed_total=c.clawed_total,
+            reference=reference,
+            reason=reason,
+            occurred_at=occurred_at,
+        )
+        outgoing.append(OutgoingEvent(REWARDS_GRANTS, user_id, command.model_dump_json()))
+        CLAWBACKS.labels(c.asset).inc()
+    return outgoing
 
 
 def day_key(day: date) -> str:
