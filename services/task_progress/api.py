@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.rewards_ledger.client import LedgerClient
 from services.task_progress import checkins, service
 from services.task_progress import repository as repo
-from services.task_progress.ledger_client import LedgerClient
 from services.task_progress.schemas import (
     CheckinsOut,
     MakeupOut,
@@ -53,7 +53,7 @@ Assets = Annotated[LedgerClient, Depends(assets_of)]
 @router.post("/tasks", response_model=TaskOut, status_code=201)
 async def create_task(body: TaskCreate, caller: Caller, assets: Assets, session: Writes) -> dict:
     caller.require_scope("tasks:write")
-    await assets.require(reward_assets(body.model_dump()))
+    await service.require_assets(assets, reward_assets(body.model_dump()))
     return await service.create_task(session, body)
 
 
@@ -83,7 +83,7 @@ async def patch_task(
 ) -> dict:
     """Change a rule; deactivate with {"active": false}. Progress already made is kept."""
     caller.require_scope("tasks:write")
-    await assets.require(reward_assets(body.model_dump(exclude_unset=True)))
+    await service.require_assets(assets, reward_assets(body.model_dump(exclude_unset=True)))
     return await service.patch_task(session, task_id, body)
 
 
@@ -140,7 +140,7 @@ async def simulate_rule(
     decided by the same code as the live rule (progress counted from `from`). Writes
     nothing. Behaviors are kept JIFEN_BEHAVIOR_HISTORY_HOURS."""
     caller.require_scope("tasks:read")
-    await assets_of(request).require(reward_assets(body.rule.model_dump()))
+    await service.require_assets(assets_of(request), reward_assets(body.rule.model_dump()))
     return await simulate(session, body, runtime_of(request).settings.tz)
 
 

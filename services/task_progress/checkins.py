@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rewards_ledger.client import LedgerClient
 from services.task_progress import repository as repo
 from services.task_progress.domain import (
     CheckinDay,
@@ -36,7 +37,6 @@ from services.task_progress.domain import (
     rule_from_row,
 )
 from services.task_progress.events import Output, day_key, tier_book
-from services.task_progress.ledger_client import LedgerClient
 from shared.db import Database
 from shared.errors import DomainError, NotFound
 

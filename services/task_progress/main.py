@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from services.rewards_ledger.client import LedgerClient
 from services.task_progress.api import router
 from services.task_progress.consumer import BehaviorHandler, TierHandler
-from services.task_progress.ledger_client import LedgerClient
 from services.task_progress.models import PURGES, messaging, metadata
 from services.task_progress.seed import seed_demo_tasks
 from services.task_progress.settings import Settings

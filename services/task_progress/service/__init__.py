@@ -19,6 +19,7 @@ from services.task_progress.service.rules import (
     create_task,
     get_task,
     patch_task,
+    require_assets,
     rule_snapshot,
     task_versions,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "patch_task",
     "record_orders_and_refunds",
     "refund_order",
+    "require_assets",
     "rule_snapshot",
     "settle",
     "task_versions",

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rewards_ledger.client import LedgerClient
 from services.task_progress import repository as repo
-from services.task_progress.domain import REWARD_FIELDS
+from services.task_progress.domain import BUILTIN_ASSETS, REWARD_FIELDS
 from services.task_progress.schemas import TaskCreate, TaskPatch, check_rule
 from shared.errors import InvalidInput, NotFound
 
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
+
+
+async def require_assets(ledger: LedgerClient, codes: Iterable[str]) -> None:
+    """A rule may only pay in assets the ledger knows: InvalidInput (422) names every code it
+    does not. Asked before the request's transaction takes a connection, so nothing of the
+    database waits on the ledger; no answer is `ledger_unavailable` (503)."""
+    unknown = [
+        code for code in sorted(set(codes) - BUILTIN_ASSETS) if not await ledger.asset_exists(code)
+    ]
+    if unknown:
+        raise InvalidInput(
+            f"unknown reward asset {', '.join(unknown)}: create it in rewards_ledger first",
+            unknown_assets=unknown,
+        )
 
 
 def rule_snapshot(fields: dict[str, Any]) -> dict[str, Any]:
