@@ -10,8 +10,8 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engagement import service
-from services.engagement.index import IndexWriter
 from services.engagement.settings import Settings
+from services.engagement.workers import IndexWriter
 from shared.events import (
     BEHAVIOR_DIVERTED,
     BEHAVIOR_EVENTS,

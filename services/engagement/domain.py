@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -88,6 +88,16 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
 
 def local_day(at: datetime, tz: ZoneInfo) -> date:
     return at.astimezone(tz).date()
+
+
+def aware(at: datetime) -> datetime:
+    """`at`, read as UTC when it carries no zone."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def window_start(now: datetime, tz: ZoneInfo, days: int) -> date:
+    """First business day of the rolling window of `days` days ending today."""
+    return local_day(now, tz) - timedelta(days=days - 1)
 
 
 # -- ranks ----------------------------------------------------------------------------------
@@ -254,6 +264,10 @@ def term_end(since: datetime, qualification_days: int) -> datetime:
 
 
 # -- badges ---------------------------------------------------------------------------------
+
+# The per-user counters (user_counters.name) that badge criteria read.
+REDEMPTIONS = "redemptions"
+BEST_STREAK = "best_streak"
 
 
 @dataclass

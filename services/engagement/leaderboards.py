@@ -16,9 +16,10 @@ from redis.exceptions import RedisError
 
 from services.engagement import domain, service
 from services.engagement import repository as repo
-from services.engagement.index import BoardIndex, IndexWriter
+from services.engagement.index import BoardIndex
 from services.engagement.metrics import INDEX_REBUILDS
 from services.engagement.settings import Settings
+from services.engagement.workers import IndexWriter
 from shared.db import Database
 from shared.errors import DomainError
 

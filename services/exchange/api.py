@@ -54,7 +54,7 @@ STATUS: dict[Outcome, int] = {
 
 
 def exchange_of(request: Request) -> service.Exchange:
-    """The redemption saga; it opens a unit of work per step itself (see service.py)."""
+    """The redemption saga; it opens a unit of work per step itself (see service/)."""
     rt: Runtime[Settings, service.Exchange] = runtime_of(request)
     return rt.parts
 
@@ -63,7 +63,7 @@ def exchange_of(request: Request) -> service.Exchange:
 
 
 @router.post("/items", response_model=ItemOut, status_code=201)
-async def create_item(body: ItemCreate, caller: Caller, session: Writes) -> dict:
+async def create_item(body: ItemCreate, caller: Caller, session: Writes) -> ItemOut:
     caller.require_scope("exchange:items")
     return await catalog.create_item(session, body.model_dump())
 
@@ -89,7 +89,7 @@ async def list_items(
     ] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict:
+) -> ItemsPage:
     """The public catalog: available items, cheapest first."""
     if include_unavailable:
         if caller is None:
@@ -102,12 +102,14 @@ async def list_items(
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: ObjectId, session: Reads) -> dict:
+async def get_item(item_id: ObjectId, session: Reads) -> ItemOut:
     return await catalog.get_item(session, item_id)
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-async def update_item(item_id: ObjectId, body: ItemPatch, caller: Caller, session: Writes) -> dict:
+async def update_item(
+    item_id: ObjectId, body: ItemPatch, caller: Caller, session: Writes
+) -> ItemOut:
     """Change an item. `stock` sets the units on the shelf (restock or withdraw);
     `active: false` takes it off sale (items are never deleted: redemptions refer to them)."""
     caller.require_scope("exchange:items")
@@ -115,7 +117,7 @@ async def update_item(item_id: ObjectId, body: ItemPatch, caller: Caller, sessio
 
 
 @router.delete("/items/{item_id}", response_model=ItemOut)
-async def retire_item(item_id: ObjectId, caller: Caller, session: Writes) -> dict:
+async def retire_item(item_id: ObjectId, caller: Caller, session: Writes) -> ItemOut:
     """Take an item off sale for good (kept for the redemptions that refer to it)."""
     caller.require_admin()
     return await catalog.retire_item(session, item_id)
@@ -150,11 +152,11 @@ async def redeem(request: Request) -> Response:
     result, outcome = await exchange_of(request).redeem(
         body.user_id, body.item_id, body.quantity, body.idempotency_key, body.shipping_address
     )
-    return json_response(RedemptionOut.model_validate(result), STATUS[outcome])
+    return json_response(result, STATUS[outcome])
 
 
 @router.get("/redemptions/{redemption_id}", response_model=RedemptionOut)
-async def get_redemption(redemption_id: ObjectId, caller: Caller, session: Reads) -> dict:
+async def get_redemption(redemption_id: ObjectId, caller: Caller, session: Reads) -> RedemptionOut:
     return await service.get_redemption(session, redemption_id, caller)
 
 
@@ -165,7 +167,7 @@ async def cancel_redemption(
     response: Response,
     caller: Caller,
     body: Annotated[CancelRequest | None, Body()] = None,
-) -> dict:
+) -> RedemptionOut:
     """Cancel and refund: points go back to the lots they came from, stock returns.
 
     Admins may cancel any completed redemption; a user may cancel their own physical item
@@ -179,7 +181,9 @@ async def cancel_redemption(
 
 
 @router.post("/redemptions/{redemption_id}/ship", response_model=RedemptionOut)
-async def ship(redemption_id: ObjectId, body: ShipRequest, caller: Caller, session: Writes) -> dict:
+async def ship(
+    redemption_id: ObjectId, body: ShipRequest, caller: Caller, session: Writes
+) -> RedemptionOut:
     caller.require_scope("exchange:fulfil")
     return await service.advance_fulfilment(
         session, redemption_id, "ship", body.carrier, body.tracking_number
@@ -192,7 +196,7 @@ async def deliver(
     caller: Caller,
     session: Writes,
     body: Annotated[DeliverRequest | None, Body()] = None,
-) -> dict:
+) -> RedemptionOut:
     """Mark a shipped parcel delivered. The body is optional."""
     caller.require_scope("exchange:fulfil")
     return await service.advance_fulfilment(session, redemption_id, "deliver")
@@ -206,7 +210,7 @@ async def fulfilment_queue(
     user_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict:
+) -> RedemptionsPage:
     """Operations' shipping queue: physical redemptions at a fulfilment step (`pending`:
     to ship, `shipped`: to deliver), oldest first; one user's with `user_id`."""
     caller.require_scope("exchange:read")
@@ -223,7 +227,7 @@ async def user_redemptions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict:
+) -> RedemptionsPage:
     caller.require_user_or_scope(user_id, "exchange:read")
     return await service.user_redemptions(session, user_id, status, limit, offset)
 
@@ -232,7 +236,8 @@ async def user_redemptions(
 async def quick_options(user_id: UserId, request: Request, caller: Caller, session: Reads) -> dict:
     """Up to three in-stock items the user can afford, closest to their balance first."""
     caller.require_user(user_id)
-    return await exchange_of(request).quick_options(session, user_id)
+    exchange = exchange_of(request)
+    return await service.quick_options(session, exchange.ledger, exchange.settings, user_id)
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut)

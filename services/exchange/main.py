@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from services.exchange.api import router
-from services.exchange.ledger_client import LedgerClient
+from services.exchange.consumer import TierHandler
 from services.exchange.models import messaging, metadata
-from services.exchange.recovery import RecoveryWorker
 from services.exchange.seed import seed
 from services.exchange.service import Exchange
 from services.exchange.settings import Settings
-from services.exchange.tiers import TierHandler
+from services.exchange.workers import RecoveryWorker
+from services.rewards_ledger.client import LedgerClient
 from shared.events import ENGAGEMENT_EVENTS, EXCHANGE_EVENTS
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 

@@ -19,7 +19,7 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 
 
 class PerUserLimit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
     period: Literal["day", "month", "lifetime"]
     quantity: int = Field(ge=1, le=100_000)
@@ -109,6 +109,10 @@ class ItemPatch(_ItemFields):
 
 
 class ItemOut(BaseModel):
+    """Read from a `repository.Item` (`ItemOut.model_validate(item)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str
     description: str
@@ -150,11 +154,15 @@ class RedemptionRequest(BaseModel):
 
 
 class Failure(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     code: str
     message: str | None
 
 
 class Fulfilment(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     status: str | None
     shipping_address: str | None
     carrier: str | None
@@ -162,6 +170,10 @@ class Fulfilment(BaseModel):
 
 
 class RedemptionOut(BaseModel):
+    """Read from a `repository.Redemption` (`RedemptionOut.model_validate(row)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     user_id: str
     idempotency_key: str

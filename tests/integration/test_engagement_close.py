@@ -22,10 +22,10 @@ from sqlalchemy import select, text
 
 from services.engagement import repository as repo
 from services.engagement import service
-from services.engagement.index import BoardIndex, IndexWriter
+from services.engagement.index import BoardIndex
 from services.engagement.models import board_results
 from services.engagement.settings import Settings
-from services.engagement.workers import PeriodCloser
+from services.engagement.workers import IndexWriter, PeriodCloser
 from shared.db import Database, create_engine, database_url, ensure_database
 from shared.events import LedgerEvent
 from shared.messaging.outbox import UNSENT_MESSAGES

@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import func, select
 
 from services.exchange import repository as repo
-from services.exchange.ledger_client import LedgerClient
 from services.exchange.models import coupons
 from services.exchange.service import Exchange, Finish
 from services.exchange.settings import Settings
+from services.rewards_ledger.client import LedgerClient
 from shared.db import Database
 from tests.integration.helpers import (
     create_item,

@@ -1,4 +1,5 @@
-"""engagement.events -> the member tier read model a redemption of a tier-only item checks.
+"""exchange's Kafka handlers: engagement.events -> the member tier read model a redemption of
+a tier-only item checks.
 
 Only tier.changed matters here; the other engagement events are skipped. Each event carries
 the user's change count (`sequence`) and the ladder's order with its version, so events
@@ -32,17 +33,16 @@ class TierHandler(BatchHandler):
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         newest: dict[str, dict[str, object]] = {}
+        sequences: dict[str, int] = {}  # the sequence of each user's newest row
         ladder: tuple[int, list[dict[str, object]]] | None = None
         for item in items:
             event: EngagementEvent = item.value
             data = event.data
             user = str(event.user_id)
-            if user not in newest or int(newest[user]["sequence"]) < data["sequence"]:  # type: ignore[call-overload]
-                newest[user] = {
-                    "user_id": user,
-                    "tier": data.get("tier"),
-                    "sequence": data["sequence"],
-                }
+            sequence: int = data["sequence"]  # an int: `parse` refused anything else
+            if user not in sequences or sequences[user] < sequence:
+                sequences[user] = sequence
+                newest[user] = {"user_id": user, "tier": data.get("tier"), "sequence": sequence}
             version = int(data.get("ladder_version", 0))
             steps = data.get("ladder_tiers")
             if isinstance(steps, list) and (ladder is None or ladder[0] <= version):

@@ -1,4 +1,5 @@
-"""The loop that finishes what a request could not: unconfirmed debits and refunds."""
+"""exchange's background loops: the recovery loop, which finishes what a request could not
+(unconfirmed debits and refunds)."""
 
 from __future__ import annotations
 

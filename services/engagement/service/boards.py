@@ -1,0 +1,70 @@
+"""Leaderboard definitions: creating and reading boards, resolving a request's period, and
+reading a period's scores back for an index rebuild."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.engagement import domain
+from services.engagement import repository as repo
+from shared.db import Database
+from shared.errors import DomainError, NotFound
+
+
+def board_view(row: Any) -> dict[str, Any]:
+    return {
+        "code": row.code,
+        "name": row.name,
+        "metric": row.metric,
+        "action": row.action,
+        "window": row.window,
+        "prizes": row.prizes,
+        "active": row.active,
+        "created_at": row.created_at,
+    }
+
+
+async def create_board(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await repo.insert_board(session, values)
+    if row is None:
+        raise DomainError("board_exists", f"a leaderboard {values['code']} already exists")
+    return board_view(row)
+
+
+async def get_board(session: AsyncSession, code: str) -> Any:
+    row = await repo.get_board(session, code)
+    if row is None:
+        raise NotFound("leaderboard", code)
+    return row
+
+
+def resolve_period(board: Any, period: str, now: datetime, tz: ZoneInfo) -> str:
+    """`current` or a period key of the board's window (422 for anything else)."""
+    if period == "current":
+        return domain.period_key(board.window, now, tz)
+    try:
+        domain.period_bounds(board.window, period, tz)
+    except ValueError as exc:
+        raise DomainError("invalid_period", str(exc), status=422) from exc
+    return period
+
+
+async def score_pages(
+    db: Database, board: str, period: str, page: int
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """A period's scores from PostgreSQL, a page at a time (each page its own read)."""
+    after = ""
+    while True:
+        async with db.read_only() as session:
+            rows = await repo.scores_page(session, board, period, after, page, datetime.now(UTC))
+        if not rows:
+            return
+        yield [(r.user_id, int(r.score)) for r in rows]
+        after = rows[-1].user_id
+        if len(rows) < page:
+            return
