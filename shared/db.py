@@ -91,7 +91,7 @@ class Database:
     Every request gets its unit of work from `shared.unit_of_work`, every consumed batch from
     the consumer loop, every background step from its worker: the code that opens a unit of
     work is the only code that ends it. Use cases that must commit in steps say so (the
-    exchange's redemption saga, `services/exchange/service.py`).
+    exchange's redemption saga, `services/exchange/service/saga.py`).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.behavior_sensor import service
+from services.behavior_sensor import INFO, service
 from services.behavior_sensor.adapters import ADAPTERS, Adapter
 from services.behavior_sensor.domain import FarmingLimits
 from services.behavior_sensor.enrichment import Enricher
@@ -27,7 +27,7 @@ class UpstreamHandler(BatchHandler):
     processor's work, done here because no caller is waiting on a Kafka message).
     """
 
-    name = "behavior_sensor.upstream"
+    name = INFO.consumer("upstream").name  # topics: one per adapter (INFO names the default)
     use_inbox = False
 
     def __init__(

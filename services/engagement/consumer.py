@@ -9,15 +9,11 @@ import json
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.engagement import service
+from services.engagement import INFO, service
 from services.engagement.settings import Settings
 from services.engagement.workers import IndexWriter
 from shared.events import (
     BEHAVIOR_DIVERTED,
-    BEHAVIOR_EVENTS,
-    EXCHANGE_EVENTS,
-    LEDGER_EVENTS,
-    PROGRESS_EVENTS,
     BehaviorEvent,
     ExchangeEvent,
     LedgerEvent,
@@ -26,12 +22,11 @@ from shared.events import (
 from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
 from shared.messaging.known import read_event
 
-TOPICS = (LEDGER_EVENTS, BEHAVIOR_EVENTS, PROGRESS_EVENTS, EXCHANGE_EVENTS, BEHAVIOR_DIVERTED)
+EVENTS = INFO.consumer("events")
 
 
 class EngagementHandler(BatchHandler):
-    name = "engagement.events"
-    topics = TOPICS
+    name, topics = EVENTS.name, EVENTS.topics
     use_inbox = True
 
     def __init__(self, settings: Settings, writer: IndexWriter) -> None:
@@ -46,7 +41,7 @@ class EngagementHandler(BatchHandler):
             except ValueError as exc:  # parse_model accepted it, so this cannot happen
                 raise PoisonMessage(str(exc)) from exc
             return [Inbound(f"diverted:{diverted.behavior_id}", (diverted, reason))]
-        inbound = read_event(record, "engagement", TOPICS)
+        inbound = read_event(record, "engagement", EVENTS.topics)
         if isinstance(inbound.value, ProgressEvent):
             # Only check-ins count here, as the best streak: a maximum, which a repeat cannot
             # raise, so progress events claim no inbox row (a third of this consumer's).

@@ -11,16 +11,18 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.exchange import INFO
 from services.exchange import repository as repo
-from shared.events import ENGAGEMENT_EVENTS, EngagementEvent
+from shared.events import EngagementEvent
 from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+
+TIERS = INFO.consumer("tiers")
 
 
 class TierHandler(BatchHandler):
-    name = "exchange.tiers"
-    topics = (ENGAGEMENT_EVENTS,)
+    name, topics = TIERS.name, TIERS.topics
     use_inbox = False  # sequence and version make every write idempotent
-    background = True  # nobody waits on it (see BatchHandler)
+    background = TIERS.background  # nobody waits on it (see BatchHandler)
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         event = parse_model(record, EngagementEvent, "engagement event")

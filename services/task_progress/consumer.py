@@ -7,18 +7,20 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.task_progress import INFO, service
 from services.task_progress import repository as repo
-from services.task_progress import service
 from services.task_progress.settings import Settings
-from shared.events import ENGAGEMENT_EVENTS, BehaviorEvent, EngagementEvent
+from shared.events import BehaviorEvent, EngagementEvent
 from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
+
+TIERS = INFO.consumer("tiers")
 
 
 class BehaviorHandler(BatchHandler):
     """No separate inbox: the behavior history's key (the behavior id) records what was
     applied, in the same transaction (`service.apply_behaviors`)."""
 
-    name = "task_progress.behaviors"
+    name = INFO.consumer("behaviors").name  # topics: JIFEN_BEHAVIOR_TOPIC (INFO: the default)
     use_inbox = False
 
     def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
@@ -37,10 +39,9 @@ class TierHandler(BatchHandler):
     """engagement.events -> the tier history the points multiplier reads (tier.changed only;
     a change is kept by (user, sequence), so replays change nothing)."""
 
-    name = "task_progress.tiers"
-    topics = (ENGAGEMENT_EVENTS,)
+    name, topics = TIERS.name, TIERS.topics
     use_inbox = False
-    background = True  # a rare event; nobody waits on it (see BatchHandler)
+    background = TIERS.background  # a rare event; nobody waits on it (see BatchHandler)
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
         event = parse_model(record, EngagementEvent, "engagement event")
