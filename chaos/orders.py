@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.behavior_sensor.domain import behavior_id
-from services.rewards_ledger.consumer import ReleaseSweeper
 from services.rewards_ledger.settings import Settings as LedgerSettings
+from services.rewards_ledger.workers import ReleaseSweeper
 from shared.db import Database, asyncpg_kwargs, create_engine, database_url
 
 SOURCE = "order_system"  # the order adapter's source
@@ -220,7 +220,7 @@ class OrderFlow:
 
     async def _ledger_rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         url = database_url(self.database, "jifen_rewards_ledger")
-        conn = await asyncpg.connect(**asyncpg_kwargs(url))  # type: ignore[arg-type]
+        conn = await asyncpg.connect(**asyncpg_kwargs(url))
         try:
             return list(await conn.fetch(sql, *args))
         finally:

@@ -1,23 +1,19 @@
 """rewards.grants -> credits and clawbacks, one transaction per fetched batch (the inbox id is
-the grant or clawback id); the sweeps that expire and release lots."""
+the grant or clawback id)."""
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rewards_ledger import service
+from services.rewards_ledger import INFO, service
 from services.rewards_ledger.settings import Settings
-from shared.db import Database
 from shared.events import REWARD_COMMAND, GrantCommand
 from shared.messaging import BatchHandler, Inbound, PoisonMessage
-from shared.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +24,7 @@ class GrantHandler(BatchHandler):
     target (never lowers it) and only what is left to reverse is applied, so a repeat of
     either changes nothing (`service.apply_rewards`)."""
 
-    name = "rewards_ledger.grants"
+    name = INFO.consumer("grants").name  # topics: JIFEN_GRANTS_TOPIC (INFO: the default)
     use_inbox = False
 
     def __init__(self, settings: Settings, topics: Sequence[str] | None = None) -> None:
@@ -49,49 +45,3 @@ class GrantHandler(BatchHandler):
         await service.apply_rewards(
             session, [i.value for i in items], self.settings.default_points_validity_days
         )
-
-
-Sweep = Callable[[AsyncSession, datetime, int], Awaitable[int]]
-
-
-class _LotSweeper(PollingWorker):
-    """Moves due lots in batches of accounts; safe to run in every replica (SKIP LOCKED)."""
-
-    def __init__(self, settings: Settings, db: Database, sweep: Sweep) -> None:
-        super().__init__(
-            poll_s=settings.expiry_sweep_interval_s,
-            full_batch=sys.maxsize,  # sweep_once already loops until nothing is due
-            backoff_cap_s=settings.retry_backoff_max_s,
-        )
-        self.settings = settings
-        self.db = db
-        self._sweep = sweep
-
-    async def step(self) -> int:
-        return await self.sweep_once()
-
-    async def sweep_once(self, now: datetime | None = None) -> int:
-        """Move everything due by `now` (the clock tests move); returns how many lots moved."""
-        moved_total = 0
-        while True:
-            async with self.db.transaction() as session:
-                moved = await self._sweep(
-                    session, now or datetime.now(UTC), self.settings.expiry_sweep_batch
-                )
-            if moved == 0:
-                return moved_total
-            moved_total += moved
-
-
-class ExpirySweeper(_LotSweeper):
-    """Expires past-due lots."""
-
-    def __init__(self, settings: Settings, db: Database) -> None:
-        super().__init__(settings, db, service.sweep_expired)
-
-
-class ReleaseSweeper(_LotSweeper):
-    """Makes pending lots available once their available_at has come (each exactly once)."""
-
-    def __init__(self, settings: Settings, db: Database) -> None:
-        super().__init__(settings, db, service.sweep_released)

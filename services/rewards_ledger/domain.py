@@ -1,4 +1,4 @@
-"""Pure ledger rules: no I/O, no session. The use cases in service.py fetch the data, ask these
+"""Pure ledger rules: no I/O, no session. The use cases in service/ fetch the data, ask these
 functions what to do, and write the answer.
 
 - lots: spending order, allocation of a debit across lots, expiry dates, which lots are due;

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.rewards_ledger.api import router
-from services.rewards_ledger.consumer import ExpirySweeper, GrantHandler, ReleaseSweeper
+from services.rewards_ledger.api import reports_router, router
+from services.rewards_ledger.consumer import GrantHandler
 from services.rewards_ledger.models import messaging, metadata
-from services.rewards_ledger.reports import router as reports_router
 from services.rewards_ledger.settings import Settings
+from services.rewards_ledger.workers import ExpirySweeper, ReleaseSweeper
 from shared.events import LEDGER_EVENTS, REWARDS_GRANTS
 from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
 

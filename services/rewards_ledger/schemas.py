@@ -23,7 +23,8 @@ class AssetIn(BaseModel):
 
 
 class AssetOut(AssetIn):
-    model_config = ConfigDict(extra="ignore")
+    # Read from the repository's AssetRow.
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
 
     created_at: datetime
 
@@ -254,3 +255,34 @@ class ReconciliationOut(BaseModel):
     checks: list[str]
     violations: list[Violation]
     checked_at: datetime
+
+
+# --- reports the notifier and insights read ----------------------------------------------------
+
+
+class ExpiringLot(BaseModel):
+    user_id: str
+    expires_at: datetime
+    points: int = Field(description="points still in the user's active lots expiring then")
+
+
+class ExpiringCursor(BaseModel):
+    user_id: str
+    expires_at: datetime
+
+
+class ExpiringPage(BaseModel):
+    items: list[ExpiringLot]
+    next: ExpiringCursor | None = Field(
+        None, description="pass as after_user / after_expires_at for the next page"
+    )
+
+
+class Holder(BaseModel):
+    user_id: str
+    balance: int
+
+
+class HoldersPage(BaseModel):
+    items: list[Holder]
+    next: str | None = Field(None, description="pass as `after` for the next page")

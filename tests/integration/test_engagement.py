@@ -14,8 +14,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from shared.devstack import consumer_lag
 from shared.events import BEHAVIOR_EVENTS, LEDGER_EVENTS, PROGRESS_EVENTS
+from shared.messaging.lag import consumer_lag
 from tests.conftest import ADMIN, eventually, unique
 from tests.integration.helpers import create_item, credit, redeem, wait_for_balance
 

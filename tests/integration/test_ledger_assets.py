@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from services.rewards_ledger import service
-from services.rewards_ledger.consumer import ReleaseSweeper
 from services.rewards_ledger.domain import AssetNotSpendable, NothingToExtend
 from services.rewards_ledger.models import journal_entries
 from services.rewards_ledger.settings import Settings
+from services.rewards_ledger.workers import ReleaseSweeper
 from shared.db import Database
 from shared.errors import NotFound
 from shared.events import ClawbackCommand, GrantCommand

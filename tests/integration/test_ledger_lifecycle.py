@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from services.rewards_ledger import service
-from services.rewards_ledger.consumer import ExpirySweeper
 from services.rewards_ledger.models import journal_entries
 from services.rewards_ledger.settings import Settings
+from services.rewards_ledger.workers import ExpirySweeper
 from shared.db import Database
 from shared.messaging.outbox import UNSENT_MESSAGES
 from tests.conftest import ADMIN, eventually, unique

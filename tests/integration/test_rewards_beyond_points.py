@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from services.rewards_ledger.consumer import ReleaseSweeper
 from services.rewards_ledger.settings import Settings
+from services.rewards_ledger.workers import ReleaseSweeper
 from shared.db import Database
 from tests.conftest import ADMIN, envelope, eventually, unique
 from tests.integration.helpers import (

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from services.behavior_sensor.adapters import ADAPTERS
+from services.rewards_ledger.settings import Settings as LedgerSettings
 from services.suite import CONSUMER_GROUPS, SERVICES, SUITE
 from services.task_progress.settings import Settings as TaskSettings
 from shared.messaging import BatchHandler
@@ -43,6 +44,8 @@ def test_configurable_topics_default_to_the_declared_ones() -> None:
     assert sensor.topics == tuple(ADAPTERS)
     behaviors = next(i for i in SUITE if i.name == "task_progress").consumer("behaviors")
     assert behaviors.topics == (TaskSettings().behavior_topic,)
+    grants = next(i for i in SUITE if i.name == "rewards_ledger").consumer("grants")
+    assert grants.topics == (LedgerSettings().grants_topic,)
 
 
 def test_ports_are_the_contracts_and_groups_unique() -> None:

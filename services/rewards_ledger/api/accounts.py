@@ -1,19 +1,17 @@
-"""Ledger HTTP routes: parse, authorize, call a use case in the request's unit of work, map the
-result."""
+"""Account routes: an account and its history, and the movements on it (debits, one or a
+batch, refunds, operations credits, extensions)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from services.rewards_ledger import service
+from services.rewards_ledger.api.deps import AssetCode, Caller, UserId, settings_of
 from services.rewards_ledger.schemas import (
     AccountOut,
-    AssetIn,
-    AssetList,
-    AssetOut,
     BalancesOut,
     CreditRequest,
     DebitBatchOut,
@@ -24,53 +22,16 @@ from services.rewards_ledger.schemas import (
     EntryOut,
     ExtensionOut,
     ExtensionRequest,
-    LiabilityOut,
-    ReconciliationOut,
     RefundOut,
     RefundRequest,
 )
-from services.rewards_ledger.settings import Settings
-from shared.auth import Principal, principal
+from shared.auth import principal
 from shared.errors import DomainError, InvalidInput
-from shared.events import ASSET_PATTERN, DEFAULT_ASSET
+from shared.events import DEFAULT_ASSET
 from shared.hotpath import json_body, json_body_schema, json_response
-from shared.service import Runtime, runtime_of
-from shared.unit_of_work import Reads, Snapshot, Writes
+from shared.unit_of_work import Reads, Writes
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
-UserId = Annotated[str, Path(min_length=1, max_length=64)]
-Caller = Annotated[Principal, Depends(principal)]
-AssetCode = Annotated[str, Query(pattern=ASSET_PATTERN, description="asset code")]
-
-
-def settings_of(request: Request) -> Settings:
-    rt: Runtime[Settings, None] = runtime_of(request)
-    return rt.settings
-
-
-@router.post("/assets", response_model=AssetOut, status_code=201)
-async def create_asset(body: AssetIn, response: Response, caller: Caller, session: Writes) -> dict:
-    """Define an asset (a campaign currency such as `balloon`). `points` and `growth` are built
-    in. The same definition again answers 200; another definition of a code is 409."""
-    caller.require_admin()
-    asset, created = await service.create_asset(session, body.model_dump())
-    if not created:
-        response.status_code = 200
-    return asset
-
-
-@router.get("/assets", response_model=AssetList)
-async def list_assets(caller: Caller, session: Reads) -> dict:
-    caller.require_admin()
-    return {"items": await service.list_assets(session)}
-
-
-@router.get("/assets/{code}", response_model=AssetOut)
-async def get_asset(
-    code: Annotated[str, Path(pattern=ASSET_PATTERN)], caller: Caller, session: Reads
-) -> dict:
-    caller.require_scope("ledger:assets")
-    return await service.get_asset(session, code)
 
 
 @router.get("/accounts/{user_id}", response_model=AccountOut)
@@ -256,22 +217,3 @@ async def extend(
     if not created:
         response.status_code = 200
     return result
-
-
-@router.get("/reports/liability", response_model=LiabilityOut)
-async def liability(
-    request: Request, caller: Caller, session: Snapshot, asset: AssetCode = DEFAULT_ASSET
-) -> dict:
-    """Finance's view of one asset, from one snapshot: outstanding, pending, debt, what
-    expires in each of the next 12 months, and the last 30 days' movements."""
-    caller.require_scope("ledger:overview")
-    return await service.liability_report(
-        session, asset, datetime.now(UTC), settings_of(request).tz
-    )
-
-
-@router.get("/reconciliation", response_model=ReconciliationOut)
-async def reconciliation(caller: Caller, session: Snapshot) -> dict:
-    """Prove the books balance: every invariant in the contract, checked in one snapshot."""
-    caller.require_scope("ledger:overview")
-    return await service.reconcile(session)
