@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.engagement import process_cpu_seconds
 from services.devstack import Stack
-from services.insights.recommend import (
+from services.insights.recommendations import (
     Item,
     Model,
     Redeemed,

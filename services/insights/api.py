@@ -9,11 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.insights import repository as repo
 from services.insights import service
 from services.insights.domain import business_day
 from services.insights.parts import Parts
-from services.insights.recommender import Recommender
 from services.insights.schemas import (
     EXPERIMENT_KEY,
     AssignmentOut,
@@ -26,6 +24,7 @@ from services.insights.schemas import (
     ResultsOut,
     StatusPatch,
 )
+from services.insights.service import Recommender
 from services.insights.settings import Settings
 from shared.auth import Principal, principal
 from shared.events import ASSET_PATTERN, DEFAULT_ASSET
@@ -103,7 +102,7 @@ def _definition(body: ExperimentCreate) -> dict[str, Any]:
 @router.post("/experiments", response_model=ExperimentOut, status_code=201)
 async def create_experiment(
     body: ExperimentCreate, caller: Caller, session: Writes, response: Response
-) -> dict[str, Any]:
+) -> ExperimentOut:
     """Define an experiment. Posting the same definition again answers 200 with it; another
     definition under an existing key is 409 `experiment_exists`."""
     caller.require_admin()
@@ -122,9 +121,9 @@ async def list_experiments(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     caller.require_scope("insights:read")
-    rows, total = await repo.list_experiments(session, status, limit, offset)
+    items, total = await service.list_experiments(session, status, limit, offset)
     return {
-        "items": [service.experiment_view(r) for r in rows],
+        "items": items,
         "total": total,
         "limit": limit,
         "offset": offset,
@@ -132,15 +131,15 @@ async def list_experiments(
 
 
 @router.get("/experiments/{key}", response_model=ExperimentOut)
-async def get_experiment(key: Key, caller: Caller, session: Reads) -> dict[str, Any]:
+async def get_experiment(key: Key, caller: Caller, session: Reads) -> ExperimentOut:
     caller.require_admin()
-    return service.experiment_view(await service.get_experiment(session, key))
+    return ExperimentOut.model_validate(await service.get_experiment(session, key))
 
 
 @router.patch("/experiments/{key}", response_model=ExperimentOut)
 async def patch_experiment(
     key: Key, body: StatusPatch, caller: Caller, session: Writes
-) -> dict[str, Any]:
+) -> ExperimentOut:
     """Start (`running`), pause (`draft`) or stop an experiment; a stopped one stays stopped."""
     caller.require_admin()
     return await service.change_status(session, key, body.status)

@@ -6,16 +6,9 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.insights import service
+from services.insights import INFO, service
 from services.insights.settings import Settings
 from shared.events import (
-    BEHAVIOR_EVENTS,
-    ENGAGEMENT_EVENTS,
-    EXCHANGE_EVENTS,
-    EXPERIMENT_EXPOSURES,
-    LEDGER_EVENTS,
-    NOTIFY_EVENTS,
-    PROGRESS_EVENTS,
     BehaviorEvent,
     EngagementEvent,
     ExchangeEvent,
@@ -26,28 +19,19 @@ from shared.events import (
 from shared.messaging import BatchHandler, Inbound
 from shared.messaging.known import read_event
 
-TOPICS = (
-    BEHAVIOR_EVENTS,
-    PROGRESS_EVENTS,
-    LEDGER_EVENTS,
-    EXCHANGE_EVENTS,
-    ENGAGEMENT_EVENTS,
-    NOTIFY_EVENTS,
-    EXPERIMENT_EXPOSURES,
-)
+EVENTS = INFO.consumer("events")
 
 
 class InsightsHandler(BatchHandler):
-    name = "insights.events"
-    topics = TOPICS
+    name, topics = EVENTS.name, EVENTS.topics
     use_inbox = True
-    background = True  # nobody waits on it (see BatchHandler)
+    background = EVENTS.background  # nobody waits on it (see BatchHandler)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        inbound = read_event(record, "insights", TOPICS)
+        inbound = read_event(record, "insights", EVENTS.topics)
         if isinstance(inbound.value, EngagementEvent) and inbound.value.type != "tier.changed":
             return []  # of engagement's events, only tier changes are counted
         if isinstance(inbound.value, (BehaviorEvent, ProgressEvent)):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from services.insights import INFO
 from services.insights.api import router
-from services.insights.consumer import TOPICS, InsightsHandler
-from services.insights.gauges import KpiGauges
+from services.insights.consumer import InsightsHandler
 from services.insights.models import messaging, metadata
 from services.insights.parts import Parts
-from services.insights.recommender import Recommender
-from services.insights.reference import ExpiringSync, ReferenceSync, Upstream
 from services.insights.seed import seed_demo
+from services.insights.service import Recommender
 from services.insights.settings import Settings
+from services.insights.upstream import Upstream
+from services.insights.workers import ExpiringSync, KpiGauges, ReferenceSync
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
@@ -43,7 +44,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     messaging=messaging,
     routers=[router],
-    topics=list(TOPICS),
+    topics=list(INFO.consumer("events").topics),
     build_parts=build_parts,
     build_workers=build_workers,
     seed=seed_demo,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.insights.recommender import Recommender
-from services.insights.reference import Upstream
+from services.insights.service import Recommender
+from services.insights.upstream import Upstream
 
 
 @dataclass

@@ -74,6 +74,8 @@ class StatusPatch(BaseModel):
 
 
 class ExperimentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from a stored Experiment
+
     key: str
     name: str
     description: str

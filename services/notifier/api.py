@@ -3,12 +3,10 @@ admin), open tracking, templates, campaigns and trigger runs (admin)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier import repository as repo
 from services.notifier import service
@@ -36,8 +34,6 @@ from services.notifier.settings import Settings
 from services.notifier.templates import BUILTIN
 from services.notifier.triggers import TRIGGERS
 from shared.auth import Principal, principal
-from shared.errors import DomainError, InvalidInput, NotFound
-from shared.events import stable_id
 from shared.instants import Instant
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Writes
@@ -129,14 +125,18 @@ async def list_notifications(
 
 
 @router.get("/notifications/{notification_id}", response_model=NotificationDetail)
-async def get_notification(notification_id: NotificationId, caller: Caller, session: Reads) -> dict:
+async def get_notification(
+    notification_id: NotificationId, caller: Caller, session: Reads
+) -> NotificationDetail:
     """One notification with every attempt to deliver it."""
     caller.require_user(await service.owner_of(session, notification_id))
     return await service.get_notification(session, notification_id)
 
 
 @router.post("/notifications/{notification_id}/opened", response_model=NotificationOut)
-async def opened(notification_id: NotificationId, caller: Caller, session: Writes) -> dict:
+async def opened(
+    notification_id: NotificationId, caller: Caller, session: Writes
+) -> NotificationOut:
     """Open tracking (the app calls it when the user opens the push): the first open is
     recorded and published as `opened` on notify.events; later calls change nothing."""
     caller.require_user(await service.owner_of(session, notification_id))
@@ -167,31 +167,6 @@ async def put_template(
 # -- campaigns --------------------------------------------------------------------------------
 
 
-def campaign_out(row: Any, counts: dict[str, int]) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "audience": row.audience,
-        "category": row.category,
-        "template": row.template,
-        "title": row.title,
-        "body": row.body,
-        "send_at": row.send_at,
-        "status": row.status,
-        "recipients": row.recipients,
-        "counts": counts,
-        "created_at": row.created_at,
-        "expanded_at": row.expanded_at,
-    }
-
-
-async def _campaign(session: AsyncSession, campaign_id: str) -> dict[str, Any]:
-    row = await repo.campaign(session, campaign_id)
-    if row is None:
-        raise NotFound("campaign", campaign_id)
-    return campaign_out(row, await repo.campaign_counts(session, campaign_id))
-
-
 @router.post(
     "/campaigns",
     response_model=CampaignOut,
@@ -205,41 +180,11 @@ async def create_campaign(
     most once. The same idempotency key and body again answers 200 with the campaign; the
     same key with another body is 409."""
     caller.require_admin()
-    if body.template is not None:
-        book = await service.template_book(session)
-        if body.template not in book:
-            raise InvalidInput(f"unknown template {body.template}")
-    campaign_id = stable_id("campaign", body.idempotency_key)
-    audience = body.audience.model_dump(exclude_none=True)
-    values = {
-        "id": campaign_id,
-        "name": body.name,
-        "audience": json.dumps(audience, ensure_ascii=False),
-        "category": body.category,
-        "template": body.template,
-        "title": body.title,
-        "body": body.body,
-        "variables": json.dumps(body.variables, ensure_ascii=False),
-        "send_at": body.send_at or datetime.now(UTC),
-    }
-    if not await repo.insert_campaign(session, values):
-        existing = await repo.campaign(session, campaign_id)
-        same = (
-            existing.name == body.name
-            and existing.audience == audience
-            and existing.category == body.category
-            and existing.template == body.template
-            and existing.title == body.title
-            and existing.body == body.body
-        )
-        if not same:
-            raise DomainError(
-                "idempotency_conflict",
-                "this idempotency key was used for another campaign",
-            )
+    campaign_id, created = await service.create_campaign(session, body)
+    if not created:
         response.status_code = 200
     parts.wake_expander(session)
-    return await _campaign(session, campaign_id)
+    return await service.get_campaign(session, campaign_id)
 
 
 @router.get("/campaigns", response_model=CampaignList)
@@ -247,8 +192,7 @@ async def list_campaigns(
     caller: Caller, session: Reads, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> dict:
     caller.require_scope("notifier:read")
-    rows = await repo.campaigns_page(session, limit)
-    return {"items": [campaign_out(r, await repo.campaign_counts(session, r.id)) for r in rows]}
+    return {"items": await service.list_campaigns(session, limit)}
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut)
@@ -259,7 +203,7 @@ async def get_campaign(
 ) -> dict:
     """The campaign with its notifications counted by status."""
     caller.require_admin()
-    return await _campaign(session, campaign_id)
+    return await service.get_campaign(session, campaign_id)
 
 
 # -- trigger runs ------------------------------------------------------------------------------

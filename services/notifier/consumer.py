@@ -16,14 +16,11 @@ from datetime import UTC, date, datetime
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifier import domain, service
+from services.notifier import INFO, domain, service
 from services.notifier.service import Batch, Planned
 from services.notifier.settings import Settings
 from shared.db import after_commit
 from shared.events import (
-    ENGAGEMENT_EVENTS,
-    EXCHANGE_EVENTS,
-    PROGRESS_EVENTS,
     EngagementEvent,
     ExchangeEvent,
     ProgressEvent,
@@ -31,7 +28,7 @@ from shared.events import (
 from shared.messaging import BatchHandler, Inbound
 from shared.messaging.known import read_event
 
-TOPICS = (PROGRESS_EVENTS, EXCHANGE_EVENTS, ENGAGEMENT_EVENTS)
+EVENTS = INFO.consumer("events")
 SHIPPING = {
     "redemption.shipped": "redemption_shipped",
     "redemption.delivered": "redemption_delivered",
@@ -39,17 +36,16 @@ SHIPPING = {
 
 
 class NotifierHandler(BatchHandler):
-    name = "notifier.events"
-    topics = TOPICS
+    name, topics = EVENTS.name, EVENTS.topics
     use_inbox = False  # see the module's docstring
-    background = True  # nobody waits on it (see BatchHandler)
+    background = EVENTS.background  # nobody waits on it (see BatchHandler)
 
     def __init__(self, settings: Settings, wake: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.wake_dispatch = wake
 
     def parse(self, record: ConsumerRecord) -> list[Inbound]:
-        return [read_event(record, "notifier", TOPICS)]
+        return [read_event(record, "notifier", EVENTS.topics)]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
         batch = Batch()

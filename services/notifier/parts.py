@@ -1,16 +1,16 @@
-"""The notifier's collaborators, built once per process: the providers, the ledger reports
-client, the scanner (daily triggers, campaigns) and the workers the API wakes."""
+"""The notifier's collaborators, built once per process: the providers, the ledger's client
+(its reports), the scanner (daily triggers, campaigns) and the workers the API wakes."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier import repository as repo
-from services.notifier.ledger_client import LedgerReports
 from services.notifier.providers import build_providers
 from services.notifier.settings import Settings
 from services.notifier.triggers import Scanner
 from services.notifier.workers import CampaignExpander, Dispatcher, TriggerScheduler
+from services.rewards_ledger.client import LedgerClient
 from shared.db import Database, after_commit
 
 
@@ -19,7 +19,7 @@ class Parts:
         self.settings = settings
         self.db = db
         self.providers = build_providers(settings)
-        self.ledger = LedgerReports(
+        self.ledger = LedgerClient(
             settings.ledger_url, settings.outbound_token, settings.ledger_timeout_s
         )
         self.scanner = Scanner(settings, db, self.ledger)

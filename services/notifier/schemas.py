@@ -93,6 +93,8 @@ class PreferencesOut(BaseModel):
 
 
 class NotificationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from a stored Notification
+
     id: str
     user_id: str
     category: str
@@ -116,6 +118,8 @@ class NotificationOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     device: str
     provider: str
     outcome: str

@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier import domain, service
 from services.notifier import repository as repo
-from services.notifier.ledger_client import LedgerReports
 from services.notifier.service import Planned
 from services.notifier.settings import Settings
+from services.rewards_ledger.client import LedgerClient
 from shared.db import Database
 
 TRIGGERS = ("points_expiring", "streak_at_risk", "tasks_unfinished")
@@ -49,10 +49,18 @@ def due_at(
     return max(now, at)
 
 
+def _ledger_cursor(cursor: str | None) -> tuple[str, str] | None:
+    """The ledger's keyset cursor (user, expires_at) a run's stored cursor holds."""
+    if not cursor:
+        return None
+    user_id, expires_at = json.loads(cursor)
+    return str(user_id), str(expires_at)
+
+
 class Scanner:
     """Runs daily triggers and expands campaigns (shared by the workers and the admin API)."""
 
-    def __init__(self, settings: Settings, db: Database, ledger: LedgerReports) -> None:
+    def __init__(self, settings: Settings, db: Database, ledger: LedgerClient) -> None:
         self.settings = settings
         self.db = db
         self.ledger = ledger
@@ -127,16 +135,13 @@ class Scanner:
         zone = ZoneInfo(tz)
         horizons = self.settings.expiry_reminder_days
         start, end = domain.expiry_window(day, zone, horizons)
-        fetch = tuple(json.loads(cursor)) if cursor else None
+        fetch = _ledger_cursor(cursor)
         expected = cursor
         carry: list[tuple[str, datetime, int]] = []
         total = 0
         while True:
             rows, nxt = await self.ledger.expiring(
-                start,
-                end,
-                fetch,
-                self.settings.expiry_scan_page,  # type: ignore[arg-type]
+                start, end, fetch, self.settings.expiry_scan_page
             )
             rows = carry + rows
             if nxt is not None and rows:  # the last user may go on in the next page
@@ -253,21 +258,7 @@ class Scanner:
             current = await repo.campaign(session, campaign_id, lock=True)
             if current is None or current.cursor != cursor or current.status == "done":
                 return True  # another replica moved it: look again
-            planned = [
-                Planned(
-                    id=domain.notification_id("campaign", campaign_id, user_id),
-                    user_id=user_id,
-                    trigger="campaign",
-                    due_at=now,
-                    template=current.template,
-                    title=current.title,
-                    body=current.body,
-                    variables=dict(current.variables or {}),
-                    category=current.category,
-                    campaign_id=campaign_id,
-                )
-                for user_id in users
-            ]
+            planned = service.campaign_plans(current, users, now)
             added = await service.queue(session, self.settings, planned)
             await repo.advance_campaign(session, campaign_id, nxt or cursor, added, nxt is None)
         return True

@@ -21,7 +21,7 @@ from services.insights.domain import (
     ledger_counters,
     merge_cohort,
 )
-from services.insights.recommend import (
+from services.insights.recommendations import (
     REASON_POPULAR,
     Item,
     Model,

@@ -1,4 +1,5 @@
-"""Recommendations, as pure functions over a model built from insights' own tables.
+"""Recommendations, as pure functions over a model built from insights' own tables (the model
+kept and served per user is `service/recommendations.py`).
 
 Scoring (a user with redemptions): 60% item-item collaborative filtering on redemptions
 (cosine of co-redemption counts between the candidate and what the user redeemed, scaled so
@@ -337,6 +338,31 @@ def recommend(
     items = model.items
     history = sorted({r.item_id for r in user.redeemed if r.item_id in items})
     history_categories = {items[i].category for i in history}
+    scored = _scored(model, user, _candidates(model, user, now, tz), history)
+    chosen: list[Recommendation] = []
+    per: Counter[str] = Counter()
+    for negative_score, _, _, item, fits_expiring in scored:
+        if per[item.category] >= per_category:
+            continue
+        per[item.category] += 1
+        reason = _reason(model, item, user, history, history_categories, fits_expiring, now, tz)
+        chosen.append(
+            Recommendation(
+                item.item_id,
+                item.name,
+                item.category,
+                item.points_price,
+                round(-negative_score, 6),
+                reason,
+            )
+        )
+        if len(chosen) >= limit:
+            break
+    return chosen
+
+
+def _candidates(model: Model, user: UserView, now: datetime, tz: ZoneInfo) -> list[Item]:
+    """The items on sale in the user's price band, within their limits and tier."""
     balance = user.balance
     if balance > 0:  # the price band, from the items on sale sorted by price
         lo = bisect_left(model.sellable_prices, BAND_LOW * balance)
@@ -344,12 +370,20 @@ def recommend(
         sellable = model.sellable[lo:hi]
     else:
         sellable = model.sellable
-    candidates = [
+    return [
         item
         for item in sellable
         if (item.per_user_limit is None or within_limit(item, user.redeemed, now, tz))
         and (item.min_tier is None or tier_allows(item, user.tier, user.ladder))
     ]
+
+
+def _scored(
+    model: Model, user: UserView, candidates: list[Item], history: Sequence[str]
+) -> list[tuple[float, int, str, Item, bool]]:
+    """Each candidate's (-score, distance from the balance, id, item, fits the expiring
+    points), best first."""
+    balance = user.balance
     popularity = model.popularity
     top_popularity = max((popularity.get(i.item_id, 0) for i in candidates), default=0)
     # Rows of the items the user redeemed: an item is never its own neighbour in them.
@@ -382,26 +416,7 @@ def recommend(
             score += EXPIRY_BOOST
         scored.append((-score, abs(item.points_price - balance), iid, item, fits_expiring))
     scored.sort(key=lambda entry: entry[:3])
-    chosen: list[Recommendation] = []
-    per: Counter[str] = Counter()
-    for negative_score, _, _, item, fits_expiring in scored:
-        if per[item.category] >= per_category:
-            continue
-        per[item.category] += 1
-        reason = _reason(model, item, user, history, history_categories, fits_expiring, now, tz)
-        chosen.append(
-            Recommendation(
-                item.item_id,
-                item.name,
-                item.category,
-                item.points_price,
-                round(-negative_score, 6),
-                reason,
-            )
-        )
-        if len(chosen) >= limit:
-            break
-    return chosen
+    return scored
 
 
 def recall_at_k(

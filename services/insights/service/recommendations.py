@@ -1,15 +1,17 @@
-"""The recommender's in-memory model: the catalog copy, co-redemptions and popularity, read
-from insights' tables and rebuilt when older than `model_refresh_s` (one rebuild at a time;
-requests meanwhile use the model they have)."""
+"""Recommendations: the model kept in memory (rebuilt when stale) and a user's items to redeem,
+scored by the pure model of `services.insights.recommendations`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import repository as repo
-from services.insights.recommend import Item, Model
+from services.insights.recommendations import Item, Model, Redeemed, UserView, recommend
 from services.insights.settings import Settings
 from shared.db import Database
 
@@ -17,6 +19,10 @@ REBUILD_AT_LEAST_S = 300.0
 
 
 class Recommender:
+    """The recommender's in-memory model: the catalog copy, co-redemptions and popularity,
+    read from insights' tables and rebuilt when older than `model_refresh_s` (one rebuild at
+    a time; requests meanwhile use the model they have)."""
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
@@ -81,3 +87,53 @@ class Recommender:
         return await asyncio.to_thread(
             Model.build, items, users_of, together, popular, now, self._model
         )
+
+
+async def recommendations(
+    session: AsyncSession,
+    model: Model,
+    user_id: str,
+    limit: int,
+    settings: Settings,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    row = await repo.user_view(
+        session, user_id, now, now + timedelta(days=settings.expiring_window_days)
+    )
+    tier = row.tier or {}
+    user = UserView(
+        user_id=user_id,
+        balance=int(row.balance or 0),
+        tier=tier.get("tier"),
+        ladder=tuple(tier.get("ladder") or ()),
+        redeemed=[
+            Redeemed(item, int(quantity), datetime.fromisoformat(at))
+            for item, quantity, at in row.redeemed
+        ],
+        expiring=[(datetime.fromisoformat(at), int(points)) for at, points in row.expiring],
+    )
+    chosen = recommend(
+        model,
+        user,
+        limit=limit,
+        now=now,
+        tz=settings.tz,
+        per_category=settings.recommendations_per_category,
+    )
+    return {
+        "user_id": user_id,
+        "balance": user.balance,
+        "strategy": "personalized" if user.redeemed else "popular",
+        "items": [
+            {
+                "item_id": r.item_id,
+                "name": r.name,
+                "category": r.category,
+                "points_price": r.points_price,
+                "score": r.score,
+                "reason": r.reason,
+            }
+            for r in chosen
+        ],
+    }

@@ -1,16 +1,56 @@
-"""Recomputes the KPI gauges from the rollups every `gauges_refresh_s`."""
+"""Insights' background loops: the reference data copies (catalog and task rules, points
+expiring soon) and the KPI gauges' refresher."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
 
-from services.insights import service
+from services.insights import reference, service
 from services.insights.domain import POINTS, TARGETS, business_day
 from services.insights.metrics import GAUGES_UPDATED, KPI, KPI_TARGET_MET
 from services.insights.settings import Settings
+from services.insights.upstream import Upstream
 from shared.db import Database
 from shared.worker import PollingWorker
+
+
+class ReferenceSync(PollingWorker):
+    """Copies the catalog and the task rules every `reference_refresh_s`."""
+
+    def __init__(self, settings: Settings, db: Database, upstream: Upstream) -> None:
+        super().__init__(
+            poll_s=settings.reference_refresh_s,
+            full_batch=1 << 30,
+            backoff_cap_s=settings.retry_backoff_max_s,
+        )
+        self.settings = settings
+        self.db = db
+        self.upstream = upstream
+
+    async def step(self) -> int:
+        await reference.copy_catalog_and_rules(self.db, self.upstream)
+        return 0
+
+
+class ExpiringSync(PollingWorker):
+    """Copies the points expiring within `expiring_window_days` every `expiring_refresh_s`,
+    and sets the expiring-pile gauge from them."""
+
+    def __init__(self, settings: Settings, db: Database, upstream: Upstream) -> None:
+        super().__init__(
+            poll_s=settings.expiring_refresh_s,
+            full_batch=1 << 30,
+            backoff_cap_s=settings.retry_backoff_max_s,
+        )
+        self.settings = settings
+        self.db = db
+        self.upstream = upstream
+
+    async def step(self) -> int:
+        await reference.copy_expiring(self.settings, self.db, self.upstream, datetime.now(UTC))
+        return 0
+
 
 GAUGE_KPIS = (
     "dau_average",
@@ -28,6 +68,8 @@ GAUGE_KPIS = (
 
 
 class KpiGauges(PollingWorker):
+    """Recomputes the KPI gauges from the rollups every `gauges_refresh_s`."""
+
     def __init__(self, settings: Settings, db: Database) -> None:
         super().__init__(
             poll_s=settings.gauges_refresh_s,

@@ -1,0 +1,44 @@
+"""Insights use cases, by area: the rollups of consumed events (`rollups`), KPIs (`kpis`), A/B
+experiments (`experiments`) and recommendations (`recommendations`). The request-time ones run
+inside the caller's unit of work and only flush.
+
+Callers keep writing `service.apply_batch(...)`, `service.summary(...)`: the public use cases
+are re-exported here.
+"""
+
+from services.insights.service.experiments import (
+    OUTCOME_KINDS,
+    SRM_THRESHOLD,
+    assignment,
+    assignment_of,
+    change_status,
+    create_experiment,
+    get_experiment,
+    list_experiments,
+    results,
+)
+from services.insights.service.kpis import MAX_KPI_DAYS, SUMMARY_DAYS, kpi_series, summary, window
+from services.insights.service.recommendations import Recommender, recommendations
+from services.insights.service.rollups import Batch, apply_batch, period_key
+
+__all__ = [
+    "MAX_KPI_DAYS",
+    "OUTCOME_KINDS",
+    "SRM_THRESHOLD",
+    "SUMMARY_DAYS",
+    "Batch",
+    "Recommender",
+    "apply_batch",
+    "assignment",
+    "assignment_of",
+    "change_status",
+    "create_experiment",
+    "get_experiment",
+    "kpi_series",
+    "list_experiments",
+    "period_key",
+    "recommendations",
+    "results",
+    "summary",
+    "window",
+]
