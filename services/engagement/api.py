@@ -65,7 +65,9 @@ Config = Annotated[Settings, Depends(settings_of)]
 
 
 @router.post("/leaderboards", response_model=BoardOut, status_code=201)
-async def create_board(body: BoardCreate, caller: Caller, boards: Boards, session: Writes) -> dict:
+async def create_board(
+    body: BoardCreate, caller: Caller, boards: Boards, session: Writes
+) -> repo.Board:
     caller.require_admin()
     values = body.model_dump()
     values["prizes"] = [p.model_dump() for p in body.prizes]
@@ -76,12 +78,12 @@ async def create_board(body: BoardCreate, caller: Caller, boards: Boards, sessio
 
 @router.get("/leaderboards", response_model=BoardList)
 async def list_boards(session: Reads) -> dict:
-    return {"items": [service.board_view(r) for r in await repo.list_boards(session)]}
+    return {"items": await repo.list_boards(session)}
 
 
 @router.get("/leaderboards/{code}", response_model=BoardOut)
-async def get_board(code: Code, session: Reads) -> dict:
-    return service.board_view(await service.get_board(session, code))
+async def get_board(code: Code, session: Reads) -> repo.Board:
+    return await service.get_board(session, code)
 
 
 @router.get("/leaderboards/{code}/top", response_model=TopOut)
@@ -129,7 +131,7 @@ async def rebuild(
 
 
 @router.post("/badges", response_model=BadgeOut, status_code=201)
-async def create_badge(body: BadgeCreate, caller: Caller, session: Writes) -> dict:
+async def create_badge(body: BadgeCreate, caller: Caller, session: Writes) -> repo.Badge:
     caller.require_admin()
     values = body.model_dump()
     return await service.create_badge(session, values)
@@ -137,7 +139,7 @@ async def create_badge(body: BadgeCreate, caller: Caller, session: Writes) -> di
 
 @router.get("/badges", response_model=BadgeList)
 async def list_badges(session: Reads) -> dict:
-    return {"items": [service.badge_view(r) for r in await repo.list_badges(session)]}
+    return {"items": await repo.list_badges(session)}
 
 
 @router.get("/users/{user_id}/badges", response_model=UserBadges)

@@ -20,7 +20,7 @@ from shared.events import (
     ProgressEvent,
 )
 from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
-from shared.messaging.known import read_event
+from shared.messaging.known import ByType, read_event
 
 EVENTS = INFO.consumer("events")
 
@@ -49,19 +49,14 @@ class EngagementHandler(BatchHandler):
         return [inbound]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
-        batch = service.Batch()
-        for item in items:
-            value = item.value
-            if isinstance(value, LedgerEvent):
-                batch.ledger.append(value)
-            elif isinstance(value, ProgressEvent):
-                batch.progress.append(value)
-            elif isinstance(value, ExchangeEvent):
-                batch.exchange.append(value)
-            elif isinstance(value, tuple):
-                behavior, reason = value
-                batch.diverted.append(behavior)
-                batch.reasons[behavior.behavior_id] = reason
-            else:
-                batch.behaviors.append(value)
+        values = ByType(items)
+        diverted: list[tuple[BehaviorEvent, str]] = values[tuple]
+        batch = service.Batch(
+            ledger=values[LedgerEvent],
+            behaviors=values[BehaviorEvent],
+            progress=values[ProgressEvent],
+            exchange=values[ExchangeEvent],
+            diverted=[behavior for behavior, _ in diverted],
+            reasons={behavior.behavior_id: reason for behavior, reason in diverted},
+        )
         await service.apply_batch(session, batch, self.settings, self.writer)

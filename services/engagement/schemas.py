@@ -54,6 +54,8 @@ class BoardCreate(_Strict):
 
 
 class BoardOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # reads repository.Board
+
     code: str
     name: str
     metric: str
@@ -165,6 +167,8 @@ class BadgeCreate(_Strict):
 
 
 class BadgeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # reads repository.Badge
+
     code: str
     name: str
     description: str

@@ -12,12 +12,13 @@ from shared.events import (
     BehaviorEvent,
     EngagementEvent,
     ExchangeEvent,
+    ExperimentExposure,
     LedgerEvent,
     NotifyEvent,
     ProgressEvent,
 )
 from shared.messaging import BatchHandler, Inbound
-from shared.messaging.known import read_event
+from shared.messaging.known import ByType, read_event
 
 EVENTS = INFO.consumer("events")
 
@@ -43,21 +44,14 @@ class InsightsHandler(BatchHandler):
         return [inbound]
 
     async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
-        batch = service.Batch()
-        for item in items:
-            value = item.value
-            if isinstance(value, BehaviorEvent):
-                batch.behaviors.append(value)
-            elif isinstance(value, LedgerEvent):
-                batch.ledger.append(value)
-            elif isinstance(value, ProgressEvent):
-                batch.progress.append(value)
-            elif isinstance(value, ExchangeEvent):
-                batch.exchange.append(value)
-            elif isinstance(value, EngagementEvent):
-                batch.engagement.append(value)
-            elif isinstance(value, NotifyEvent):
-                batch.notify.append(value)
-            else:
-                batch.exposures.append(value)
+        values = ByType(items)
+        batch = service.Batch(
+            behaviors=values[BehaviorEvent],
+            progress=values[ProgressEvent],
+            ledger=values[LedgerEvent],
+            exchange=values[ExchangeEvent],
+            engagement=values[EngagementEvent],
+            notify=values[NotifyEvent],
+            exposures=values[ExperimentExposure],
+        )
         await service.apply_batch(session, batch, self.settings)

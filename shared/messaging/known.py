@@ -9,7 +9,8 @@ of these topics takes them from here rather than spelling its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -63,3 +64,13 @@ def read_event(record: ConsumerRecord, reader: str, topics: Collection[str]) -> 
     model, what, inbox_id = known
     event = parse_model(record, model, what)
     return Inbound(inbox_id(event), event)
+
+
+class ByType(defaultdict[type, list[Any]]):
+    """A batch's values grouped by their type, each group in the batch's order; a type the
+    batch did not hold is an empty list."""
+
+    def __init__(self, items: Iterable[Inbound]) -> None:
+        super().__init__(list)
+        for item in items:
+            self[type(item.value)].append(item.value)

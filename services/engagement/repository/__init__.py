@@ -5,6 +5,7 @@ snapshots), `counters.py`, `badges.py`, `tiers.py`."""
 from __future__ import annotations
 
 from services.engagement.repository.badges import (
+    Badge,
     award_badges,
     awarded,
     insert_badge,
@@ -15,6 +16,7 @@ from services.engagement.repository.boards import (
     OPEN_PERIODS,
     PERIODS,
     SCORES,
+    Board,
     add_scores,
     flag_of,
     flag_users,
@@ -74,6 +76,8 @@ __all__ = [
     "OPEN_PERIODS",
     "PERIODS",
     "SCORES",
+    "Badge",
+    "Board",
     "action_recent",
     "action_totals",
     "add_counters",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -17,21 +19,34 @@ from services.engagement.models import (
 # -- badges ---------------------------------------------------------------------------------
 
 
-async def insert_badge(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
+@dataclass(frozen=True)
+class Badge:
+    code: str
+    name: str
+    description: str
+    icon_url: str | None
+    criteria: dict[str, Any]
+    reward: dict[str, Any] | None  # {reward_type, amount}: a grant on award
+    active: bool
+    created_at: datetime
+
+
+async def insert_badge(session: AsyncSession, values: dict[str, Any]) -> Badge | None:
     stmt = (
         pg_insert(badges)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["code"])
         .returning(*badges.c)
     )
-    return (await session.execute(stmt)).first()
+    row = (await session.execute(stmt)).first()
+    return Badge(**row._mapping) if row is not None else None
 
 
-async def list_badges(session: AsyncSession, active_only: bool = False) -> list[Row[Any]]:
+async def list_badges(session: AsyncSession, active_only: bool = False) -> list[Badge]:
     query = select(badges).order_by(badges.c.code)
     if active_only:
         query = query.where(badges.c.active)
-    return list((await session.execute(query)).all())
+    return [Badge(**r._mapping) for r in await session.execute(query)]
 
 
 async def award_badges(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Row[Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,25 +23,41 @@ from shared.db import inline
 # -- boards ---------------------------------------------------------------------------------
 
 
-async def insert_board(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
+@dataclass(frozen=True)
+class Board:
+    code: str
+    name: str
+    metric: str  # points_earned | growth_earned | action_count
+    action: str | None  # the action an action_count board counts
+    window: str  # day | week | month | all_time
+    prizes: list[dict[str, Any]]
+    active: bool
+    created_at: datetime
+
+
+def _board(row: Row[Any] | None) -> Board | None:
+    return Board(**row._mapping) if row is not None else None
+
+
+async def insert_board(session: AsyncSession, values: dict[str, Any]) -> Board | None:
     stmt = (
         pg_insert(boards)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["code"])
         .returning(*boards.c)
     )
-    return (await session.execute(stmt)).first()
+    return _board((await session.execute(stmt)).first())
 
 
-async def get_board(session: AsyncSession, code: str) -> Row[Any] | None:
-    return (await session.execute(select(boards).where(boards.c.code == code))).first()
+async def get_board(session: AsyncSession, code: str) -> Board | None:
+    return _board((await session.execute(select(boards).where(boards.c.code == code))).first())
 
 
-async def list_boards(session: AsyncSession, active_only: bool = False) -> list[Row[Any]]:
+async def list_boards(session: AsyncSession, active_only: bool = False) -> list[Board]:
     query = select(boards).order_by(boards.c.code)
     if active_only:
         query = query.where(boards.c.active)
-    return list((await session.execute(query)).all())
+    return [Board(**r._mapping) for r in await session.execute(query)]
 
 
 # -- scores ---------------------------------------------------------------------------------

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from services.engagement.service.badges import (
     award_badges,
-    badge_view,
     create_badge,
     load_stats,
     user_badges,
 )
 from services.engagement.service.batches import Batch, apply_batch
 from services.engagement.service.boards import (
-    board_view,
     create_board,
     get_board,
     resolve_period,
@@ -41,9 +39,7 @@ __all__ = [
     "Batch",
     "apply_batch",
     "award_badges",
-    "badge_view",
     "base_tier",
-    "board_view",
     "close_one",
     "create_badge",
     "create_board",

@@ -4,6 +4,7 @@ their reward grants) as a batch changes those measures, and a user's badges as s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,24 +26,11 @@ from shared.events import (
 from shared.messaging import OutgoingEvent
 
 
-def badge_view(row: Any) -> dict[str, Any]:
-    return {
-        "code": row.code,
-        "name": row.name,
-        "description": row.description,
-        "icon_url": row.icon_url,
-        "criteria": row.criteria,
-        "reward": row.reward,
-        "active": row.active,
-        "created_at": row.created_at,
-    }
-
-
-async def create_badge(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await repo.insert_badge(session, values)
-    if row is None:
+async def create_badge(session: AsyncSession, values: dict[str, Any]) -> repo.Badge:
+    badge = await repo.insert_badge(session, values)
+    if badge is None:
         raise DomainError("badge_exists", f"a badge {values['code']} already exists")
-    return badge_view(row)
+    return badge
 
 
 async def load_stats(
@@ -160,12 +148,12 @@ async def user_badges(
     have = (await repo.awarded(session, [user_id])).get(user_id, {})
     live = [b for b in badges if b.active and b.code not in have]
     stats = (await load_stats(session, [user_id], [b.criteria for b in live], tz, now))[user_id]
-    earned = [{**badge_view(b), "awarded_at": have[b.code]} for b in badges if b.code in have]
+    earned = [{**asdict(b), "awarded_at": have[b.code]} for b in badges if b.code in have]
     locked = []
     for b in live:
         current, target = domain.badge_progress(b.criteria, stats)
         locked.append(
-            {**badge_view(b), "progress": {"current": min(current, target), "target": target}}
+            {**asdict(b), "progress": {"current": min(current, target), "target": target}}
         )
     earned.sort(key=lambda b: b["awarded_at"])
     return {"user_id": user_id, "earned": earned, "locked": locked}

@@ -16,34 +16,21 @@ from shared.db import Database
 from shared.errors import DomainError, NotFound
 
 
-def board_view(row: Any) -> dict[str, Any]:
-    return {
-        "code": row.code,
-        "name": row.name,
-        "metric": row.metric,
-        "action": row.action,
-        "window": row.window,
-        "prizes": row.prizes,
-        "active": row.active,
-        "created_at": row.created_at,
-    }
-
-
-async def create_board(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await repo.insert_board(session, values)
-    if row is None:
+async def create_board(session: AsyncSession, values: dict[str, Any]) -> repo.Board:
+    board = await repo.insert_board(session, values)
+    if board is None:
         raise DomainError("board_exists", f"a leaderboard {values['code']} already exists")
-    return board_view(row)
+    return board
 
 
-async def get_board(session: AsyncSession, code: str) -> Any:
-    row = await repo.get_board(session, code)
-    if row is None:
+async def get_board(session: AsyncSession, code: str) -> repo.Board:
+    board = await repo.get_board(session, code)
+    if board is None:
         raise NotFound("leaderboard", code)
-    return row
+    return board
 
 
-def resolve_period(board: Any, period: str, now: datetime, tz: ZoneInfo) -> str:
+def resolve_period(board: repo.Board, period: str, now: datetime, tz: ZoneInfo) -> str:
     """`current` or a period key of the board's window (422 for anything else)."""
     if period == "current":
         return domain.period_key(board.window, now, tz)
