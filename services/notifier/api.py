@@ -175,7 +175,7 @@ async def put_template(
 )
 async def create_campaign(
     body: CampaignIn, response: Response, caller: Caller, session: Writes, parts: NotifierParts
-) -> dict:
+) -> repo.Campaign:
     """Schedule a broadcast: queued in chunks from `send_at`, resumable, each recipient at
     most once. The same idempotency key and body again answers 200 with the campaign; the
     same key with another body is 409."""
@@ -200,7 +200,7 @@ async def get_campaign(
     campaign_id: Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")],
     caller: Caller,
     session: Reads,
-) -> dict:
+) -> repo.Campaign:
     """The campaign with its notifications counted by status."""
     caller.require_admin()
     return await service.get_campaign(session, campaign_id)

@@ -230,6 +230,8 @@ class CampaignIn(BaseModel):
 
 
 class CampaignOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # reads repository.Campaign
+
     id: str
     name: str
     audience: dict[str, Any]

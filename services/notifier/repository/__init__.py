@@ -3,10 +3,11 @@ set-based (one statement per batch, arrays unnested) and the texts are fixed, so
 prepared once per connection."""
 
 from services.notifier.repository.campaigns import (
+    Campaign,
     advance_campaign,
     campaign,
-    campaign_counts,
     campaigns_page,
+    campaigns_with_counts,
     due_campaign,
     insert_campaign,
     set_tiers,
@@ -65,13 +66,14 @@ __all__ = [
     "ATTEMPTS",
     "COUNTS",
     "NOTIFICATIONS",
+    "Campaign",
     "active_devices",
     "advance_campaign",
     "advance_run",
     "attempts_of",
     "campaign",
-    "campaign_counts",
     "campaigns_page",
+    "campaigns_with_counts",
     "claim_due",
     "deactivate",
     "devices_of",

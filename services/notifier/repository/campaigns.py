@@ -3,14 +3,38 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.models import campaigns
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign as operators read it, with its notifications counted by status."""
+
+    id: str
+    name: str
+    audience: dict[str, Any]
+    category: str
+    template: str | None
+    title: str | None
+    body: str | None
+    send_at: datetime
+    status: str  # scheduled -> expanding -> done
+    recipients: int
+    created_at: datetime
+    expanded_at: datetime | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+_SHOWN = [f.name for f in fields(Campaign) if f.name != "counts"]
 
 
 async def insert_campaign(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -33,19 +57,27 @@ async def campaign(session: AsyncSession, campaign_id: str, lock: bool = False) 
     return (await session.execute(query)).one_or_none()
 
 
-async def campaigns_page(session: AsyncSession, limit: int) -> list[Row[Any]]:
+async def campaigns_with_counts(session: AsyncSession, rows: Sequence[Any]) -> list[Campaign]:
+    """The campaigns of `rows`, each with its notifications counted by status (one query)."""
+    counts: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    if rows:
+        found = await session.execute(
+            text(
+                "SELECT campaign_id, status, count(*) FROM notifications "
+                "WHERE campaign_id = ANY(:ids) GROUP BY campaign_id, status"
+            ),
+            {"ids": [r.id for r in rows]},
+        )
+        for campaign_id, status, n in found:
+            counts[campaign_id][status] = int(n)
+    return [Campaign(**{f: getattr(r, f) for f in _SHOWN}, counts=counts[r.id]) for r in rows]
+
+
+async def campaigns_page(session: AsyncSession, limit: int) -> list[Campaign]:
     rows = await session.execute(
         campaigns.select().order_by(campaigns.c.created_at.desc()).limit(limit)
     )
-    return list(rows)
-
-
-async def campaign_counts(session: AsyncSession, campaign_id: str) -> dict[str, int]:
-    rows = await session.execute(
-        text("SELECT status, count(*) FROM notifications WHERE campaign_id = :id GROUP BY status"),
-        {"id": campaign_id},
-    )
-    return {r[0]: int(r[1]) for r in rows}
+    return await campaigns_with_counts(session, list(rows))
 
 
 async def due_campaign(session: AsyncSession, now: datetime) -> Any:

@@ -7,7 +7,6 @@ re-exported here.
 """
 
 from services.notifier.service.campaigns import (
-    campaign_out,
     campaign_plans,
     create_campaign,
     get_campaign,
@@ -38,7 +37,6 @@ __all__ = [
     "Job",
     "Planned",
     "apply_batch",
-    "campaign_out",
     "campaign_plans",
     "claim",
     "create_campaign",

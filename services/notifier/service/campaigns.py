@@ -19,34 +19,16 @@ from shared.errors import DomainError, InvalidInput, NotFound
 from shared.events import stable_id
 
 
-def campaign_out(row: Any, counts: dict[str, int]) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "audience": row.audience,
-        "category": row.category,
-        "template": row.template,
-        "title": row.title,
-        "body": row.body,
-        "send_at": row.send_at,
-        "status": row.status,
-        "recipients": row.recipients,
-        "counts": counts,
-        "created_at": row.created_at,
-        "expanded_at": row.expanded_at,
-    }
-
-
-async def get_campaign(session: AsyncSession, campaign_id: str) -> dict[str, Any]:
+async def get_campaign(session: AsyncSession, campaign_id: str) -> repo.Campaign:
     row = await repo.campaign(session, campaign_id)
     if row is None:
         raise NotFound("campaign", campaign_id)
-    return campaign_out(row, await repo.campaign_counts(session, campaign_id))
+    [found] = await repo.campaigns_with_counts(session, [row])
+    return found
 
 
-async def list_campaigns(session: AsyncSession, limit: int) -> list[dict[str, Any]]:
-    rows = await repo.campaigns_page(session, limit)
-    return [campaign_out(r, await repo.campaign_counts(session, r.id)) for r in rows]
+async def list_campaigns(session: AsyncSession, limit: int) -> list[repo.Campaign]:
+    return await repo.campaigns_page(session, limit)
 
 
 async def create_campaign(session: AsyncSession, body: CampaignIn) -> tuple[str, bool]:
