@@ -136,7 +136,7 @@ def decide(
 def retry_delay(attempt: int, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
     """Exponential backoff after the `attempt`-th failure (1-based), never sooner than the
     provider's Retry-After."""
-    delay = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
+    delay = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, cap_s))
     return delay

@@ -51,7 +51,7 @@ class SentBatch(Generic[R]):
 def _partition_of(key: bytes, partitions: int) -> int:
     # The producer's own partitioner (murmur2 of the key, as every Kafka client does), so a
     # key lands where `send` would put it; cached, since a user's key comes back often.
-    return _PARTITIONER(key, list(range(partitions)), [])
+    return int(_PARTITIONER(key, list(range(partitions)), []))
 
 
 _PARTITIONER = DefaultPartitioner()
