@@ -20,7 +20,7 @@ class Settings(JifenSettings):
     farming_default_limit: int | None = Field(600, ge=1)
     farming_action_limits: dict[str, int] = Field(default_factory=dict)
     # Enrichment seam: empty URL = no-op enricher.
-    enricher_url: str = ""
+    enricher_url: str = Field("", max_length=2000, description="empty: no enrichment")
     enricher_timeout_s: float = Field(0.5, gt=0)
     enricher_retries: int = Field(2, ge=0, le=10)
     processor_batch_size: int = Field(500, ge=1, le=10_000)
