@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# RUN_ARGS: e.g. '--base-port 9000 --broker-port 9192' to run beside another stack
 run: $(STAMP)
-	$(PY) -m services
+	$(PY) -m services $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

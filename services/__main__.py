@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument(
         "--base-port", type=int, default=8000, help="the console on base, services on base+1.."
     )
+    parser.add_argument("--broker-port", type=int, default=9092, help="the embedded broker's port")
     parser.add_argument(
         "--no-seed", action="store_true", help="do not seed the demo rules and catalog"
     )
@@ -49,7 +50,7 @@ def main() -> int:
         print(f"starting embedded PostgreSQL in {data_dir / 'postgres'} ...", flush=True)
         database_url = start_embedded_postgres(data_dir / "postgres")
     if not bootstrap:
-        broker = EmbeddedBroker()
+        broker = EmbeddedBroker(port=args.broker_port)
         print(f"starting embedded Kafka-compatible broker on {broker.bootstrap} ...", flush=True)
         bootstrap = broker.start(log_path=data_dir / "broker.log")
 

