@@ -42,7 +42,11 @@ The API is stable: other services import it. Keep changes additive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
+
+from shared.events import EXPERIMENT_EXPOSURES, ExperimentExposure, stable_id
+from shared.messaging import OutgoingEvent
 
 __all__ = [
     "DEFAULT_HASH_VERSION",
@@ -167,3 +171,20 @@ def assign(
     weights = [weight / total for _, weight in variants]
     index = choose_variant(bucket_ranges(len(variants), coverage, weights), n)
     return variants[index][0] if index >= 0 else None
+
+
+def exposure_event(
+    experiment: str, variant: str, user_id: str, at: datetime, source: str
+) -> OutgoingEvent:
+    """The user was shown the variant, logged on experiment.exposures by the service that
+    showed it (`source`). Once per user and experiment: the id is derived from both, so every
+    service that exposes a user to an experiment logs the same event."""
+    exposure = ExperimentExposure(
+        event_id=stable_id("exposure", experiment, user_id),
+        experiment=experiment,
+        variant=variant,
+        user_id=user_id,
+        source=source,
+        occurred_at=at,
+    )
+    return OutgoingEvent(EXPERIMENT_EXPOSURES, user_id, exposure.model_dump_json())

@@ -7,9 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.events import (
-    EXPERIMENT_EXPOSURES,
     NOTIFY_EVENTS,
-    ExperimentExposure,
     NotifyEvent,
     stable_id,
 )
@@ -34,16 +32,3 @@ def notify_event(kind: NotifyType, job: Any, provider: str | None, at: datetime)
         occurred_at=at,
     )
     return OutgoingEvent(NOTIFY_EVENTS, job.user_id, event.model_dump_json())
-
-
-def exposure_event(experiment: str, variant: str, user_id: str, at: datetime) -> OutgoingEvent:
-    """The user was shown an experiment's variant (once per user: the id is derived from both)."""
-    exposure = ExperimentExposure(
-        event_id=stable_id("exposure", experiment, user_id),
-        experiment=experiment,
-        variant=variant,
-        user_id=user_id,
-        source="notifier",
-        occurred_at=at,
-    )
-    return OutgoingEvent(EXPERIMENT_EXPOSURES, user_id, exposure.model_dump_json())

@@ -10,12 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import repository as repo
 from services.insights import stats
-from services.insights.events import exposure_event
 from services.insights.models import messaging
 from services.insights.repository import Experiment
 from services.insights.schemas import ExperimentOut
 from shared.errors import DomainError, NotFound
-from shared.experiments import assign
+from shared.experiments import assign, exposure_event
 from shared.messaging import add_to_outbox
 
 # Outcome kinds an experiment's metric can name.
@@ -95,7 +94,7 @@ async def assignment(
     row = await get_experiment(session, key)
     variant = assignment_of(row, user_id)
     if expose and variant is not None:
-        exposure = exposure_event(key, variant, user_id, now or datetime.now(UTC))
+        exposure = exposure_event(key, variant, user_id, now or datetime.now(UTC), "insights")
         await add_to_outbox(session, messaging.outbox, [exposure])
     return {
         "experiment": key,

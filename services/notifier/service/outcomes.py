@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier import domain
 from services.notifier import repository as repo
-from services.notifier.events import exposure_event, notify_event
+from services.notifier.events import notify_event
 from services.notifier.metrics import ATTEMPTS, DEVICES_DEACTIVATED
 from services.notifier.models import messaging
 from services.notifier.providers import Outcome, device_digest
 from services.notifier.service.dispatch import Job
 from services.notifier.settings import Settings
+from shared.experiments import exposure_event
 from shared.messaging import OutgoingEvent, add_to_outbox
 
 
@@ -125,5 +126,5 @@ def _sent_events(
         provider = next(p for p, _, o in job.outcomes if o.kind == "sent")
         events.append(notify_event("sent", job, provider, now))
         if job.experiment and job.variant:
-            events.append(exposure_event(job.experiment, job.variant, job.user_id, now))
+            events.append(exposure_event(job.experiment, job.variant, job.user_id, now, "notifier"))
     return events
