@@ -1,5 +1,5 @@
-"""The notifier's outgoing events: `sent` / `opened` on notify.events, and the experiment
-exposure a notification's A/B copy makes when it is sent."""
+"""The notifier's outgoing events: `sent` / `opened` on notify.events (the exposure a
+notification's A/B copy makes when it is sent is `shared.experiments.exposure_event`)."""
 
 from __future__ import annotations
 
