@@ -71,7 +71,7 @@ class Platform(Generic[S]):
     producer: AIOKafkaProducer
     messaging: MessagingTables
 
-    def consumer(self, handler: BatchHandler, **kwargs: Any) -> ConsumerLoop:
+    def consumer(self, handler: BatchHandler[Any], **kwargs: Any) -> ConsumerLoop:
         """A consumer loop for `handler`, with this service's inbox and dead-letter producer."""
         return ConsumerLoop(
             handler,

@@ -13,12 +13,13 @@ from services.behavior_sensor import INFO, service
 from services.behavior_sensor.adapters import ADAPTERS, Adapter
 from services.behavior_sensor.domain import FarmingLimits
 from services.behavior_sensor.enrichment import Enricher
+from shared.events import BehaviorEnvelope
 from shared.messaging import BatchHandler, Inbound, PoisonMessage
 
 log = logging.getLogger(__name__)
 
 
-class UpstreamHandler(BatchHandler):
+class UpstreamHandler(BatchHandler[BehaviorEnvelope]):
     """Adapts each upstream topic's messages to envelopes, records and processes them.
 
     No separate inbox: the unique (source, event_id) of received_events is the inbox, written
@@ -39,7 +40,7 @@ class UpstreamHandler(BatchHandler):
         self.limits = limits
         self.enrichments: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[BehaviorEnvelope]]:
         adapter = self.adapters.get(record.topic)
         if adapter is None:
             raise PoisonMessage(f"no adapter for topic {record.topic}")
@@ -48,7 +49,7 @@ class UpstreamHandler(BatchHandler):
             for e in adapter.to_envelopes(record.value or b"")
         ]
 
-    async def prepare(self, items: list[Inbound]) -> None:
+    async def prepare(self, items: list[Inbound[BehaviorEnvelope]]) -> None:
         """Ask a remote enricher about the batch before its transaction opens."""
         self.enrichments = {}
         if self.enricher.remote and items:
@@ -58,7 +59,7 @@ class UpstreamHandler(BatchHandler):
                 (e.source, e.event_id): answer for e, answer in zip(envelopes, answers, strict=True)
             }
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[BehaviorEnvelope]]) -> None:
         by_channel: dict[str, list] = {}
         for item in items:
             by_channel.setdefault(item.record.topic if item.record else "kafka", []).append(

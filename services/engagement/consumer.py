@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from aiokafka import ConsumerRecord
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engagement import INFO, service
@@ -23,9 +24,11 @@ from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
 from shared.messaging.known import ByType, read_event
 
 EVENTS = INFO.consumer("events")
+# An event of the topics read, or a diverted behavior with the reason it was diverted.
+EngagementInput = BaseModel | tuple[BehaviorEvent, str]
 
 
-class EngagementHandler(BatchHandler):
+class EngagementHandler(BatchHandler[EngagementInput]):
     name, topics = EVENTS.name, EVENTS.topics
     use_inbox = True
 
@@ -33,7 +36,7 @@ class EngagementHandler(BatchHandler):
         self.settings = settings
         self.writer = writer
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[EngagementInput]]:
         if record.topic == BEHAVIOR_DIVERTED:
             diverted = parse_model(record, BehaviorEvent, "diverted behavior")
             try:
@@ -41,14 +44,13 @@ class EngagementHandler(BatchHandler):
             except ValueError as exc:  # parse_model accepted it, so this cannot happen
                 raise PoisonMessage(str(exc)) from exc
             return [Inbound(f"diverted:{diverted.behavior_id}", (diverted, reason))]
-        inbound = read_event(record, "engagement", EVENTS.topics)
-        if isinstance(inbound.value, ProgressEvent):
-            # Only check-ins count here, as the best streak: a maximum, which a repeat cannot
-            # raise, so progress events claim no inbox row (a third of this consumer's).
-            inbound.message_id = None
-        return [inbound]
+        event = read_event(record, "engagement", EVENTS.topics)
+        # Only check-ins count here among progress events, as the best streak: a maximum,
+        # which a repeat cannot raise, so they claim no inbox row (a third of this consumer's).
+        claim = None if isinstance(event.value, ProgressEvent) else event.message_id
+        return [Inbound(claim, event.value)]
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[EngagementInput]]) -> None:
         values = ByType(items)
         diverted: list[tuple[BehaviorEvent, str]] = values[tuple]
         batch = service.Batch(

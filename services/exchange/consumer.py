@@ -19,12 +19,12 @@ from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
 TIERS = INFO.consumer("tiers")
 
 
-class TierHandler(BatchHandler):
+class TierHandler(BatchHandler[EngagementEvent]):
     name, topics = TIERS.name, TIERS.topics
     use_inbox = False  # sequence and version make every write idempotent
     background = TIERS.background  # nobody waits on it (see BatchHandler)
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[EngagementEvent]]:
         event = parse_model(record, EngagementEvent, "engagement event")
         if event.type != "tier.changed":
             return []
@@ -33,7 +33,7 @@ class TierHandler(BatchHandler):
             raise PoisonMessage("tier.changed without user_id or sequence")
         return [Inbound(event.event_id, event)]
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[EngagementEvent]]) -> None:
         newest: dict[str, dict[str, object]] = {}
         sequences: dict[str, int] = {}  # the sequence of each user's newest row
         ladder: tuple[int, list[dict[str, object]]] | None = None

@@ -4,6 +4,7 @@ the inbox, ids namespaced by topic, for what is counted; see `parse` for what ne
 from __future__ import annotations
 
 from aiokafka import ConsumerRecord
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import INFO, service
@@ -23,7 +24,7 @@ from shared.messaging.known import ByType, read_event
 EVENTS = INFO.consumer("events")
 
 
-class InsightsHandler(BatchHandler):
+class InsightsHandler(BatchHandler[BaseModel]):
     name, topics = EVENTS.name, EVENTS.topics
     use_inbox = True
     background = EVENTS.background  # nobody waits on it (see BatchHandler)
@@ -31,7 +32,7 @@ class InsightsHandler(BatchHandler):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[BaseModel]]:
         inbound = read_event(record, "insights", EVENTS.topics)
         if isinstance(inbound.value, EngagementEvent) and inbound.value.type != "tier.changed":
             return []  # of engagement's events, only tier changes are counted
@@ -43,7 +44,7 @@ class InsightsHandler(BatchHandler):
             inbound.message_id = None
         return [inbound]
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[BaseModel]]) -> None:
         values = ByType(items)
         batch = service.Batch(
             behaviors=values[BehaviorEvent],

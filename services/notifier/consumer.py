@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from aiokafka import ConsumerRecord
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier import INFO, domain, service
@@ -35,7 +36,7 @@ SHIPPING = {
 }
 
 
-class NotifierHandler(BatchHandler):
+class NotifierHandler(BatchHandler[BaseModel]):
     name, topics = EVENTS.name, EVENTS.topics
     use_inbox = False  # see the module's docstring
     background = EVENTS.background  # nobody waits on it (see BatchHandler)
@@ -44,10 +45,10 @@ class NotifierHandler(BatchHandler):
         self.settings = settings
         self.wake_dispatch = wake
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[BaseModel]]:
         return [read_event(record, "notifier", EVENTS.topics)]
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[BaseModel]]) -> None:
         batch = Batch()
         now = datetime.now(UTC)
         for item in items:

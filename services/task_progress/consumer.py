@@ -16,7 +16,7 @@ from shared.messaging import BatchHandler, Inbound, PoisonMessage, parse_model
 TIERS = INFO.consumer("tiers")
 
 
-class BehaviorHandler(BatchHandler):
+class BehaviorHandler(BatchHandler[BehaviorEvent]):
     """No separate inbox: the behavior history's key (the behavior id) records what was
     applied, in the same transaction (`service.apply_behaviors`)."""
 
@@ -27,15 +27,15 @@ class BehaviorHandler(BatchHandler):
         self.tz = settings.tz
         self.topics: Sequence[str] = list(topics or [settings.behavior_topic])
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[BehaviorEvent]]:
         event = parse_model(record, BehaviorEvent, "behavior event")
         return [Inbound(message_id=event.behavior_id, value=event)]
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[BehaviorEvent]]) -> None:
         await service.apply_behaviors(session, [i.value for i in items], self.tz)
 
 
-class TierHandler(BatchHandler):
+class TierHandler(BatchHandler[EngagementEvent]):
     """engagement.events -> the tier history the points multiplier reads (tier.changed only;
     a change is kept by (user, sequence), so replays change nothing)."""
 
@@ -43,7 +43,7 @@ class TierHandler(BatchHandler):
     use_inbox = False
     background = TIERS.background  # a rare event; nobody waits on it (see BatchHandler)
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[EngagementEvent]]:
         event = parse_model(record, EngagementEvent, "engagement event")
         if event.type != "tier.changed":
             return []
@@ -59,7 +59,7 @@ class TierHandler(BatchHandler):
             raise PoisonMessage("tier.changed needs user_id, an int sequence and a multiplier")
         return [Inbound(event.event_id, event)]
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[EngagementEvent]]) -> None:
         await repo.insert_tier_changes(
             session,
             [

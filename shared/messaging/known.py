@@ -55,7 +55,7 @@ KNOWN_EVENTS: dict[str, Known] = {
 }
 
 
-def read_event(record: ConsumerRecord, reader: str, topics: Collection[str]) -> Inbound:
+def read_event(record: ConsumerRecord, reader: str, topics: Collection[str]) -> Inbound[BaseModel]:
     """The record's event and its inbox id. Poison when it does not validate, or when its
     topic is not one of `topics`, those `reader` (the consuming service) subscribes to."""
     known = KNOWN_EVENTS.get(record.topic)
@@ -70,7 +70,7 @@ class ByType(defaultdict[type, list[Any]]):
     """A batch's values grouped by their type, each group in the batch's order; a type the
     batch did not hold is an empty list."""
 
-    def __init__(self, items: Iterable[Inbound]) -> None:
+    def __init__(self, items: Iterable[Inbound[Any]]) -> None:
         super().__init__(list)
         for item in items:
             self[type(item.value)].append(item.value)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")  # what a handler parses a record into (an event model, an envelope, ...)
 
 
 class PoisonMessage(Exception):
@@ -27,7 +28,7 @@ def parse_model(record: ConsumerRecord, model: type[M], what: str) -> M:
 
 
 @dataclass
-class Inbound:
+class Inbound(Generic[V]):
     """One unit of work taken from a Kafka record: its inbox id and its parsed value.
 
     `message_id` None: applying the item twice changes nothing by itself (a set insert, a
@@ -35,12 +36,13 @@ class Inbound:
     handler that uses the inbox for its other items. Say why where the handler says so."""
 
     message_id: str | None
-    value: Any
+    value: V
     record: ConsumerRecord | None = field(default=None, repr=False)
 
 
-class BatchHandler(Protocol):
-    """What a service plugs into the consumer loop (subclass it to get the default `prepare`)."""
+class BatchHandler(Protocol[V]):
+    """What a service plugs into the consumer loop (subclass it to get the default `prepare`),
+    typed by what it parses records into: `class GrantHandler(BatchHandler[GrantCommand])`."""
 
     name: str  # consumer name: inbox namespace and consumer group suffix
     topics: Sequence[str]
@@ -49,15 +51,15 @@ class BatchHandler(Protocol):
     # fetches wait longer at the broker for data (JIFEN_KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS).
     background: bool = False
 
-    def parse(self, record: ConsumerRecord) -> list[Inbound]:
+    def parse(self, record: ConsumerRecord) -> list[Inbound[V]]:
         """Decode and validate one record (raise PoisonMessage when it can never apply)."""
         ...
 
-    async def prepare(self, items: list[Inbound]) -> None:
+    async def prepare(self, items: list[Inbound[V]]) -> None:
         """Remote calls the batch needs, made before its transaction opens (no row lock is
         held while waiting on the network). Nothing by default."""
         return None
 
-    async def apply(self, session: AsyncSession, items: list[Inbound]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Inbound[V]]) -> None:
         """Apply new (never applied before) items in order, inside the caller's transaction."""
         ...

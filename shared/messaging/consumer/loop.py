@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Table
@@ -46,7 +47,7 @@ class ConsumerLoop:
 
     def __init__(
         self,
-        handler: BatchHandler,
+        handler: BatchHandler[Any],
         *,
         settings: JifenSettings,
         db: Database,
@@ -146,7 +147,7 @@ class ConsumerLoop:
 
     async def _process(self, records: list[ConsumerRecord]) -> None:
         start = time.perf_counter()
-        items: list[Inbound] = []
+        items: list[Inbound[Any]] = []
         for record in records:
             try:
                 parsed = self.handler.parse(record)
@@ -163,7 +164,7 @@ class ConsumerLoop:
                 await self.after_db_commit()
         CONSUMER_BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - start)
 
-    async def _apply_once(self, items: list[Inbound]) -> None:
+    async def _apply_once(self, items: list[Inbound[Any]]) -> None:
         async with self.db.transaction() as session:
             if self.handler.use_inbox:
                 fresh = await claim_inbox(
@@ -186,7 +187,7 @@ class ConsumerLoop:
         MESSAGES_CONSUMED.labels(*self._labels, "applied").inc(len(new_items))
         MESSAGES_CONSUMED.labels(*self._labels, "duplicate").inc(len(items) - len(new_items))
 
-    async def _apply_with_retry(self, items: list[Inbound]) -> None:
+    async def _apply_with_retry(self, items: list[Inbound[Any]]) -> None:
         """Apply a batch; retry transient failures forever; isolate a poison item by bisection."""
         backoff = Backoff(cap=self.settings.retry_backoff_max_s)
         while True:
