@@ -678,7 +678,7 @@ def scratch_environment(scratch: Path, base_port: int) -> tuple[Environment, Any
             env.stop()
         broker.signal(signal.SIGCONT)
         broker.stop()
-        stop_embedded_postgres()
+        stop_embedded_postgres(scratch / "postgres")  # only this one (a test session's stays)
 
     return env, cleanup
 

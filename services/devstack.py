@@ -41,7 +41,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-_EMBEDDED_POSTGRES: list[Any] = []  # the running server's handle, kept alive until stopped
+# The servers this process started, by data folder, newest last (the handle keeps one alive).
+_EMBEDDED_POSTGRES: dict[Path, Any] = {}
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
@@ -51,7 +52,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir.parent, 0o755)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
-    _EMBEDDED_POSTGRES.append(server)
+    _EMBEDDED_POSTGRES[data_dir.resolve()] = server
     postmaster = _postmaster_pid(data_dir)
     if postmaster is not None:
         REAPER.watch(postmaster, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
@@ -66,13 +67,19 @@ def _postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-def stop_embedded_postgres() -> None:
-    while _EMBEDDED_POSTGRES:
-        server = _EMBEDDED_POSTGRES.pop()
-        postmaster = _postmaster_pid(Path(server.pgdata))
-        server.cleanup()
-        if postmaster is not None:
-            REAPER.forget(postmaster)
+def stop_embedded_postgres(data_dir: Path | None = None) -> None:
+    """Stop the server of `data_dir`, by default the one started last. Only that one: a test
+    session's own server outlives a scratch one started and stopped inside it (chaos)."""
+    if not _EMBEDDED_POSTGRES:
+        return
+    key = data_dir.resolve() if data_dir is not None else next(reversed(_EMBEDDED_POSTGRES))
+    server = _EMBEDDED_POSTGRES.pop(key, None)
+    if server is None:
+        return
+    postmaster = _postmaster_pid(key)
+    server.cleanup()
+    if postmaster is not None:
+        REAPER.forget(postmaster)
 
 
 # Idle keep-alive connections outlive every client's own idle expiry (httpx 5 s, aiohttp 15 s):

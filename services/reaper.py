@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class Reaper:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()  # chaos starts services from its supervisor thread too
 
     def _pipe(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
@@ -92,13 +94,14 @@ class Reaper:
         return self._process
 
     def _say(self, line: str) -> None:
-        process = self._pipe()
-        assert process.stdin is not None
-        try:
-            process.stdin.write(line + "\n")
-            process.stdin.flush()
-        except BrokenPipeError:  # the reaper died: start another on the next watch
-            self._process = None
+        with self._lock:
+            process = self._pipe()
+            assert process.stdin is not None
+            try:
+                process.stdin.write(line + "\n")
+                process.stdin.flush()
+            except BrokenPipeError:  # the reaper died: start another on the next watch
+                self._process = None
 
     def watch(self, pid: int, sig: int = signal.SIGTERM) -> None:
         self._say(f"{pid} {int(sig)}")

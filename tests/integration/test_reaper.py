@@ -1,5 +1,6 @@
-"""`make run` killed with SIGKILL leaves nothing running: its services, the embedded broker,
-Valkey and PostgreSQL all stop within seconds, so the next `make run` finds its ports free."""
+"""The dev stack stops exactly what it started: `make run` killed with SIGKILL leaves nothing
+running (its services, the embedded broker, Valkey and PostgreSQL stop within seconds, so the
+next `make run` finds its ports free), and stopping a scratch PostgreSQL leaves the others."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack import free_port, port_open
+from services.devstack import (
+    free_port,
+    port_open,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from services.suite import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,3 +100,19 @@ def test_kill_9_of_make_run_leaves_nothing_running(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+def test_stopping_a_scratch_postgres_leaves_the_others_running(tmp_path: Path) -> None:
+    """A test session's server outlives a scratch one started and stopped inside it (the
+    chaos test does this; the session's server went down with it once)."""
+    start_embedded_postgres(tmp_path / "kept")
+    start_embedded_postgres(tmp_path / "scratch")
+    kept = int((tmp_path / "kept" / "postmaster.pid").read_text().split()[0])
+    scratch = int((tmp_path / "scratch" / "postmaster.pid").read_text().split()[0])
+    try:
+        stop_embedded_postgres(tmp_path / "scratch")
+        assert wait_until(lambda: not alive(scratch), 15)
+        assert alive(kept)
+    finally:
+        stop_embedded_postgres(tmp_path / "kept")
+    assert wait_until(lambda: not alive(kept), 15)
