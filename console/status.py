@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from console.metrics import CONSUMER_LAG
 from console.services import Reply, Services
 from services.suite import CONSUMER_GROUPS
-from shared.messaging.lag import consumer_lag_by_topic
+from shared.messaging.lag import consumer_lag_by_partition
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +107,21 @@ class StatusBoard:
             dead, *lags = await asyncio.wait_for(
                 asyncio.gather(
                     _end_offsets(self.bootstrap, [f"{t}.dlq" for t in names]),
-                    *(consumer_lag_by_topic(self.bootstrap, g, topics) for g, topics in groups),
+                    *(consumer_lag_by_partition(self.bootstrap, g, topics) for g, topics in groups),
                 ),
                 15,
             )
         except Exception as exc:  # the broker away: the dashboard says so
             log.warning("cannot read consumer lag", extra={"error": str(exc)})
             return [], str(exc) or type(exc).__name__
-        return [
-            TopicState(group, topic, lag.get(topic), dead.get(f"{topic}.dlq"))
-            for (group, topics), lag in zip(groups, lags, strict=True)
-            for topic in topics
-        ], None
+        states = []
+        for (group, topics), partitions in zip(groups, lags, strict=True):
+            by_topic = dict.fromkeys(topics, 0)
+            for tp, behind in partitions.items():
+                CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(behind)
+                by_topic[tp.topic] += behind
+            states += [TopicState(group, t, by_topic[t], dead.get(f"{t}.dlq")) for t in topics]
+        return states, None
 
     async def _loop(self) -> None:
         while True:

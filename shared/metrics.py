@@ -53,6 +53,16 @@ OUTBOX_BACKLOG = Gauge(
     "Unpublished outbox messages old enough for the relay's sweep (at its last sweep)",
     ["service"],
 )
+RECONCILIATION_VIOLATIONS = Gauge(
+    "jifen_reconciliation_violations",
+    "Rows failing each reconciliation check at the last periodic run (at most 100 per check)",
+    ["service", "check"],
+)
+RECONCILIATION_LAST_RUN = Gauge(
+    "jifen_reconciliation_last_run_timestamp_seconds",
+    "When the last periodic reconciliation finished (unix time)",
+    ["service"],
+)
 RATE_LIMITED = Counter(
     "jifen_rate_limited_total",
     "Requests answered 429 by the rate limits, by the limit that applied (ingest_key, user, ip)",

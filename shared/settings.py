@@ -188,6 +188,13 @@ class JifenSettings(BaseSettings):
         300, ge=0.1, le=86_400, description="how often rows past the retention are purged"
     )
     retention_batch_size: int = Field(5000, ge=1, le=100_000)
+    reconciliation_interval_s: float = Field(
+        600,
+        ge=1,
+        le=86_400,
+        description="the ledger's and the exchange's workers: how often their reconciliation "
+        "runs on its own, for jifen_reconciliation_violations and its alert",
+    )
     worker_linger_ms: int = Field(
         5, ge=0, le=1_000, description="relay/processor: gather a burst this long after a wake-up"
     )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.exchange import service
 from services.exchange.api import router
 from services.exchange.consumer import TierHandler
 from services.exchange.models import messaging, metadata
@@ -11,6 +16,7 @@ from services.exchange.settings import Settings
 from services.exchange.workers import RecoveryWorker
 from services.rewards_ledger.client import LedgerClient
 from shared.events import ENGAGEMENT_EVENTS, EXCHANGE_EVENTS
+from shared.reconciliation import ReconciliationWorker
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
@@ -26,7 +32,22 @@ async def on_stop(rt: Runtime[Settings, Exchange]) -> None:
 
 
 def build_workers(rt: Runtime[Settings, Exchange]) -> list[Worker]:
-    return [RecoveryWorker(rt.parts), rt.consumer(TierHandler())]
+    settings = rt.settings
+
+    async def reconcile(session: AsyncSession) -> dict[str, Any]:
+        return await service.reconcile(session, settings.pending_deadline_s)
+
+    return [
+        RecoveryWorker(rt.parts),
+        rt.consumer(TierHandler()),
+        ReconciliationWorker(
+            "exchange",
+            rt.db,
+            reconcile,
+            interval_s=settings.reconciliation_interval_s,
+            backoff_cap_s=settings.retry_backoff_max_s,
+        ),
+    ]
 
 
 SPEC = ServiceSpec(

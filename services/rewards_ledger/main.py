@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from services.rewards_ledger import service
 from services.rewards_ledger.api import reports_router, router
 from services.rewards_ledger.consumer import GrantHandler
 from services.rewards_ledger.models import messaging, metadata
 from services.rewards_ledger.settings import Settings
 from services.rewards_ledger.workers import ExpirySweeper, ReleaseSweeper
 from shared.events import LEDGER_EVENTS, REWARDS_GRANTS
+from shared.reconciliation import ReconciliationWorker
 from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
 
 
@@ -16,6 +18,13 @@ def build_workers(rt: Runtime[Settings, None]) -> list[Worker]:
         rt.consumer(GrantHandler(rt.settings)),
         ExpirySweeper(rt.settings, rt.db),
         ReleaseSweeper(rt.settings, rt.db),
+        ReconciliationWorker(
+            "rewards_ledger",
+            rt.db,
+            service.reconcile,
+            interval_s=rt.settings.reconciliation_interval_s,
+            backoff_cap_s=rt.settings.retry_backoff_max_s,
+        ),
     ]
 
 

@@ -16,7 +16,18 @@ async def consumer_lag(kafka_bootstrap: str, group: str, topics: tuple[str, ...]
 async def consumer_lag_by_topic(
     kafka_bootstrap: str, group: str, topics: tuple[str, ...]
 ) -> dict[str, int]:
-    """The group's lag on each of `topics` (the console's dashboard shows it per topic).
+    """The group's lag on each of `topics`."""
+    lag = dict.fromkeys(topics, 0)
+    for tp, behind in (await consumer_lag_by_partition(kafka_bootstrap, group, topics)).items():
+        lag[tp.topic] += behind
+    return lag
+
+
+async def consumer_lag_by_partition(
+    kafka_bootstrap: str, group: str, topics: tuple[str, ...]
+) -> dict[TopicPartition, int]:
+    """The group's lag on each partition of `topics` (the console exports it per partition
+    and shows it per topic).
 
     The end of each partition is found by reading its last batch: the embedded broker reports
     the end offset of a multi-record batch as if the batch held one record.
@@ -35,9 +46,8 @@ async def consumer_lag_by_topic(
             for topic in topics
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
-        lag = dict.fromkeys(topics, 0)
         if not partitions:
-            return lag
+            return {}
         reported = await consumer.end_offsets(partitions)
         committed = {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
         consumer.assign(partitions)
@@ -51,8 +61,6 @@ async def consumer_lag_by_topic(
                 ends[tp] = max(ends[tp], records[-1].offset + 1)
             if not fetched:
                 break
-        for tp in partitions:
-            lag[tp.topic] += max(0, ends[tp] - committed[tp])
-        return lag
+        return {tp: max(0, ends[tp] - committed[tp]) for tp in partitions}
     finally:
         await consumer.stop()

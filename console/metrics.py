@@ -1,0 +1,13 @@
+"""The console's own metrics: it reads every consumer group's lag for its dashboard anyway
+(console/status.py), and exports it, so lag alerts need no exporter of their own and a dead
+consumer's lag still grows where Prometheus sees it."""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge
+
+CONSUMER_LAG = Gauge(
+    "jifen_consumer_lag",
+    "Messages on the partition past the consumer group's committed offset (at the last reading)",
+    ["group", "topic", "partition"],
+)
