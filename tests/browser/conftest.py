@@ -43,7 +43,10 @@ def chromium_binary() -> str:
     for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
         if Path(candidate).exists():
             return candidate
-    raise RuntimeError("chromium is not installed (make browser-deps)")
+    missing = "Debian's chromium is not installed and `make browser-deps` could not install it"
+    if os.environ.get("CI", "").lower() in ("1", "true"):
+        raise RuntimeError(missing)  # CI is a Debian machine with root: never skip there
+    pytest.skip(f"{missing} (it needs apt-get and root)")
 
 
 @pytest.fixture(scope="session")
