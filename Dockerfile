@@ -1,10 +1,10 @@
 # One image, every service and the operator's CLI; pick the process with the command, e.g.
 #   uvicorn services.rewards_ledger.main:app --host 0.0.0.0 --port 8003
-#   jifen init --env-file /out/.env        (docker run --rm -v "$PWD:/out" jifen jifen init ...)
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/out" jifen:local jifen init --env-file /out/.env
 # Runtime dependencies only, exactly as pinned (with hashes) in requirements.lock: neither the
 # test tools nor the embedded PostgreSQL, broker and Valkey of `make run` (the `embedded` extra).
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY requirements.lock ./

@@ -10,6 +10,7 @@ answered, for scripts.
     jifen dlq list upstream.events
     jifen dlq replay upstream.events --idempotency-key replay-2026-11-30
     jifen rebuild leaderboard weekly
+    jifen init                     # the secrets of a first production run (cli/init.py)
 
 Where the services are: JIFEN_CLI_BASE_URL (default http://127.0.0.1, the ports are the
 contract's 8001..8007) or one URL per service (JIFEN_CLI_LEDGER_URL, ...); credentials:
@@ -31,6 +32,7 @@ import httpx
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from cli.init import init
 from services.suite import SERVICES
 from shared.events import dlq_topic
 from shared.settings import DEV_ADMIN_TOKEN, DEV_INGEST_KEY
@@ -42,6 +44,7 @@ event_app = typer.Typer(help="Behavior events.")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(rebuild_app, name="rebuild")
 app.add_typer(event_app, name="event")
+app.command("init")(init)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the API's answer as JSON")]
 Key = Annotated[

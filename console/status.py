@@ -113,6 +113,8 @@ class StatusBoard:
             )
         except Exception as exc:  # the broker away: the dashboard says so
             log.warning("cannot read consumer lag", extra={"error": str(exc)})
+            # no reading is not a flat line: the lag alerts see the series go (lag unknown)
+            CONSUMER_LAG.clear()
             return [], str(exc) or type(exc).__name__
         states = []
         for (group, topics), partitions in zip(groups, lags, strict=True):

@@ -69,7 +69,9 @@ class ServiceCredential(BaseModel):
 class JifenSettings(BaseSettings):
     """Settings common to all services. Each service subclasses this and names its database."""
 
-    model_config = SettingsConfigDict(env_prefix="JIFEN_", extra="ignore", env_file=".env")
+    # The environment only: a `.env` in the working directory is docker compose's (`jifen init`
+    # writes production secrets there), and must not leak into `make run` or the tests.
+    model_config = SettingsConfigDict(env_prefix="JIFEN_", extra="ignore")
 
     service_name: str = "jifen"
     env: Literal["dev", "test", "prod"] = "dev"

@@ -10,6 +10,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from services.suite import SERVICES
+from tests.unit.test_k8s_kustomize import generated, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,12 +39,7 @@ def test_compose_runs_every_service_on_its_contract_port_with_health_checks() ->
 
 
 def test_kubernetes_manifests_cover_every_service_with_probes() -> None:
-    docs = [
-        d
-        for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
-        for d in yaml.safe_load_all(f.read_text())
-        if d
-    ]
+    docs = rendered()  # what `kubectl kustomize deploy/k8s` makes (test_k8s_kustomize.py)
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     for service in SERVICES:
         mine = [d for d in deployments if d["metadata"]["labels"]["service"] == service]
@@ -57,6 +53,7 @@ def test_kubernetes_manifests_cover_every_service_with_probes() -> None:
 def test_alert_rules_parse_and_watch_metrics_the_services_export() -> None:
     import importlib
 
+    import console.metrics  # noqa: F401  (the console exports consumer lag)
     import shared.metrics  # noqa: F401  (importing a metrics module registers its metrics)
 
     for service in SERVICES:
@@ -90,7 +87,8 @@ def test_exchange_reaches_the_ledger_by_its_service_name_everywhere() -> None:
             assert env["JIFEN_LEDGER_URL"] == "http://rewards-ledger:8003"
             # ... with its own scoped credential, not the admin token (kept in a Secret)
             token = env["JIFEN_SERVICE_TOKEN"]
-            assert token == {"secretKeyRef": {"name": "jifen-service-tokens", "key": "exchange"}}
+            key = "JIFEN_EXCHANGE_SERVICE_TOKEN"
+            assert token == {"secretKeyRef": {"name": "jifen-secrets", "key": key}}
     for name in ("exchange", "exchange_worker"):
         assert ":?" in compose[name]["environment"]["JIFEN_SERVICE_TOKEN"]
 
@@ -111,33 +109,26 @@ def test_the_console_runs_on_8000_everywhere_with_its_secrets_required() -> None
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["JIFEN_CONSOLE_COOKIE_SECURE"] == "true"
     assert set(SERVICES) <= set(json.loads(env["JIFEN_CONSOLE_SERVICE_URLS"]))
-    secrets = [
-        d
-        for d in yaml.safe_load_all((ROOT / "deploy/k8s/config.yaml").read_text())
-        if d and d["kind"] == "Secret"
-    ]
-    assert {"JIFEN_CONSOLE_SECRET", "JIFEN_CONSOLE_USERS"} <= set(secrets[0]["stringData"])
+    example = (ROOT / "deploy/k8s/secrets.env.example").read_text()
+    refs = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    for name in ("JIFEN_CONSOLE_SECRET", "JIFEN_CONSOLE_USERS"):
+        assert refs[name] == {"secretKeyRef": {"name": "jifen-secrets", "key": name}}
+        assert f"\n{name}=" in example  # the operator's secrets.env has it
     assert "COPY console ./console" in (ROOT / "Dockerfile").read_text()
 
 
 def test_every_calling_service_presents_its_own_credential_everywhere() -> None:
-    """Each service in SERVICE_SCOPES gets its token (its key in jifen-service-tokens; a
-    required variable in compose) in every Deployment it runs in; the example credentials
-    map carries exactly SERVICE_SCOPES; the console is never given the admin token."""
+    """Each service in SERVICE_SCOPES gets its token (JIFEN_<SERVICE>_SERVICE_TOKEN: a key of
+    the k8s jifen-secrets, a required variable in compose) in every Deployment it runs in; the
+    console is never given the admin token. (`jifen init` makes the credentials map from
+    SERVICE_SCOPES: tests/unit/test_init.py.)"""
     from shared.settings import SERVICE_SCOPES
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    docs = [
-        d
-        for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
-        for d in yaml.safe_load_all(f.read_text())
-        if d
-    ]
-    (tokens,) = [d for d in docs if d["metadata"]["name"] == "jifen-service-tokens"]
-    assert set(tokens["stringData"]) == set(SERVICE_SCOPES)
-    (secrets,) = [d for d in docs if d["metadata"]["name"] == "jifen-secrets"]
-    example = json.loads(secrets["stringData"]["JIFEN_SERVICE_CREDENTIALS"])
-    assert {c["service"]: tuple(c["scopes"]) for c in example.values()} == SERVICE_SCOPES
+    docs = rendered()
+    secrets = generated(docs, "Secret", "jifen-secrets")
+    tokens = {k for k in secrets["data"] if k.endswith("_SERVICE_TOKEN")}
+    assert tokens == {f"JIFEN_{s.upper()}_SERVICE_TOKEN" for s in SERVICE_SCOPES}
     for caller in SERVICE_SCOPES:
         deployments = [
             d
@@ -150,7 +141,8 @@ def test_every_calling_service_presents_its_own_credential_everywhere() -> None:
                 e["name"]: e.get("valueFrom")
                 for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
             }
-            ref = {"secretKeyRef": {"name": "jifen-service-tokens", "key": caller}}
+            key = f"JIFEN_{caller.upper()}_SERVICE_TOKEN"
+            ref = {"secretKeyRef": {"name": secrets["metadata"]["name"], "key": key}}
             assert env.get("JIFEN_SERVICE_TOKEN") == ref, d["metadata"]["name"]
         for name, entry in compose.items():
             command = " ".join(entry.get("command", []))
@@ -163,3 +155,4 @@ def test_every_calling_service_presents_its_own_credential_everywhere() -> None:
     ]
     container = console["spec"]["template"]["spec"]["containers"][0]
     assert all("secretRef" not in source for source in container["envFrom"])
+    assert "JIFEN_ADMIN_TOKEN" not in {e["name"] for e in container["env"]}
