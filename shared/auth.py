@@ -1,4 +1,5 @@
-"""Who is calling: the admin/operations token, a per-source ingest key, or a user's JWT."""
+"""Who is calling: the admin/operations token, a service credential, a per-source ingest key,
+or a user's JWT (verified by shared/tokens.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import Request
 
 from shared.errors import Forbidden, Unauthorized
 from shared.settings import JifenSettings
+from shared.tokens import KeyNotCached, UserTokens
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,28 @@ class Principal:
 class Authenticator:
     def __init__(self, settings: JifenSettings) -> None:
         self._admin = settings.admin_token.get_secret_value().encode()
-        self._jwt_secret = settings.jwt_secret.get_secret_value()
+        self.users = UserTokens(settings)
         self._ingest = {key.encode(): frozenset(srcs) for key, srcs in settings.ingest_keys.items()}
         self._services = [
             (token.encode(), Principal("service", service=c.service, scopes=frozenset(c.scopes)))
             for token, c in settings.service_credentials.items()
         ]
 
-    def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
+    async def start(self) -> None:
+        """Fetch the identity provider's keys and keep them fresh (when JWKS is configured)."""
+        if self.users.keys is not None:
+            await self.users.keys.start()
+
+    async def close(self) -> None:
+        if self.users.keys is not None:
+            await self.users.keys.close()
+
+    def authenticate(
+        self, authorization: str | None, api_key: str | None, *, may_fetch: bool = True
+    ) -> Principal:
+        """The caller, or `Unauthorized`. Synchronous, no I/O; `KeyNotCached` (only when
+        `may_fetch`) asks the caller to await `users.keys.refetch()` and ask again with
+        `may_fetch=False` (see `principal`)."""
         if api_key:
             for key, sources in self._ingest.items():
                 if hmac.compare_digest(key, api_key.encode()):
@@ -89,25 +105,24 @@ class Authenticator:
         for service_token, service in self._services:
             if hmac.compare_digest(service_token, token.encode()):
                 return service
-        try:
-            # `exp` is required: a token minted without one would be good for as long as the
-            # secret is, with no way to take it back short of rotating the secret for everyone
-            claims = jwt.decode(
-                token, self._jwt_secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
-            )
-        except jwt.PyJWTError as exc:
-            raise Unauthorized(f"invalid token: {exc}") from exc
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub:
-            raise Unauthorized("token has no subject")
-        return Principal("user", user_id=sub)
+        # `exp` is required: a token minted without one would be good for as long as its key
+        # is, with no way to take it back short of rotating the key for everyone
+        return Principal("user", user_id=self.users.user_of(token, may_fetch=may_fetch))
 
 
 async def principal(request: Request) -> Principal:
     # async: FastAPI would run a plain def in a worker thread, a thread hop per request
     """FastAPI dependency: the authenticated caller (401 when there is none)."""
     auth: Authenticator = request.app.state.authenticator
-    return auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    authorization = request.headers.get("authorization")
+    api_key = request.headers.get("x-api-key")
+    try:
+        return auth.authenticate(authorization, api_key)
+    except KeyNotCached:
+        # the one network wait on this path: a key id not seen yet (a rotation), rate-limited
+        assert auth.users.keys is not None
+        await auth.users.keys.refetch()
+        return auth.authenticate(authorization, api_key, may_fetch=False)
 
 
 async def optional_principal(request: Request) -> Principal | None:

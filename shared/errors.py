@@ -54,10 +54,15 @@ class Unavailable(DomainError):
 
 
 class Unauthorized(DomainError):
+    """401. `code` says why when the caller can act on it (a user token refused as
+    `token_expired`, `token_invalid_audience`, ...); `unauthorized` otherwise."""
+
     status = 401
 
-    def __init__(self, message: str = "missing or invalid credentials") -> None:
-        super().__init__("unauthorized", message)
+    def __init__(
+        self, message: str = "missing or invalid credentials", code: str = "unauthorized"
+    ) -> None:
+        super().__init__(code, message)
 
 
 class Forbidden(DomainError):

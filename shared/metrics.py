@@ -68,6 +68,26 @@ RATE_LIMITED = Counter(
     "Requests answered 429 by the rate limits, by the limit that applied (ingest_key, user, ip)",
     ["service", "kind"],
 )
+JWKS_FETCHES = Counter(
+    "jifen_jwks_fetch_total",
+    "Fetches of the identity provider's signing keys (JIFEN_JWT_JWKS_URL), by outcome (ok, "
+    "error: the cached keys stay in use)",
+    ["service", "outcome"],
+)
+JWKS_KEYS_AGE = Gauge(
+    "jifen_jwks_keys_age_seconds",
+    "Seconds since the signing keys in use were last fetched successfully (+Inf: never); "
+    "growing past the refresh interval means the JWKS endpoint is failing",
+    ["service"],
+)
+JWKS_KEYS = Gauge(
+    "jifen_jwks_keys", "Signing keys cached from the identity provider's JWKS", ["service"]
+)
+JWT_REFUSED = Counter(
+    "jifen_jwt_refused_total",
+    "User tokens answered 401, by reason (token_expired, token_invalid_audience, ...)",
+    ["service", "reason"],
+)
 RETENTION_PURGED = Counter(
     "jifen_retention_purged_total",
     "Rows past the retention period deleted (inbox, received behaviors, counters)",

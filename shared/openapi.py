@@ -8,15 +8,24 @@ every `/v1` operation, 401, 403, 404, 409, 422, 429 and 503 with the one error s
 400 and 413 to those that take a body: bytes that are not JSON, or too many), and replaces
 FastAPI's 422 schema with it (the handler rewrites validation errors into it). A write that
 answers 201 also documents the 200 of its idempotent repeat.
+
+It also declares the credentials (`securitySchemes`: a user's JWT, the admin or a service's
+bearer token, an ingest key) and which of them each operation takes, read from its
+dependencies, so /docs has an Authorize button.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from shared.auth import optional_principal, principal
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -39,6 +48,35 @@ ERRORS = {
 }
 REPEAT = "the same request again: the resource it created before, unchanged"
 
+# How a caller proves who it is (shared/auth.py), so that /docs offers an Authorize button.
+SECURITY_SCHEMES = {
+    "userToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "a user's token: from the identity provider (JIFEN_JWT_JWKS_URL; "
+        "iss and aud checked when JIFEN_JWT_ISSUER / JIFEN_JWT_AUDIENCE are set) or, in "
+        "development, HS256 with JIFEN_JWT_SECRET. A user sees only their own data; a "
+        "refused token answers 401 with a reason code (token_expired, token_invalid_audience, ...)",
+    },
+    "operatorToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the admin token (JIFEN_ADMIN_TOKEN) or a calling service's "
+        "credential (JIFEN_SERVICE_CREDENTIALS, limited to its scopes)",
+    },
+    "ingestKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Api-Key",
+        "description": "an upstream system's ingest key (JIFEN_INGEST_KEYS), for the sources "
+        "it may publish",
+    },
+}
+AUTHENTICATED: list[dict[str, list[str]]] = [{"userToken": []}, {"operatorToken": []}]
+# a route that takes ingest keys says so with openapi_extra={"security": INGEST}
+INGEST: list[dict[str, list[str]]] = [{"ingestKey": []}, {"operatorToken": []}]
+
 
 def document_errors(app: FastAPI) -> None:
     """Install an OpenAPI generator that describes the error answers (built once, cached)."""
@@ -54,11 +92,15 @@ def document_errors(app: FastAPI) -> None:
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Error"] = ERROR_SCHEMA
+        schema["components"]["securitySchemes"] = SECURITY_SCHEMES
+        security = _security_by_operation(app)
         ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         for path, operations in schema.get("paths", {}).items():
             if not path.startswith("/v1/"):
                 continue
-            for operation in operations.values():
+            for method, operation in operations.items():
+                if "security" not in operation and (path, method) in security:
+                    operation["security"] = security[(path, method)]
                 responses = operation.setdefault("responses", {})
                 if "201" in responses and "200" not in responses:
                     # writes that create answer 200 with the existing resource when the same
@@ -85,6 +127,42 @@ def document_errors(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _security_by_operation(app: FastAPI) -> dict[tuple[str, str], list[dict[str, list[str]]]]:
+    """(path, method) -> the credentials each route's `principal` dependency takes; public
+    routes that show more to a caller (`optional_principal`) take none as well."""
+    found: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
+    for path, route in _api_routes(app):
+        calls, pending = set(), [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            calls.add(dependant.call)
+            pending.extend(dependant.dependencies)
+        if optional_principal in calls:
+            requirement = [{}, *AUTHENTICATED]
+        elif principal in calls:
+            requirement = list(AUTHENTICATED)
+        else:
+            continue
+        for method in route.methods or ():
+            found[(path, method.lower())] = requirement
+    return found
+
+
+def _api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
+    """Every API route with the path it is served at (FastAPI 0.165 keeps an included
+    router's routes inside it, with the prefix applied only in the route's context)."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if contexts is None:
+        for route in app.routes:
+            if isinstance(route, APIRoute):
+                yield route.path_format, route
+        return
+    for context in contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path_format:
+            yield context.path_format, route
 
 
 def _referenced(schema: dict[str, Any], name: str) -> bool:

@@ -300,11 +300,15 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
         if settings.seed_demo and spec.seed is not None:
             await spec.seed(runtime)
         tasks = start_workers(spec, runtime) if settings.runs_workers else []
+        authenticator: Authenticator = app.state.authenticator
+        if settings.serves_api:
+            await authenticator.start()  # the identity provider's keys, before any request
         tune_gc(settings.gc_young_threshold)
         log.info("service started", extra={"role": settings.role})
         try:
             yield
         finally:
+            await authenticator.close()
             await stop_workers(runtime, tasks, publisher)
             if spec.on_stop is not None:
                 await spec.on_stop(runtime)

@@ -203,7 +203,41 @@ class JifenSettings(BaseSettings):
     retry_backoff_max_s: float = Field(10.0, gt=0)
 
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_secret: SecretStr = Field(
+        SecretStr(DEV_JWT_SECRET),
+        description="HS256 secret for user tokens (development); unused once "
+        "JIFEN_JWT_JWKS_URL is set",
+    )
+    jwt_jwks_url: str = Field(
+        "",
+        max_length=2048,
+        description="the identity provider's JWKS (e.g. https://idp/.well-known/jwks.json): "
+        "user tokens are then verified with its keys (RS256/ES256/EdDSA, chosen by the key), "
+        "and tokens signed with JIFEN_JWT_SECRET are refused",
+    )
+    jwt_issuer: str = Field("", max_length=2048, description="when set, a token's iss must be it")
+    jwt_audience: str = Field(
+        "", max_length=2048, description="when set, a token's aud must name it"
+    )
+    jwt_user_claim: str = Field(
+        "sub", min_length=1, max_length=128, description="the claim that holds the user id"
+    )
+    jwt_leeway_s: float = Field(
+        30, ge=0, le=600, description="clock skew allowed when checking exp, nbf and iat"
+    )
+    jwt_jwks_refresh_s: float = Field(
+        300,
+        ge=5,
+        le=86_400,
+        description="how often the JWKS is fetched again in the background",
+    )
+    jwt_jwks_min_refetch_s: float = Field(
+        10,
+        ge=1,
+        le=3600,
+        description="a token naming a kid not cached fetches the JWKS at once, but at most "
+        "this often (so made-up kids cannot flood the identity provider)",
+    )
     service_credentials: dict[str, ServiceCredential] = Field(
         default_factory=dev_service_credentials,
         description='token -> {"service", "scopes"}: the services that may call this one, and '
@@ -265,6 +299,13 @@ class JifenSettings(BaseSettings):
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
 
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("JIFEN_JWT_JWKS_URL must be an http(s) URL")
+        return value
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> JifenSettings:
         if self.env == "prod":
@@ -272,15 +313,18 @@ class JifenSettings(BaseSettings):
                 raise ValueError(
                     "JIFEN_ADMIN_TOKEN must be set to a real secret when JIFEN_ENV=prod"
                 )
-            if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            # with a JWKS the secret verifies nothing, so it need not be set at all
+            secret = self.jwt_secret.get_secret_value()
+            if not self.jwt_jwks_url and secret == DEV_JWT_SECRET:
                 raise ValueError(
-                    "JIFEN_JWT_SECRET must be set to a real secret when JIFEN_ENV=prod"
+                    "JIFEN_JWT_SECRET must be set to a real secret when JIFEN_ENV=prod "
+                    "(or JIFEN_JWT_JWKS_URL to the identity provider's keys)"
                 )
             if DEV_INGEST_KEY in self.ingest_keys:
                 raise ValueError(
                     "JIFEN_INGEST_KEYS must not contain the dev key when JIFEN_ENV=prod"
                 )
-            if len(self.jwt_secret.get_secret_value()) < 32:
+            if not self.jwt_jwks_url and len(secret) < 32:
                 raise ValueError("JIFEN_JWT_SECRET must be at least 32 characters")
             dev_tokens = set(dev_service_credentials())
             if dev_tokens & set(self.service_credentials):

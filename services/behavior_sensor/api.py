@@ -17,6 +17,7 @@ from services.behavior_sensor.settings import Settings
 from shared.auth import Principal, principal
 from shared.errors import InvalidInput, validation_response
 from shared.events import BehaviorEnvelope
+from shared.openapi import INGEST
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Writes
 
@@ -91,7 +92,7 @@ def _read_envelopes(raw: bytes, max_events: int) -> list[BehaviorEnvelope] | JSO
         )
 
 
-@router.post("/events", status_code=202, openapi_extra=_BODY_DOC)
+@router.post("/events", status_code=202, openapi_extra={**_BODY_DOC, "security": INGEST})
 async def ingest(request: Request, caller: Caller) -> Any:
     """Accept one behavior envelope or a batch; 202 with how many were new and how many repeats,
     once they are recorded (committed).

@@ -26,6 +26,7 @@ from services.exchange.settings import Settings
 from shared.auth import Principal, optional_principal, principal
 from shared.errors import Unauthorized
 from shared.hotpath import json_body, json_body_schema, json_response
+from shared.openapi import AUTHENTICATED
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Snapshot, Writes
 
@@ -135,7 +136,7 @@ async def retire_item(item_id: ObjectId, caller: Caller, session: Writes) -> Ite
         202: {"description": "Accepted; the points service has not confirmed yet"},
         **REFUSALS,
     },
-    openapi_extra=json_body_schema(RedemptionRequest),
+    openapi_extra={**json_body_schema(RedemptionRequest), "security": AUTHENTICATED},
 )
 async def redeem(request: Request) -> Response:
     """One-click redemption: reserve stock, debit the points, issue the reward.

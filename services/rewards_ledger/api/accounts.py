@@ -29,6 +29,7 @@ from shared.auth import principal
 from shared.errors import DomainError, InvalidInput
 from shared.events import DEFAULT_ASSET
 from shared.hotpath import json_body, json_body_schema, json_response
+from shared.openapi import AUTHENTICATED
 from shared.unit_of_work import Reads, Writes
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -93,7 +94,7 @@ async def debit(
 @router.post(
     "/debits/batch",
     response_model=DebitBatchOut,
-    openapi_extra=json_body_schema(DebitBatchRequest),
+    openapi_extra={**json_body_schema(DebitBatchRequest), "security": AUTHENTICATED},
 )
 async def debit_batch(request: Request, session: Writes) -> Response:
     """Many debits in one unit of work (the exchange sends concurrent redemptions this way).
