@@ -1,5 +1,6 @@
-"""The alert rules (deploy/prometheus/alerts.yml, targets.yml) pass `promtool check rules` and
-their unit tests (alerts_test.yml), and every alert has a unit test in which it fires.
+"""The rule files Prometheus loads (deploy/prometheus/alerts.yml, targets.yml, slo.yml) pass
+`promtool check rules` and their unit tests (every *_test.yml there: alerts_test.yml,
+slo_test.yml), and every alert has a unit test in which it fires.
 
 promtool comes from Debian's `prometheus` package when it is not on PATH (tests/tools.py).
 """
@@ -30,11 +31,19 @@ def run(tool: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def unit_test_files() -> list[str]:
+    return sorted(path.name for path in PROMETHEUS.glob("*_test.yml"))
+
+
 def rule_files() -> list[str]:
-    """The rule files Prometheus loads (prometheus.yml), which the unit tests also load."""
+    """The rule files Prometheus loads (prometheus.yml), each loaded by some unit test file."""
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())
-    assert tests["rule_files"] == config["rule_files"]
+    tested = [
+        name
+        for test in unit_test_files()
+        for name in yaml.safe_load((PROMETHEUS / test).read_text())["rule_files"]
+    ]
+    assert sorted(set(tested)) == sorted(config["rule_files"])
     return list(config["rule_files"])
 
 
@@ -54,13 +63,18 @@ def test_alert_rules_check(promtool: Path) -> None:
 
 
 def test_alert_rules_pass_their_unit_tests(promtool: Path) -> None:
-    result = run(promtool, "test", "rules", "alerts_test.yml")
+    assert {"alerts_test.yml", "slo_test.yml"} <= set(unit_test_files())
+    result = run(promtool, "test", "rules", *unit_test_files())
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert result.stdout.count("SUCCESS") == len(unit_test_files()), result.stdout
 
 
 def test_every_alert_has_a_unit_test_in_which_it_fires() -> None:
-    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    tests = [
+        test
+        for name in unit_test_files()
+        for test in yaml.safe_load((PROMETHEUS / name).read_text())["tests"]
+    ]
     fired = {
         case["alertname"]
         for test in tests
