@@ -88,7 +88,7 @@ def generate(
 def quote(value: str, target: Target) -> str:
     """How a value is written so that its reader gets it back verbatim. kustomize's env files
     take everything after the first `=` literally (quotes included); docker compose expands `$`
-    in bare and double-quoted values (a scrypt hash is full of them) and takes single-quoted
+    in bare and double-quoted values (a password hash is full of them) and takes single-quoted
     ones literally."""
     if "\n" in value or "\r" in value or value != value.strip():
         raise ValueError("a value must be one line without surrounding spaces")

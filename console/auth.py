@@ -16,20 +16,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from console.models import sessions
-from console.passwords import PasswordHash
+from console.models import operator_passwords, sessions
+from console.passwords import CONCURRENT_HASHES, PasswordHash
 from console.settings import ROLES, Operator, Settings
+from console.throttle import SignInThrottle
 from shared.db import Database
-from shared.ratelimit import Buckets, Limit
+
+log = logging.getLogger("jifen.console")
+T = TypeVar("T")
 
 COOKIE = "jifen_console"
 CSRF_FIELD = "csrf_token"
@@ -67,33 +74,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class SignInThrottle:
-    """Guessing passwords is slowed per operator name and per client address: each takes
-    `failures` wrong passwords, then one more per `cooldown_s` (a token bucket that only
-    failures drain). A right password empties the name's record. Kept in the process, like
-    the services' rate limits: N console replicas admit N times as many guesses."""
-
-    def __init__(self, failures: int, cooldown_s: float) -> None:
-        self.enabled = failures > 0
-        rate = 1.0 / cooldown_s
-        self.names = Buckets(Limit(rate, max(failures, 1)))
-        self.addresses = Buckets(Limit(rate, max(failures, 1) * 4))
-
-    def wait(self, name: str, address: str) -> float:
-        """Seconds until this name may be tried from this address (0.0: now)."""
-        if not self.enabled:
-            return 0.0
-        return max(self.names.peek(name), self.addresses.peek(address))
-
-    def failed(self, name: str, address: str) -> None:
-        if self.enabled:
-            self.names.take(name)
-            self.addresses.take(address)
-
-    def succeeded(self, name: str) -> None:
-        self.names.forget(name)
-
-
 class Gate:
     """Signs operators in and out and checks every request's session."""
 
@@ -101,23 +81,76 @@ class Gate:
         self.settings = settings
         self.db = db
         self.throttle = SignInThrottle(
-            settings.console_signin_failures, settings.console_signin_cooldown_s
+            settings.console_signin_failures,
+            settings.console_signin_cooldown_s,
+            settings.redis_url,
+            settings.redis_timeout_s,
         )
         self.operators: dict[str, Operator] = settings.operators()
         self.hashes = {n: PasswordHash.parse(o.password_hash) for n, o in self.operators.items()}
         self.signer = URLSafeTimedSerializer(
             settings.console_secret.get_secret_value(), salt="jifen-console-session"
         )
-        # compared against when the name is unknown, so a wrong name costs as long as a
-        # wrong password
+        # compared against when the name is unknown (an argon2id hash with today's
+        # parameters), so a wrong name costs as long as a wrong password
         self._decoy = PasswordHash.create(secrets.token_hex(16))
+        # argon2id takes 19 MiB per hash: a burst of sign-ins waits here rather than
+        # taking the pod's memory (console/passwords.py)
+        self._hashing = asyncio.Semaphore(CONCURRENT_HASHES)
+
+    async def _hash_work(self, work: Callable[[], T]) -> T:
+        """argon2id takes tens of milliseconds of CPU: off the event loop, so that a sign-in
+        does not stall every other operator's page."""
+        async with self._hashing:
+            return await asyncio.to_thread(work)
 
     async def check_password(self, name: str, password: str) -> bool:
-        """scrypt takes tens of milliseconds of CPU: off the event loop, so that a sign-in
-        does not stall every other operator's page."""
-        stored = self.hashes.get(name)
-        ok = await asyncio.to_thread((stored or self._decoy).verify, password)
-        return ok and stored is not None
+        """The password against the operator's hash: the upgraded one kept in the database
+        while the configured hash is unchanged, else the configured one. A right password
+        on a hash that needs it (scrypt, or argon2id with other parameters) is rehashed and
+        kept; a wrong one writes nothing."""
+        configured = self.hashes.get(name)
+        # read for unknown names too: every wrong name costs what a wrong password does
+        async with self.db.read_only() as session:
+            row = (
+                await session.execute(
+                    select(operator_passwords).where(operator_passwords.c.name == name)
+                )
+            ).first()
+        if configured is None:
+            await self._hash_work(lambda: self._decoy.verify(password))
+            return False
+        configured_digest = _hash(configured.encode())
+        stored = configured
+        if row is not None and row.configured_hash_digest == configured_digest:
+            try:
+                stored = PasswordHash.parse(row.password_hash)
+            except ValueError:  # not one of ours: the configured hash still counts
+                log.warning("operator %s: unreadable upgraded hash ignored", name)
+        if not await self._hash_work(lambda: stored.verify(password)):
+            return False
+        if stored.needs_rehash:
+            upgraded = await self._hash_work(lambda: PasswordHash.create(password))
+            await self._keep(name, configured_digest, upgraded)
+            log.info(
+                "operator %s: password hash upgraded",
+                name,
+                extra={"from": stored.scheme, "to": upgraded.scheme},
+            )
+        return True
+
+    async def _keep(self, name: str, configured_digest: str, upgraded: PasswordHash) -> None:
+        values = {
+            "configured_hash_digest": configured_digest,
+            "password_hash": upgraded.encode(),
+            "updated_at": datetime.now(UTC),
+        }
+        async with self.db.transaction() as session:
+            await session.execute(
+                pg_insert(operator_passwords)
+                .values(name=name, **values)
+                .on_conflict_do_update(index_elements=[operator_passwords.c.name], set_=values)
+            )
 
     async def sign_in(self, name: str) -> str:
         """Start a session; returns the cookie value."""

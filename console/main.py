@@ -100,13 +100,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.console_service_timeout_s,
     )
     status = StatusBoard(services, settings.kafka_bootstrap, settings.console_status_interval_s)
-    app.state.console = Console(settings, db, Gate(settings, db), services, status)
+    gate = Gate(settings, db)
+    app.state.console = Console(settings, db, gate, services, status)
     status.start()
-    log.info("console ready", extra={"services": sorted(settings.console_service_urls)})
+    log.info(
+        "console ready",
+        extra={
+            "services": sorted(settings.console_service_urls),
+            # "valkey": every replica counts wrong passwords together; "process": each its own
+            "signin_throttle": "valkey" if gate.throttle.redis is not None else "process",
+        },
+    )
     try:
         yield
     finally:
         await status.stop()
+        await gate.throttle.aclose()
         await services.aclose()
         await db.dispose()
 

@@ -1,5 +1,5 @@
-"""The console's own tables: operator sessions and the audit log. It keeps nothing else:
-everything it shows comes from the services' HTTP APIs."""
+"""The console's own tables: operator sessions, the audit log and upgraded password hashes. It
+keeps nothing else: everything it shows comes from the services' HTTP APIs."""
 
 from __future__ import annotations
 
@@ -54,3 +54,16 @@ audit_log = Table(
     Column("message", Text, nullable=True),
 )
 Index("ix_audit_log_target", audit_log.c.target, audit_log.c.id)
+
+# An operator's password hash, upgraded at sign-in (an old scrypt hash, or argon2id with old
+# parameters). Operators are configured (JIFEN_CONSOLE_USERS), which the console cannot write
+# to: this row stands in for the configured hash as long as that hash is the one whose SHA-256
+# is `configured_hash_digest`; once the configuration gives another hash, that one counts.
+operator_passwords = Table(
+    "operator_passwords",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("configured_hash_digest", String(64), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -14,7 +14,10 @@ ROLES = ("viewer", "operator", "admin")
 
 class Operator(BaseModel):
     role: str
-    password_hash: str = Field(description="from `python -m console.passwords` (scrypt)")
+    password_hash: str = Field(
+        description="from `python -m console.passwords` (argon2id; an older scrypt hash still "
+        "works and is upgraded at the operator's next sign-in)"
+    )
 
     @field_validator("role")
     @classmethod
@@ -44,7 +47,7 @@ class Settings(JifenSettings):
     console_users: dict[str, Operator] = Field(
         default_factory=dict,
         description='operators: {"name": {"role": "viewer|operator|admin", "password_hash": '
-        '"scrypt$..."}}; empty outside prod means the dev operators admin, operator and '
+        '"$argon2id$..."}}; empty outside prod means the dev operators admin, operator and '
         "viewer with the dev password",
     )
     console_secret: SecretStr = Field(
@@ -65,6 +68,15 @@ class Settings(JifenSettings):
         "address may take four times as many across names",
     )
     console_signin_cooldown_s: float = Field(60.0, gt=0, le=86_400)
+    redis_url: str = Field(
+        "",
+        description="Valkey (or Redis) where the sign-in throttle counts wrong passwords, "
+        "shared by every console replica (the server engagement uses will do); unset, or "
+        "while it cannot be reached, each process counts its own",
+    )
+    redis_timeout_s: float = Field(
+        0.5, gt=0, le=10, description="per call to Valkey before a sign-in is throttled locally"
+    )
     console_cookie_secure: bool = Field(
         False, description="send the session cookie over HTTPS only (set true behind TLS)"
     )
@@ -96,7 +108,7 @@ class Settings(JifenSettings):
             if not self.console_users:
                 raise ValueError("JIFEN_CONSOLE_USERS must name the operators when JIFEN_ENV=prod")
             for name, operator in self.console_users.items():
-                # one scrypt derivation per operator, once at start-up
+                # one hash per operator, once at start-up
                 if PasswordHash.parse(operator.password_hash).verify(DEV_CONSOLE_PASSWORD):
                     raise ValueError(f"JIFEN_CONSOLE_USERS: {name} has the dev password")
             token = self.service_token.get_secret_value()

@@ -50,7 +50,8 @@ async def sign_in(
         raise Refused("bad_origin", "this request did not come from the console's pages")
     throttle = console.gate.throttle
     address = request.client.host if request.client else "unknown"
-    wait = throttle.wait(name[:64], address)
+    # takes one guess from the name's and the address's buckets (given back if it is right)
+    wait = await throttle.admit(name[:64], address)
     if wait:
         # refused before the password is looked at: a guess costs nothing to refuse
         await record(
@@ -66,7 +67,6 @@ async def sign_in(
         answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return answer
     if not name or not await console.gate.check_password(name, password):
-        throttle.failed(name[:64], address)
         await record(
             console.db,
             operator=name[:64] or "-",
@@ -77,7 +77,7 @@ async def sign_in(
             outcome="wrong_password",
         )
         return render(request, "signin.html", status=401, failed=True, name=name)
-    throttle.succeeded(name)
+    await throttle.succeeded(name[:64], address)
     response = RedirectResponse("/dashboard", status_code=303)
     _cookie(
         response, request, await console.gate.sign_in(name), console.settings.console_session_ttl_s

@@ -3,15 +3,20 @@ Chinese texts."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, Type, extract_parameters
 
+from console import passwords
 from console.auth import SignInThrottle
 from console.forms import FormError, adjustment, item_body, parse_ladder, rule_body
 from console.i18n import ZH, translate
-from console.passwords import PasswordHash
+from console.passwords import MEMORY_KIB, PARALLELISM, TIME_COST, PasswordHash
 from console.settings import DEV_CONSOLE_PASSWORD, Settings
 from shared.settings import dev_service_token
 
@@ -142,6 +147,64 @@ def test_password_hashes_verify_only_their_password_and_parse_back() -> None:
             PasswordHash.parse(bad)
 
 
+def test_new_hashes_are_argon2id_phc_strings_with_the_chosen_parameters() -> None:
+    encoded = PasswordHash.create("correct horse battery").encode()
+    assert encoded.startswith(f"$argon2id$v=19$m={MEMORY_KIB},t={TIME_COST},p={PARALLELISM}$")
+    assert (MEMORY_KIB, TIME_COST, PARALLELISM) == (19 * 1024, 2, 1)  # OWASP's first option
+    params = extract_parameters(encoded)
+    assert params.type is Type.ID and params.hash_len == 32 and params.salt_len == 16
+    assert not PasswordHash.parse(encoded).needs_rehash
+    # a hash made elsewhere with the argon2 library's own defaults verifies the same way
+    foreign = PasswordHasher().hash("correct horse battery")
+    assert PasswordHash.parse(foreign).verify("correct horse battery")
+
+
+def legacy_scrypt(password: str) -> str:
+    """A hash in the format the console wrote before argon2id."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    b64 = [base64.urlsafe_b64encode(v).decode().rstrip("=") for v in (salt, digest)]
+    return f"scrypt$16384$8$1${b64[0]}${b64[1]}"
+
+
+def test_old_scrypt_hashes_still_verify_and_ask_to_be_rehashed() -> None:
+    old = PasswordHash.parse(legacy_scrypt("correct horse battery"))
+    assert old.scheme == "scrypt" and old.needs_rehash
+    assert old.verify("correct horse battery") and not old.verify("correct horse batterz")
+    # argon2id with other parameters (weaker, or stronger) is rehashed too
+    for other in (PasswordHasher(time_cost=1, memory_cost=8192), PasswordHasher()):
+        assert PasswordHash.parse(other.hash("x" * 12)).needs_rehash
+
+
+@pytest.mark.parametrize(
+    "encoded, message",
+    [
+        ("$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43, "argon2id"),
+        ("$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43, "out of range"),
+        ("$argon2id$v=19$m=19456,t=100,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43, "out of range"),
+        ("$argon2id$v=19$m=19456,t=2,p=1$!!!!$" + "A" * 43, "base64"),
+        ("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$" + "A" * 43, "salt"),
+        ("$argon2id$v=19$m=19456,t=2,p=1", "argon2id"),
+    ],
+)
+def test_argon2_hashes_out_of_bounds_or_malformed_are_refused(encoded, message) -> None:
+    """A configured hash whose parameters would let one sign-in take the pod's memory (or a
+    core for seconds) is refused at start-up, with the reason."""
+    with pytest.raises(ValueError, match=message):
+        PasswordHash.parse(encoded)
+
+
+def test_the_hash_printer_refuses_short_passwords_and_prints_argon2id(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(passwords.getpass, "getpass", lambda prompt: "short")
+    assert passwords.main() == 2
+    monkeypatch.setattr(passwords.getpass, "getpass", lambda prompt: "long enough password")
+    assert passwords.main() == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("$argon2id$") and PasswordHash.parse(printed).verify(
+        "long enough password"
+    )
+
+
 def test_prod_refuses_the_dev_secret_and_the_dev_operators() -> None:
     prod = {
         "env": "prod",
@@ -197,17 +260,22 @@ def test_every_text_the_pages_show_has_its_chinese() -> None:
     assert translate("Dashboard", "zh") == "总览" and translate("Dashboard", "en") == "Dashboard"
 
 
-def test_sign_in_throttle_counts_only_failures_and_a_success_clears_the_name() -> None:
+async def test_sign_in_throttle_counts_only_failures_and_a_success_clears_the_name() -> None:
+    """In the process (no Valkey configured): each guess is taken before the password is
+    checked, and a right password gives it back."""
     throttle = SignInThrottle(failures=3, cooldown_s=60)
+    assert throttle.redis is None and not throttle.shared
     for _ in range(3):
-        assert throttle.wait("ops", "10.0.0.1") == 0.0
-        throttle.failed("ops", "10.0.0.1")
-    assert 0 < throttle.wait("ops", "10.0.0.1") <= 60  # one more guess a minute
-    assert throttle.wait("ops", "10.0.0.2") > 0  # the name is held from any address
-    assert throttle.wait("other", "10.0.0.1") == 0.0  # the address has 4 x 3 failures
-    throttle.succeeded("ops")
-    assert throttle.wait("ops", "10.0.0.2") == 0.0
+        assert await throttle.admit("ops", "10.0.0.1") == 0.0  # three wrong guesses
+    assert 0 < await throttle.admit("ops", "10.0.0.1") <= 60  # one more guess a minute
+    assert await throttle.admit("ops", "10.0.0.2") > 0  # the name is held from any address
+    assert await throttle.admit("other", "10.0.0.1") == 0.0  # the address has 4 x 3 guesses
+    await throttle.succeeded("other", "10.0.0.1")  # ... and that one was right
+    await throttle.succeeded("ops", "10.0.0.2")  # a right password (a minute on) clears it
+    assert await throttle.admit("ops", "10.0.0.2") == 0.0
     for n in range(9):  # 3 already + 9 = the address's 12
-        throttle.failed(f"name{n}", "10.0.0.1")
-    assert throttle.wait("fresh", "10.0.0.1") > 0 and throttle.wait("fresh", "10.0.0.3") == 0.0
-    assert SignInThrottle(failures=0, cooldown_s=60).wait("ops", "x") == 0.0
+        assert await throttle.admit(f"name{n}", "10.0.0.1") == 0.0
+    assert await throttle.admit("fresh", "10.0.0.1") > 0
+    assert await throttle.admit("fresh", "10.0.0.3") == 0.0
+    off = SignInThrottle(failures=0, cooldown_s=60)
+    assert [await off.admit("ops", "x") for _ in range(10)] == [0.0] * 10
