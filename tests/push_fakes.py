@@ -3,9 +3,15 @@
 - APNs: HTTP/2 over TLS (granian, a throwaway CA from trustme), checking the ES256
   provider token against the public half of the .p8 key it handed out, the topic and the
   push type, as Apple does;
-- FCM: the OAuth2 token endpoint (checks the RS256 JWT-bearer assertion of the service
-  account it handed out) and HTTP v1 `messages:send` (checks the access token);
+- FCM: HTTP v1 `messages:send` (checks the access token and its expiry), and what google-auth
+  gets tokens from: the OAuth2 token endpoint (the RS256 JWT-bearer assertion of the service
+  account it handed out; the STS token exchange of workload identity federation, for the
+  subject token it handed out) and a GCE/GKE metadata server (`/computeMetadata/v1/...`);
 - a webhook endpoint.
+
+Tests steer the token side with `PushFakes.control(...)`: the tokens' lifetime, token
+requests that fail (503), a slow token endpoint, revoking every token; `PushFakes.tokens()`
+lists the tokens issued (by which grant, to whom) and how many sends used each.
 
 Tokens steer the answers: a token starting `bad` is unregistered (APNs 410 Unregistered,
 FCM 404 UNREGISTERED, webhook 410), `flaky` fails with 503 on its first request, and
@@ -15,6 +21,7 @@ FCM 404 UNREGISTERED, webhook 410), `flaky` fails with 503 on its first request,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -26,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -37,6 +45,10 @@ from services.devstack import free_port, port_open
 
 CONFIG_ENV = "JIFEN_PUSH_FAKES_CONFIG"
 ROOT = Path(__file__).resolve().parent.parent
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # what Google's endpoint wants
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 Scope = dict[str, Any]
 
@@ -69,7 +81,7 @@ async def _body(receive: Any) -> bytes:
 async def _answer(
     send: Any,
     status: int,
-    body: dict[str, Any] | list[Any] | None,
+    body: dict[str, Any] | list[Any] | str | None,
     headers: dict[str, str] | None = None,
 ) -> None:
     raw = json.dumps(body).encode() if body is not None else b""
@@ -109,7 +121,13 @@ class FakeState:
         self.account_email = account["client_email"]
         private = serialization.load_pem_private_key(account["private_key"].encode(), None)
         self._account_public = private.public_key()
-        self._access_tokens: set[str] = set()
+        self.subject_token = config.get("subject_token") or uuid.uuid4().hex
+        self._access_tokens: dict[str, float] = {}  # token -> when it expires (time.time())
+        self._issued: list[dict[str, Any]] = []
+        self._uses: Counter[str] = Counter()
+        self.token_lifetime_s = 3599.0
+        self.fail_token_requests = 0
+        self.token_delay_s = 0.0
         self._provider_tokens: set[str] = set()
         self.apns = Recorded()
         self.fcm = Recorded()
@@ -190,8 +208,22 @@ class FakeState:
                 hooks = list(self.webhook.deliveries)
             await _answer(send, 200, {"fcm": fcm, "webhook": hooks})
             return
-        if path == "/token":
+        if path in ("/token", "/sts"):
             await self._oauth(body, send)
+            return
+        if path == "/" or path.startswith("/computeMetadata/"):
+            await self._metadata(scope, headers, send)
+            return
+        if path == "/_control":
+            self._control(json.loads(body))
+            await _answer(send, 200, {})
+            return
+        if path == "/_tokens":
+            issued = [
+                {"grant": t["grant"], "subject": t["subject"], "uses": self._uses[t["token"]]}
+                for t in self._issued
+            ]
+            await _answer(send, 200, issued)
             return
         if path == "/webhook":
             message = json.loads(body)
@@ -208,9 +240,10 @@ class FakeState:
             await _answer(send, 404, {"error": {"code": 404, "status": "NOT_FOUND"}})
             return
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
-        if bearer not in self._access_tokens:
+        if self._access_tokens.get(bearer, 0.0) < time.time():  # unknown, revoked or expired
             await _answer(send, 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})
             return
+        self._uses[bearer] += 1
         message = json.loads(body)["message"]
         token = message["token"]
         steer = _steer(self.fcm, token)
@@ -253,28 +286,79 @@ class FakeState:
         )
         await _answer(send, 200, {"name": name})
 
-    async def _oauth(self, body: bytes, send: Any) -> None:
-        from urllib.parse import parse_qs
+    def _control(self, settings: dict[str, Any]) -> None:
+        self.token_lifetime_s = float(settings.get("token_lifetime_s", self.token_lifetime_s))
+        self.fail_token_requests = int(settings.get("fail_token_requests", 0))
+        self.token_delay_s = float(settings.get("token_delay_s", 0.0))
+        if settings.get("revoke"):
+            self._access_tokens.clear()
 
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        try:
-            assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
-            claims = jwt.decode(
-                form["assertion"],
-                self._account_public,  # type: ignore[arg-type]
-                algorithms=["RS256"],
-                audience=f"http://127.0.0.1:{self.fcm_port}/token",
-            )
-            assert claims["iss"] == self.account_email
-            assert claims["scope"] == "https://www.googleapis.com/auth/firebase.messaging"
-        except (AssertionError, KeyError, jwt.PyJWTError):
-            await _answer(send, 400, {"error": "invalid_grant"})
+    async def _issue(self, send: Any, grant: str, subject: str, extra: dict[str, str]) -> None:
+        """An access token, after the steered delay or failure."""
+        await asyncio.sleep(self.token_delay_s)
+        if self.fail_token_requests > 0:
+            self.fail_token_requests -= 1
+            await _answer(send, 503, {"error": "temporarily_unavailable"})
             return
         token = f"ya29.{uuid.uuid4().hex}"
-        self._access_tokens.add(token)
+        lifetime = self.token_lifetime_s
+        self._access_tokens[token] = time.time() + lifetime
+        self._issued.append({"token": token, "grant": grant, "subject": subject})
         await _answer(
-            send, 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+            send,
+            200,
+            {"access_token": token, "expires_in": lifetime, "token_type": "Bearer", **extra},
         )
+
+    async def _oauth(self, body: bytes, send: Any) -> None:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        grant = form.get("grant_type")
+        try:
+            if grant == JWT_BEARER:  # a service account's key (google-auth signs the assertion)
+                header = jwt.get_unverified_header(form["assertion"])
+                claims = jwt.decode(
+                    form["assertion"],
+                    self._account_public,  # type: ignore[arg-type]
+                    algorithms=["RS256"],
+                    audience=GOOGLE_TOKEN_AUDIENCE,
+                )
+                assert header.get("kid") == "k1" and claims["iss"] == self.account_email
+                assert claims["scope"] == FCM_SCOPE
+                await self._issue(send, "jwt-bearer", claims["iss"], {})
+            elif grant == TOKEN_EXCHANGE:  # workload identity federation: an STS exchange
+                assert form["subject_token"] == self.subject_token
+                assert form["subject_token_type"] == "urn:ietf:params:oauth:token-type:jwt"
+                assert form["audience"].startswith("//iam.googleapis.com/")
+                assert FCM_SCOPE in form["scope"].split()
+                issued = "urn:ietf:params:oauth:token-type:access_token"
+                extra = {"issued_token_type": issued}
+                await self._issue(send, "token-exchange", form["audience"], extra)
+            else:
+                raise AssertionError(grant)
+        except (AssertionError, KeyError, jwt.PyJWTError):
+            await _answer(send, 400, {"error": "invalid_grant"})
+
+    async def _metadata(self, scope: Scope, headers: dict[str, str], send: Any) -> None:
+        """The metadata server a GCE VM or a GKE pod with workload identity asks: its default
+        service account's tokens, the project id."""
+        if headers.get("metadata-flavor") != "Google":
+            await _answer(send, 403, {"error": "Missing Metadata-Flavor: Google header"})
+            return
+        flavor = {"metadata-flavor": "Google"}
+        path = scope["path"].removeprefix("/computeMetadata/v1/")
+        query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        account = "instance/service-accounts/default/"
+        if path == "/":  # google-auth's ping: "am I on Google Cloud?"
+            await _answer(send, 200, None, flavor)
+        elif path == "project/project-id":
+            await _answer(send, 200, self.project, flavor)
+        elif path == account and query.get("recursive") == "true":
+            info = {"email": self.account_email, "scopes": [FCM_SCOPE], "aliases": ["default"]}
+            await _answer(send, 200, info, flavor)
+        elif path == f"{account}token" and FCM_SCOPE in query.get("scopes", "").split(","):
+            await self._issue(send, "metadata", self.account_email, {})
+        else:
+            await _answer(send, 404, {"error": "not found"}, flavor)
 
 
 _STATE: FakeState | None = None
@@ -309,6 +393,7 @@ class PushFakes:
         self.fcm_port = free_port()
         self.team_id, self.key_id, self.topic = "TEAM123456", "KEY1234567", "com.jifen.test"
         self.project = "jifen-test"
+        self.subject_token = f"ksa.{uuid.uuid4().hex}"  # what workload identity federation presents
         apns_key = ec.generate_private_key(ec.SECP256R1())
         self.apns_key_path = directory / "AuthKey.p8"
         self.apns_key_path.write_bytes(
@@ -356,6 +441,7 @@ class PushFakes:
                     "fcm_port": self.fcm_port,
                     "apns_key": str(self.apns_key_path),
                     "service_account": str(self.service_account_path),
+                    "subject_token": self.subject_token,
                 }
             )
         )
@@ -413,6 +499,33 @@ class PushFakes:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes = []
+
+    # -- the token side --------------------------------------------------------------------
+
+    def control(
+        self,
+        token_lifetime_s: float = 3599.0,
+        fail_token_requests: int = 0,
+        token_delay_s: float = 0.0,
+        revoke: bool = False,
+    ) -> None:
+        """Steer the FCM fake's token side (every call resets what it does not set)."""
+        settings = {
+            "token_lifetime_s": token_lifetime_s,
+            "fail_token_requests": fail_token_requests,
+            "token_delay_s": token_delay_s,
+            "revoke": revoke,
+        }
+        httpx.post(f"{self.fcm_url}/_control", json=settings, timeout=30).raise_for_status()
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """Every access token issued: grant (jwt-bearer, token-exchange, metadata), subject,
+        and how many sends it authorised."""
+        return list(httpx.get(f"{self.fcm_url}/_tokens", timeout=30).json())
+
+    @property
+    def fcm_url(self) -> str:
+        return f"http://127.0.0.1:{self.fcm_port}"
 
     # -- what was delivered ----------------------------------------------------------------
 

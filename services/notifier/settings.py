@@ -39,9 +39,13 @@ class Settings(JifenSettings):
         "", description="extra CA bundle to trust (a test server's); empty: the system's"
     )
     fcm_url: str = Field("https://fcm.googleapis.com", description="FCM HTTP v1 endpoint")
-    fcm_project_id: str = Field("jifen-dev", min_length=1, max_length=100)
+    fcm_project_id: str = Field(
+        "", max_length=100, description="the Firebase project; empty: the credentials' project"
+    )
     fcm_service_account_path: str = Field(
-        "", description="the service-account JSON (client_email, private_key, token_uri)"
+        "",
+        description="a service-account key file (JSON); empty or no file there: application "
+        "default credentials (workload identity, GOOGLE_APPLICATION_CREDENTIALS)",
     )
     webhook_secret: SecretStr = SecretStr("")
     provider_timeout_s: float = Field(10.0, gt=0, le=120)

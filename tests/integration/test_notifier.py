@@ -1,7 +1,8 @@
 """The notifier on the running suite, sending to fake APNs (HTTP/2 over TLS, ES256 provider
-tokens) and FCM (OAuth service account, HTTP v1) servers started by the fixtures: expiry
-reminders from the ledger's lots, quiet hours, caps, opt-outs, invalid tokens, retries,
-campaigns surviving a kill -9, open tracking, bad input."""
+tokens) and FCM (a service-account key through google-auth, HTTP v1) servers started by the
+fixtures: expiry reminders from the ledger's lots, quiet hours, caps, opt-outs, invalid tokens,
+retries (a token endpoint outage too), campaigns surviving a kill -9, open tracking, bad
+input."""
 
 from __future__ import annotations
 
@@ -305,6 +306,29 @@ async def test_a_provider_failure_is_retried_and_every_attempt_recorded(http, pu
     assert [a["outcome"] for a in detail["attempt_log"]] == ["retry", "sent"]
     assert detail["attempt_log"][0]["status_code"] == 503
     assert all(len(a["device"]) == 16 for a in detail["attempt_log"])  # a digest, not the token
+    assert len(push_fakes.delivered(sent["id"])) == 1
+
+
+async def test_an_fcm_token_endpoint_outage_is_retried_and_the_push_sent_once(
+    http, push_fakes: PushFakes
+) -> None:
+    """FCM's tokens revoked and its token endpoint failing one refresh (google-auth tries 3
+    times): the push goes back to the dispatcher as a retry, never lost, then sent once."""
+    notifier = http("notifier")
+    user = unique("tokenless")
+    await device(notifier, user, "android")
+    await no_quiet_hours(notifier, user)
+    push_fakes.control(revoke=True, fail_token_requests=3)
+    try:
+        await campaign(notifier, [user])
+        [sent] = await settled_records(notifier, user, 1)
+    finally:
+        push_fakes.control()
+    assert sent["status"] == "sent", sent
+    detail = (await notifier.get(f"/v1/notifications/{sent['id']}", headers=ADMIN)).json()
+    outcomes = [a["outcome"] for a in detail["attempt_log"]]
+    assert outcomes[-1] == "sent" and set(outcomes[:-1]) == {"retry"}, detail["attempt_log"]
+    assert any((a["detail"] or "").startswith("RefreshError") for a in detail["attempt_log"])
     assert len(push_fakes.delivered(sent["id"])) == 1
 
 

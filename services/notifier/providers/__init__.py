@@ -1,7 +1,8 @@
 """Where a push goes: Apple's APNs (HTTP/2, token auth: an ES256 JWT signed with the team's
-.p8 key), Firebase Cloud Messaging's HTTP v1 API (an OAuth2 access token obtained with the
-service account's RS256-signed assertion), a generic webhook, and `log` (appends a JSON line
-to a file: the `make run` default, no credentials needed).
+.p8 key), Firebase Cloud Messaging's HTTP v1 API (an OAuth2 access token from google-auth:
+application default credentials such as workload identity, or a service-account key file), a
+generic webhook, and `log` (appends a JSON line to a file: the `make run` default, no
+credentials needed).
 
 Each provider turns one request into an `Outcome`: `sent` (with the provider's message id),
 `retry` (429, 5xx, a network failure, an expired provider token: the dispatcher tries again
@@ -13,7 +14,6 @@ and attempt records carry a digest).
 
 from services.notifier.providers.apns import ApnsProvider
 from services.notifier.providers.base import (
-    OAuthError,
     Outcome,
     OutcomeKind,
     Provider,
@@ -29,7 +29,6 @@ __all__ = [
     "ApnsProvider",
     "FcmProvider",
     "LogProvider",
-    "OAuthError",
     "Outcome",
     "OutcomeKind",
     "Provider",

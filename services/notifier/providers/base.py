@@ -38,10 +38,6 @@ class Outcome:
     retry_after_s: float | None = None
 
 
-class OAuthError(Exception):
-    """FCM's token endpoint did not give an access token (retried like a network failure)."""
-
-
 class Provider(Protocol):
     name: str
 

@@ -1,20 +1,29 @@
-"""Firebase Cloud Messaging's HTTP v1 API: an OAuth2 access token obtained with the service
-account's RS256-signed assertion."""
+"""Firebase Cloud Messaging's HTTP v1 API with an OAuth2 access token from google-auth: a
+service-account key file when one is given, else application default credentials (GKE
+workload identity or a VM's metadata server, or GOOGLE_APPLICATION_CREDENTIALS: a key, a
+workload identity federation configuration). New Google Cloud organisations refuse to issue
+key files; the other ways need none."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import jwt
+import google.auth
+import google.auth.transport.requests
+from google.auth.credentials import Credentials
+from google.auth.exceptions import DefaultCredentialsError
+from google.oauth2 import service_account
 
 from services.notifier.providers.base import (
     HttpSession,
-    OAuthError,
     Outcome,
     Push,
     http_post,
@@ -23,14 +32,46 @@ from services.notifier.providers.base import (
     transport_failure,
 )
 
+log = logging.getLogger(__name__)
+
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+RENEW_AHEAD_S = 300.0  # a token is renewed in the background this long before it expires...
+EXPIRY_MARGIN_S = 30.0  # ...and no longer sent this long before (clock skew, time in flight)
+UNKNOWN_LIFETIME_S = 3000.0  # credentials that state no expiry: renewed this often (or on 401)
+REFRESH_PAUSE_S = 2.0  # after a failed refresh, sends needing a token fail at once this long
+
+
+class _Request(google.auth.transport.requests.Request):
+    """google-auth's requests transport with the provider's timeout rather than its 120 s: a
+    hung token endpoint must not hold a dispatch wave past its lease."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return super().__call__(url, method, body, headers, timeout or self.timeout_s, **kwargs)
+
 
 class FcmProvider:
-    """FCM HTTP v1: `POST /v1/projects/{project}/messages:send` with an OAuth2 access token.
-    The token comes from the service account's token_uri in exchange for an RS256 assertion
-    (the JWT-bearer grant) and is reused until five minutes before it expires."""
+    """FCM HTTP v1: `POST /v1/projects/{project}/messages:send` with a bearer token.
+
+    google-auth refreshes the token, over `requests`, blocking: so the refresh runs in a thread
+    and never on the event loop, one at a time: every send that needs it awaits the same
+    refresh and shares its failure (a token endpoint that is down costs one round of
+    google-auth's retries, not one per waiting push, then a pause). A token is renewed in the
+    background before it expires, so sends never wait but for the first one; a send reads the
+    cached header after one clock comparison."""
 
     name = "fcm"
-    scope = "https://www.googleapis.com/auth/firebase.messaging"
 
     def __init__(
         self,
@@ -42,48 +83,87 @@ class FcmProvider:
     ) -> None:
         self.url = url.rstrip("/")
         self.project_id = project_id
-        self._account: dict[str, Any] = (
-            json.loads(Path(service_account_path).read_text()) if service_account_path else {}
-        )
-        self._access: tuple[str, float] | None = None
-        self._lock = asyncio.Lock()
+        self._credentials: Credentials | None = None
+        if service_account_path and Path(service_account_path).is_file():
+            account = service_account.Credentials.from_service_account_file(
+                service_account_path, scopes=[SCOPE]
+            )
+            self.project_id = project_id or account.project_id or ""
+            self._credentials = account
+        else:  # loaded on first use: finding them may ask the metadata server (blocking)
+            where = f"no key file at {service_account_path}: " if service_account_path else ""
+            log.info("FCM: %sapplication default credentials", where)
+        self._send_url = self._url_for(self.project_id)
+        self._request = _Request(timeout_s)
+        self._authorization = ""  # "Bearer <token>"
+        self._renew_at = -math.inf  # time.monotonic(): from then on, renew in the background
+        self._expires_at = -math.inf  # from then on, the token is not sent
+        self._refreshing: asyncio.Task[str] | None = None
+        self._failure: Exception | None = None
+        self._pause_until = -math.inf
         self._http = HttpSession(timeout_s, concurrency)
 
-    async def access_token(self) -> str:
-        now = time.time()
-        if self._access is not None and now < self._access[1]:
-            return self._access[0]
-        async with self._lock:  # one exchange for every request waiting on it
-            if self._access is not None and time.time() < self._access[1]:
-                return self._access[0]
-            if not self._account:
-                raise RuntimeError("JIFEN_FCM_SERVICE_ACCOUNT_PATH is not set")
-            token_uri = self._account["token_uri"]
-            assertion = jwt.encode(
-                {
-                    "iss": self._account["client_email"],
-                    "scope": self.scope,
-                    "aud": token_uri,
-                    "iat": int(now),
-                    "exp": int(now) + 3600,
-                },
-                self._account["private_key"],
-                algorithm="RS256",
-                headers={"kid": self._account.get("private_key_id", "")},
-            )
-            form = {
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "assertion": assertion,
-            }
-            async with self._http.get().post(token_uri, data=form) as response:
-                if response.status != 200:
-                    raise OAuthError(f"{token_uri} answered {response.status}")
-                answer = json_body(await response.read())
-            if "access_token" not in answer:
-                raise OAuthError(f"{token_uri} gave no access_token")
-            expires_in = float(answer.get("expires_in", 3600))
-            self._access = (answer["access_token"], time.time() + max(60.0, expires_in - 300))
-            return self._access[0]
+    def _url_for(self, project_id: str) -> str:
+        return f"{self.url}/v1/projects/{project_id}/messages:send" if project_id else ""
+
+    async def _renewed(self, now: float) -> str:
+        """The slow path of `send`: the token is due for renewal, or missing."""
+        if self._refreshing is None and now >= self._pause_until:
+            self._refreshing = asyncio.create_task(self._refresh())
+            self._refreshing.add_done_callback(_retrieved)
+        if now < self._expires_at:  # still good while the renewal runs
+            return self._authorization
+        if self._refreshing is None:  # the last refresh failed a moment ago
+            raise self._failure or DefaultCredentialsError("no access token")
+        return await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> str:
+        try:
+            token, expiry, project_id = await asyncio.to_thread(self._refresh_blocking)
+        except Exception as exc:
+            log.warning("FCM: no access token: %s: %s", type(exc).__name__, exc)
+            self._failure = exc
+            self._pause_until = time.monotonic() + REFRESH_PAUSE_S
+            raise
+        finally:
+            self._refreshing = None
+        if not self._send_url:
+            self.project_id = project_id
+            self._send_url = self._url_for(project_id)
+        now = time.monotonic()
+        lifetime = UNKNOWN_LIFETIME_S
+        if expiry is not None:  # google-auth's is naive UTC
+            lifetime = (
+                expiry.replace(tzinfo=expiry.tzinfo or UTC) - datetime.now(UTC)
+            ).total_seconds()
+        self._authorization = f"Bearer {token}"
+        self._renew_at = now + lifetime - min(RENEW_AHEAD_S, lifetime / 2)
+        self._expires_at = now + lifetime - min(EXPIRY_MARGIN_S, lifetime / 10)
+        return self._authorization
+
+    def _refresh_blocking(self) -> tuple[str, datetime | None, str]:
+        """In a worker thread, one at a time: find the credentials the first time (ADC may
+        ask the metadata server), then have google-auth fetch a token."""
+        project_id = self.project_id
+        if self._credentials is None:
+            # with our transport: its timeout, not google-auth's default one
+            found, found_project = google.auth.default(scopes=[SCOPE], request=self._request)
+            project_id = project_id or found_project or ""
+            if not project_id:
+                raise DefaultCredentialsError(
+                    "the credentials name no project: set JIFEN_FCM_PROJECT_ID"
+                )
+            self._credentials = found
+        self._credentials.refresh(self._request)
+        if not self._credentials.token:
+            raise DefaultCredentialsError("the credentials gave no access token")
+        return str(self._credentials.token), self._credentials.expiry, project_id
+
+    def _invalidate(self, authorization: str) -> None:
+        """FCM refused this token (revoked): the next send waits for a new one, unless one
+        came meanwhile."""
+        if authorization == self._authorization:
+            self._renew_at = self._expires_at = -math.inf
 
     async def send(self, push: Push) -> Outcome:
         message = {
@@ -95,15 +175,22 @@ class FcmProvider:
                 "android": {"collapse_key": push.notification_id[:64]},
             }
         }
+        now = time.monotonic()
+        if now < self._renew_at:  # the hot path: no coroutine, no lock, no thread
+            authorization = self._authorization
+        else:
+            try:
+                authorization = await self._renewed(now)
+            except Exception as exc:  # no token (the refresh logged why): retried later
+                return transport_failure(exc)
         try:
-            bearer = await self.access_token()
             code, answer_headers, raw = await http_post(
                 self._http.get(),
-                f"{self.url}/v1/projects/{self.project_id}/messages:send",
+                self._send_url,
                 json.dumps(message, ensure_ascii=False).encode(),
-                {"authorization": f"Bearer {bearer}", "content-type": "application/json"},
+                {"authorization": authorization, "content-type": "application/json"},
             )
-        except (aiohttp.ClientError, TimeoutError, OAuthError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return transport_failure(exc)
         answer = json_body(raw)
         if code == 200:
@@ -119,11 +206,20 @@ class FcmProvider:
         if error_code in ("UNREGISTERED", "SENDER_ID_MISMATCH"):
             return Outcome("invalid_token", code, reason)
         if code == 401:
-            self._access = None
+            self._invalidate(authorization)
             return Outcome("retry", code, reason)
         if code == 429 or code >= 500:
             return Outcome("retry", code, reason, retry_after_s=retry_after(answer_headers))
         return Outcome("failed", code, reason)
 
     async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()  # the thread finishes on its own (bounded by the timeout)
         await self._http.close()
+        self._request.session.close()
+
+
+def _retrieved(task: asyncio.Task[str]) -> None:
+    """A background renewal nobody awaited: its failure is logged already."""
+    if not task.cancelled():
+        task.exception()
