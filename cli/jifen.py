@@ -310,11 +310,14 @@ async def _replay(letters: list[dict[str, Any]], key: str) -> int:
     await producer.start()
     try:
         for letter in letters:
+            headers = [("jifen-replay", key.encode())]
+            if letter.get("traceparent"):  # the trace it was part of goes on
+                headers.append(("traceparent", str(letter["traceparent"]).encode()))
             await producer.send_and_wait(
                 letter["topic"],
                 base64.b64decode(letter["original_base64"]),
                 key=letter["key"].encode() if letter.get("key") else None,
-                headers=[("jifen-replay", key.encode())],
+                headers=headers,
             )
     finally:
         await producer.stop()

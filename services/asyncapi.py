@@ -38,6 +38,7 @@ class DeadLetter(BaseModel):
     original: str | None
     original_base64: str
     failed_at: str
+    traceparent: str | None = None  # the original's trace, when it had one
 
 
 class DivertedBehavior(ev.BehaviorEvent):
@@ -152,12 +153,29 @@ def _schemas() -> dict[str, Any]:
     return dict(sorted(top.get("$defs", {}).items()))
 
 
+def _headers() -> dict[str, Any]:
+    """Every message Jifen produces may carry its trace (shared/tracing.py). A new object each
+    time: YAML would write a shared one as anchors."""
+    return {
+        "type": "object",
+        "properties": {
+            "traceparent": {
+                "type": "string",
+                "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "W3C trace context of the work that produced the message "
+                "(present when that work was part of a trace); a consumer continues it",
+            }
+        },
+    }
+
+
 def _message(model: type[BaseModel], key: str, summary: str) -> dict[str, Any]:
     return {
         "name": model.__name__,
         "title": model.__name__,
         "summary": (model.__doc__ or summary).strip().splitlines()[0],
         "contentType": "application/json",
+        "headers": _headers(),
         "payload": {"$ref": REF.format(model=model.__name__)},
         "bindings": {"kafka": {"key": {"type": "string", "description": key}}},
     }

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import aiohttp
 from prometheus_client import Histogram
 
+from shared import tracing
 from shared.errors import DomainError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _error_fields(body: Any, raw: bytes) -> tuple[str, str, dict[str, Any]]:
         return "http_error", raw[:300].decode(errors="replace"), {}
     details = body.get("details")
     if not isinstance(details, dict):
-        details = {k: v for k, v in body.items() if k not in ("error", "message")}
+        details = {k: v for k, v in body.items() if k not in ("error", "message", "request_id")}
     return str(body.get("error") or "http_error"), str(body.get("message") or ""), details
 
 
@@ -173,9 +174,11 @@ class ServiceClient:
         self, method: str, path: str, params: dict[str, Any] | None, json: Any
     ) -> Outcome:
         query = {k: str(v) for k, v in params.items() if v is not None} if params else None
+        traceparent = tracing.current()  # the called service continues the caller's trace
+        headers = {tracing.HEADER: traceparent} if traceparent is not None else None
         try:
             async with self._http().request(
-                method, self.base_url + path, params=query, json=json
+                method, self.base_url + path, params=query, json=json, headers=headers
             ) as response:
                 status = response.status
                 raw = await response.read()

@@ -1,4 +1,6 @@
-"""One error family and one set of handlers: every failure answers {"error": code, "message": text}."""
+"""One error family and one set of handlers: every failure answers {"error": code, "message": text,
+"request_id": id}, the id being the request's trace id (shared/tracing.py) so that an operator
+finds its log lines and its trace from what the caller reports."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import tracing
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,9 @@ class Forbidden(DomainError):
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": code, "message": message}
+    """An error answer. `request_id`: the trace id of the request being answered (from its
+    `traceparent`, or its span's with tracing on), else an id made up for this answer."""
+    body: dict[str, Any] = {"error": code, "message": message, "request_id": tracing.request_id()}
     if details:
         body["details"] = details
     return body
@@ -133,11 +139,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(
-            status_code=500, content=error_body("internal_error", "an unexpected error occurred")
-        )
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette answers this outside every middleware, so the request's traceparent is
+        # read again here (tracing on, its span is still current)
+        traceparent = tracing.current() or tracing.parse(request.headers.get(tracing.HEADER))
+        request_id = tracing.trace_id_of(traceparent) if traceparent else tracing.request_id()
+        trace = {"trace_id": request_id} if traceparent else {}
+        log.exception("unhandled error", extra={"request_id": request_id, **trace})
+        body = error_body("internal_error", "an unexpected error occurred")
+        return JSONResponse(status_code=500, content={**body, "request_id": request_id})
 
 
 # A JSON string spells NUL as \u0000; the backslash is an escape only when an even number of

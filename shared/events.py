@@ -157,6 +157,8 @@ LedgerEventType = Literal[
     "clawed_back",
     "debt_repaid",
     "extended",
+    "hold_placed",
+    "hold_voided",
 ]
 
 
@@ -172,10 +174,17 @@ class LotDraw(BaseModel):
 class LedgerEvent(BaseModel):
     """A movement of an asset on an account, published on ledger.events.
 
-    `points` moves the spendable (available) balance and `balance_after` is that balance;
-    `pending` moves the pending amount (credited, not yet available) and `debt` the debt
-    (clawed back after it was spent). Each is signed. `lots` (on `debited` and `expired`)
-    lists the lots the movement took from, so a reader can tell how long points were held.
+    `points` moves the balance and `balance_after` is that balance; `held` moves the part of
+    the balance that open holds reserve (available = balance - held); `pending` moves the
+    pending amount (credited, not yet available) and `debt` the debt (clawed back after it was
+    spent). Each is signed. `lots` (on `debited` and `expired`) lists the lots the movement
+    took from, so a reader can tell how long points were kept.
+
+    Holds (积分抵现 at checkout) carry `hold_id`: `hold_placed` reserves points (`held` > 0,
+    `points` 0); the hold's capture is a `debited` event (`points`: minus what was captured,
+    `held`: minus the whole hold, the rest being released); `hold_voided` releases the whole
+    hold (by the caller, or at its deadline). Held points released after their lot expired
+    expire at once (an `expired` event follows).
     """
 
     type: LedgerEventType
@@ -190,6 +199,8 @@ class LedgerEvent(BaseModel):
     occurred_at: datetime
     reference: str | None = None
     lots: list[LotDraw] | None = None
+    held: int = 0
+    hold_id: str | None = None
 
 
 class ExchangeEvent(BaseModel):

@@ -1,13 +1,13 @@
 """Every error a route can answer, in its OpenAPI document.
 
-Routes raise the `shared.errors` family and the handlers answer `{"error", "message"}` (with
-`details` for some); the rate limiter answers 429. FastAPI's generated document only knows
-the success answer and its own 422 shape, so a client (or a fuzzer checking responses
-against the document) would meet statuses it does not describe. `document_errors` adds, to
-every `/v1` operation, 401, 403, 404, 409, 422, 429 and 503 with the one error schema (and
-400 and 413 to those that take a body: bytes that are not JSON, or too many), and replaces
-FastAPI's 422 schema with it (the handler rewrites validation errors into it). A write that
-answers 201 also documents the 200 of its idempotent repeat.
+Routes raise the `shared.errors` family and the handlers answer `{"error", "message",
+"request_id"}` (with `details` for some); the rate limiter answers 429. FastAPI's generated
+document only knows the success answer and its own 422 shape, so a client (or a fuzzer
+checking responses against the document) would meet statuses it does not describe.
+`document_errors` adds, to every `/v1` operation, 401, 403, 404, 409, 422, 429 and 503 with
+the one error schema (and 400 and 413 to those that take a body: bytes that are not JSON, or
+too many), and replaces FastAPI's 422 schema with it (the handler rewrites validation errors
+into it). A write that answers 201 also documents the 200 of its idempotent repeat.
 
 It also declares the credentials (`securitySchemes`: a user's JWT, the admin or a service's
 bearer token, an ingest key) and which of them each operation takes, read from its
@@ -35,6 +35,11 @@ ERROR_SCHEMA = {
         "error": {"type": "string", "description": "a stable code, e.g. insufficient_points"},
         "message": {"type": "string", "description": "what went wrong, for people"},
         "details": {"type": "object", "additionalProperties": True},
+        "request_id": {
+            "type": "string",
+            "description": "the request's trace id (from its traceparent, when it sent one): "
+            "what to quote to an operator, who finds the request's log lines and trace by it",
+        },
     },
 }
 ERRORS = {

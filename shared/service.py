@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import MetaData
 
+from shared import tracing
 from shared.auth import Authenticator
 from shared.db import Database, create_engine, database_url, ensure_database
 from shared.errors import RejectNulBytes, install_error_handlers
@@ -132,6 +133,25 @@ async def _supervise(worker: Worker, name: str) -> None:
 
 # FastAPI's own OpenTelemetry hooks look up the global providers on every request.
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def telemetry(settings: JifenSettings) -> TelemetryConfig:
+    """FastAPI's instrumentation: off, or (JIFEN_OPENTELEMETRY=true) a server span per request
+    through Jifen's tracer provider (shared/tracing.py), continuing the request's
+    `traceparent`. Its per-operation spans (dependencies, serialization) and its metrics and
+    logs stay off: Prometheus has the request metrics, and a span per dependency is more
+    cost than insight on the hot routes."""
+    if not tracing.configure(settings.service_name, settings.opentelemetry):
+        return TELEMETRY_OFF
+    return {
+        "tracer_provider": tracing.provider(),
+        "tracing": True,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "auto_configure": False,
+        "exclude": tracing.unobserved,
+    }
 
 
 def tune_gc(young_threshold: int) -> None:
@@ -270,8 +290,9 @@ async def service_readiness(request: Request) -> tuple[bool, dict[str, Any]]:
 
 
 def install_edge(app: FastAPI, settings: JifenSettings) -> None:
-    """What every request passes through: error handlers, the body guard, rate limits and
-    request metrics."""
+    """What every request passes through: error handlers, the body guard, rate limits,
+    request metrics and, tracing off, the request's `traceparent` made current (outermost, so
+    that the answers of the guards name it too)."""
     install_error_handlers(app)
     app.add_middleware(RejectNulBytes, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -285,6 +306,8 @@ def install_edge(app: FastAPI, settings: JifenSettings) -> None:
         ),
     )
     install_metrics(app, settings.service_name)
+    if not tracing.enabled():
+        app.add_middleware(tracing.TraceContext)
 
 
 def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
@@ -304,7 +327,7 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
         if settings.serves_api:
             await authenticator.start()  # the identity provider's keys, before any request
         tune_gc(settings.gc_young_threshold)
-        log.info("service started", extra={"role": settings.role})
+        log.info("service started", extra={"role": settings.role, "tracing": tracing.enabled()})
         try:
             yield
         finally:
@@ -314,6 +337,7 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
                 await spec.on_stop(runtime)
             await producer.stop()
             await db.dispose()
+            await asyncio.to_thread(tracing.flush)
             log.info("service stopped")
 
     app = FastAPI(
@@ -321,7 +345,7 @@ def create_app(spec: ServiceSpec[S, P], settings: S | None = None) -> FastAPI:
         description=spec.description,
         version="0.1.0",
         lifespan=lifespan,
-        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
+        telemetry=telemetry(settings),
     )
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)

@@ -282,8 +282,11 @@ class JifenSettings(BaseSettings):
     )
     opentelemetry: bool = Field(
         False,
-        description="let FastAPI's built-in OpenTelemetry instrumentation trace requests "
-        "(needs a configured OpenTelemetry SDK); off, a request pays nothing for it",
+        description="record OpenTelemetry spans (HTTP requests, messages consumed and "
+        "published) and export them as the standard OTEL_* variables say (OTLP to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT by default; shared/tracing.py). Off, a traceparent that "
+        "arrives is still carried through every hop, into logs and error bodies, and nothing "
+        "else is done",
     )
 
     business_timezone: str = "Asia/Shanghai"

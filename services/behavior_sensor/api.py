@@ -19,6 +19,7 @@ from shared.errors import InvalidInput, validation_response
 from shared.events import BehaviorEnvelope
 from shared.openapi import INGEST
 from shared.service import Runtime, runtime_of
+from shared.tracing import current
 from shared.unit_of_work import Reads, Writes
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -106,7 +107,7 @@ async def ingest(request: Request, caller: Caller) -> Any:
         return envelopes
     for source in {e.source for e in envelopes}:
         caller.require_source(source)
-    accepted, duplicates = await rt.parts.intake.record(envelopes)
+    accepted, duplicates = await rt.parts.intake.record(envelopes, current())
     return JSONResponse(status_code=202, content={"accepted": accepted, "duplicates": duplicates})
 
 

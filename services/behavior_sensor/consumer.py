@@ -13,6 +13,7 @@ from services.behavior_sensor import INFO, service
 from services.behavior_sensor.adapters import ADAPTERS, Adapter
 from services.behavior_sensor.domain import FarmingLimits
 from services.behavior_sensor.enrichment import Enricher
+from shared import tracing
 from shared.events import BehaviorEnvelope
 from shared.messaging import BatchHandler, Inbound, PoisonMessage
 
@@ -60,12 +61,16 @@ class UpstreamHandler(BatchHandler[BehaviorEnvelope]):
             }
 
     async def apply(self, session: AsyncSession, items: list[Inbound[BehaviorEnvelope]]) -> None:
+        traces = tracing.batch()  # None unless a record of the batch carries a trace
         by_channel: dict[str, list] = {}
+        traced: dict[str, list[str | None]] = {}
         for item in items:
-            by_channel.setdefault(item.record.topic if item.record else "kafka", []).append(
-                item.value
-            )
+            channel = item.record.topic if item.record else "kafka"
+            by_channel.setdefault(channel, []).append(item.value)
+            if traces is not None:
+                traceparent = traces.of_record(item.record) if item.record else None
+                traced.setdefault(channel, []).append(traceparent)
         for channel, envelopes in by_channel.items():
             await service.intake_and_process(
-                session, envelopes, channel, self.enrichments, self.limits
+                session, envelopes, channel, self.enrichments, self.limits, traced.get(channel)
             )

@@ -26,11 +26,10 @@ def behavior_event(row: Any, enrichment: dict[str, Any], received_at: datetime) 
     )
 
 
-def published(event: BehaviorEvent) -> OutgoingEvent:
-    return OutgoingEvent(BEHAVIOR_EVENTS, event.user_id, event.model_dump_json())
+def published(event: BehaviorEvent, traceparent: str | None = None) -> OutgoingEvent:
+    return OutgoingEvent(BEHAVIOR_EVENTS, event.user_id, event.model_dump_json(), traceparent)
 
 
-def diverted(event: BehaviorEvent, reason: str) -> OutgoingEvent:
-    return OutgoingEvent(
-        BEHAVIOR_DIVERTED, event.user_id, {**event.model_dump(mode="json"), "reason": reason}
-    )
+def diverted(event: BehaviorEvent, reason: str, traceparent: str | None = None) -> OutgoingEvent:
+    payload = {**event.model_dump(mode="json"), "reason": reason}
+    return OutgoingEvent(BEHAVIOR_DIVERTED, event.user_id, payload, traceparent)

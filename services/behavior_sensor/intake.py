@@ -20,6 +20,7 @@ from shared.db import Database, after_commit
 from shared.events import BehaviorEnvelope
 
 Counts = tuple[int, int]  # (accepted, duplicates)
+Request = tuple[list[BehaviorEnvelope], str | None]  # a request's behaviors and its traceparent
 
 
 class HttpIntake:
@@ -27,29 +28,38 @@ class HttpIntake:
         self.db = db
         self.wake = wake
         self.small = settings.intake_group_max_events
-        self.batcher: GroupCommit[list[BehaviorEnvelope], Counts] = GroupCommit(
+        self.batcher: GroupCommit[Request, Counts] = GroupCommit(
             self._record_many,
             max_size=settings.intake_group_max_requests,
             in_flight=settings.intake_groups_in_flight,
         )
 
-    async def record(self, envelopes: list[BehaviorEnvelope]) -> Counts:
+    async def record(
+        self, envelopes: list[BehaviorEnvelope], traceparent: str | None = None
+    ) -> Counts:
         """Record new behaviors for the processor; returns (accepted, duplicates) once they
-        have committed."""
+        have committed. `traceparent`: the request's trace, kept with each behavior for the
+        processor to continue (requests of one group each keep their own)."""
         if len(envelopes) <= self.small:
-            return await self.batcher.submit(envelopes)
-        return (await self._record_many([envelopes]))[0]
+            return await self.batcher.submit((envelopes, traceparent))
+        return (await self._record_many([(envelopes, traceparent)]))[0]
 
-    async def _record_many(self, requests: list[list[BehaviorEnvelope]]) -> Sequence[Counts]:
+    async def _record_many(self, requests: list[Request]) -> Sequence[Counts]:
+        traceparents = None
+        if any(traceparent for _, traceparent in requests):
+            traceparents = [t for envelopes, t in requests for _ in envelopes]
         async with self.db.transaction() as session:
             rows = await repo.record_received(
-                session, [e for envelopes in requests for e in envelopes], "http"
+                session,
+                [e for envelopes, _ in requests for e in envelopes],
+                "http",
+                traceparents=traceparents,
             )
             if rows:
                 after_commit(session, self.wake)
         new = {(r.source, r.event_id) for r in rows}
         answers = []
-        for envelopes in requests:
+        for envelopes, _ in requests:
             accepted = 0
             for e in envelopes:
                 if (e.source, e.event_id) in new:

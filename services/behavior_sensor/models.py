@@ -41,6 +41,8 @@ received_events = Table(
     Column("status_reason", Text, nullable=True),
     Column("enrichment", JSONB, nullable=True),
     Column("processed_at", DateTime(timezone=True), nullable=True),
+    # the trace the behavior came in with, continued when the processor publishes it
+    Column("traceparent", Text, nullable=True),
     UniqueConstraint("source", "event_id", name="uq_received_events_source_event_id"),
 )
 Index("ix_received_pending", received_events.c.id, postgresql_where=text("status = 'received'"))

@@ -26,6 +26,8 @@ RECEIVED = Bulk(
         "channel": "text",
     },
 )
+# the same, with the traceparent each behavior came in with (used only when one has one)
+RECEIVED_TRACED = Bulk("received_events", {**RECEIVED.columns, "traceparent": "text"})
 COUNTER_KEYS = Bulk(
     "farming_counters", {"user_id": "text", "action": "text", "window_start": "timestamptz"}
 )
@@ -41,10 +43,16 @@ OUTCOMES = Bulk(
 # processor; the second is for a caller that processes them in the same transaction, and
 # writes them as published, which is what nearly all of them become: only what processing
 # changes from that (a diversion, an enrichment) is written again.
+_AS_PUBLISHED = {"status": "'published'", "enrichment": "'{}'::jsonb", "processed_at": "now()"}
 _RECORD = RECEIVED.insert("ON CONFLICT DO NOTHING RETURNING *").columns(*received_events.c)
-_RECORD_PUBLISHED = RECEIVED.insert(
-    "ON CONFLICT DO NOTHING RETURNING *",
-    {"status": "'published'", "enrichment": "'{}'::jsonb", "processed_at": "now()"},
+_RECORD_PUBLISHED = RECEIVED.insert("ON CONFLICT DO NOTHING RETURNING *", _AS_PUBLISHED).columns(
+    *received_events.c
+)
+_RECORD_TRACED = RECEIVED_TRACED.insert("ON CONFLICT DO NOTHING RETURNING *").columns(
+    *received_events.c
+)
+_RECORD_PUBLISHED_TRACED = RECEIVED_TRACED.insert(
+    "ON CONFLICT DO NOTHING RETURNING *", _AS_PUBLISHED
 ).columns(*received_events.c)
 LOCKED_COUNTERS = KeyedRows(COUNTER_KEYS, "t.count AS n")
 _SAVE_COUNTERS = COUNTERS.update(["user_id", "action", "window_start"], "count = v.count")
@@ -61,11 +69,13 @@ async def record_received(
     channel: str,
     *,
     as_published: bool = False,
+    traceparents: Sequence[str | None] | None = None,
 ) -> list[Any]:
     """Insert behaviors not seen before (by source and event_id); returns the new rows.
 
     They are inserted `received` for the processor, or with `as_published` already
     `published` (no enrichment) for a caller that processes them before it commits.
+    `traceparents`: the trace each came in with (None: none has one).
     """
     if not envelopes:
         return []
@@ -81,6 +91,11 @@ async def record_received(
         }
         for e in envelopes
     ]
+    if traceparents is not None:
+        for row, traceparent in zip(rows, traceparents, strict=True):
+            row["traceparent"] = traceparent
+        traced = _RECORD_PUBLISHED_TRACED if as_published else _RECORD_TRACED
+        return list(await session.execute(traced, RECEIVED_TRACED.params(rows)))
     statement = _RECORD_PUBLISHED if as_published else _RECORD
     return list(await session.execute(statement, RECEIVED.params(rows)))
 

@@ -9,7 +9,7 @@ one hand-over fewer on the way to the points.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from services.behavior_sensor.intake import count_intake
 from services.behavior_sensor.metrics import EVENTS_DIVERTED
 from services.behavior_sensor.models import messaging
 from services.behavior_sensor.repository import CounterKey
+from shared import tracing
 from shared.errors import DomainError, NotFound
 from shared.events import BehaviorEnvelope
 from shared.messaging import OutgoingEvent, add_to_outbox
@@ -34,12 +35,16 @@ async def intake_and_process(
     channel: str,
     enrichments: Mapping[tuple[str, str], dict[str, Any]],
     limits: FarmingLimits,
+    traceparents: list[str | None] | None = None,
 ) -> int:
     """Record new behaviors and process them in the same transaction; returns how many were new.
 
     `enrichments`: what the enricher said of each behavior, by (source, event_id), asked
-    before the transaction (none when no remote enricher is configured)."""
-    rows = await repo.record_received(session, envelopes, channel, as_published=True)
+    before the transaction (none when no remote enricher is configured). `traceparents`: the
+    trace of each (None: none has one)."""
+    rows = await repo.record_received(
+        session, envelopes, channel, as_published=True, traceparents=traceparents
+    )
     count_intake(envelopes, len(rows))
     return await process_rows(
         session, rows, [enrichments.get((r.source, r.event_id), {}) for r in rows], limits
@@ -96,6 +101,8 @@ async def process_rows(
 
     A row's outcome is written only where it differs from the row as it stands, so rows
     inserted as published (Kafka intake) are written again only when diverted or enriched.
+    What a row publishes continues the trace it came in with (with tracing on, in a span
+    per row).
     """
     if not rows:
         return 0
@@ -104,10 +111,11 @@ async def process_rows(
         session,
         [k for r, k in zip(rows, keys, strict=True) if limits.limit_for(r.action) is not None],
     )
-    outcomes, outgoing = _screen(rows, enrichments, limits, counts)
-    await repo.save_counters(session, {k: v for k, v in counts.items()})
-    await repo.mark_processed(session, outcomes)
-    await add_to_outbox(session, messaging.outbox, outgoing)
+    with tracing.spans_for([r.traceparent for r in rows], "behavior screen") as traceparents:
+        outcomes, outgoing = _screen(rows, enrichments, limits, counts, traceparents)
+        await repo.save_counters(session, {k: v for k, v in counts.items()})
+        await repo.mark_processed(session, outcomes)
+        await add_to_outbox(session, messaging.outbox, outgoing)
     return len(rows)
 
 
@@ -116,26 +124,27 @@ def _screen(
     enrichments: list[dict[str, Any]],
     limits: FarmingLimits,
     counts: dict[CounterKey, int],
+    traceparents: Sequence[str | None],
 ) -> tuple[list[dict[str, Any]], list[OutgoingEvent]]:
     """Count each behavior in its anti-farming window (`counts`, updated in place): under
     the limit it is published, over it diverted. Returns the rows' outcomes to write and
-    the messages to publish."""
+    the messages to publish (each continuing its row's trace)."""
     outcomes: list[dict[str, Any]] = []
     outgoing: list[OutgoingEvent] = []
     now = datetime.now(UTC)
-    for row, enrichment in zip(rows, enrichments, strict=True):
+    for row, enrichment, traceparent in zip(rows, enrichments, traceparents, strict=True):
         event = events.behavior_event(row, enrichment, row.received_at or now)
         if limits.admit(counts, row.user_id, row.action, row.occurred_at):
             if row.status != "published" or row.enrichment != enrichment:
                 outcomes.append(_outcome(row, "published", None, enrichment))
-            outgoing.append(events.published(event))
+            outgoing.append(events.published(event, traceparent))
         else:
             reason = (
                 f"over the limit of {limits.limit_for(row.action)} {row.action} per "
                 f"{limits.window_seconds}s window"
             )
             outcomes.append(_outcome(row, "diverted", reason, enrichment))
-            outgoing.append(events.diverted(event, reason))
+            outgoing.append(events.diverted(event, reason, traceparent))
             EVENTS_DIVERTED.labels(row.action).inc()
     return outcomes, outgoing
 
@@ -185,5 +194,7 @@ async def decide_diverted(
         raise DomainError("invalid_transition", "the behavior was decided meanwhile", status=409)
     if status == "released":
         event = events.behavior_event(decided, decided.enrichment or {}, decided.received_at)
-        await add_to_outbox(session, messaging.outbox, [events.published(event)])
+        # continues the trace the behavior came in with (else the operator's request's)
+        published = events.published(event, decided.traceparent)
+        await add_to_outbox(session, messaging.outbox, [published])
     return diverted_view(decided), True

@@ -71,3 +71,13 @@ def outbox_holds_messages() -> None:
     op.alter_column("outbox", "payload", nullable=False)
     for column in ("topics", "keys", "payloads"):
         op.drop_column("outbox", column)
+
+
+def outbox_carries_traces() -> None:
+    """Each message's traceparent, in a fourth array (NULL when none has one). Adding a
+    nullable column without a default rewrites nothing."""
+    op.add_column("outbox", sa.Column("traceparents", postgresql.ARRAY(sa.Text()), nullable=True))
+
+
+def outbox_drops_traces() -> None:
+    op.drop_column("outbox", "traceparents")

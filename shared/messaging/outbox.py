@@ -12,12 +12,17 @@ from typing import Any
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
+
 
 @dataclass(frozen=True)
 class OutgoingEvent:
     topic: str
     key: str | None
     payload: dict[str, Any] | str  # a dict, or JSON text already (model_dump_json is faster)
+    # the trace it continues, when the code that built it knows better than its key does
+    # (shared/tracing.py: by default, the current request's, or the batch's record with its key)
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class QueuedRow:
     topic: str
     key: str | None
     payload: str
+    traceparent: str | None = None  # sent as the message's `traceparent` header
 
 
 # session.info key under which add_to_outbox lists the messages the transaction wrote
@@ -55,29 +61,57 @@ async def add_to_outbox(
     they are sent as. The messages are also listed in the session (see `queued_rows`) so that
     the service can publish them as soon as the transaction commits; the relay sweeps whatever
     that misses, a whole row at a time.
+
+    Each message's traceparent (shared/tracing.py) is kept in a fourth array, left NULL when
+    no message of the row has one: then nothing more is written or read.
     """
     topics: list[str] = []
     keys: list[str | None] = []
     payloads: list[str] = []
+    named: list[str | None] = []
     for e in events:
         topics.append(e.topic)
         keys.append(e.key)
         payloads.append(payload_text(e))
-    if topics:
+        named.append(e.traceparent)
+    if not topics:
+        return 0
+    traceparents = tracing.outgoing(keys, named)
+    queued = session.info.setdefault(QUEUED_ROWS, [])
+    if traceparents is None:
         row_id = (
             await session.execute(
-                text(
-                    f"INSERT INTO {outbox.name} (topics, keys, payloads) VALUES ("
-                    "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
-                    ") RETURNING id"
-                ),
+                text(_INSERT.format(table=outbox.name)),
                 {"topics": topics, "keys": keys, "payloads": payloads},
             )
         ).scalar_one()
-        session.info.setdefault(QUEUED_ROWS, []).extend(
+        queued.extend(
             QueuedRow(row_id, t, k, p) for t, k, p in zip(topics, keys, payloads, strict=True)
         )
+    else:
+        row_id = (
+            await session.execute(
+                text(_INSERT_TRACED.format(table=outbox.name)),
+                {"topics": topics, "keys": keys, "payloads": payloads, "traces": traceparents},
+            )
+        ).scalar_one()
+        queued.extend(
+            QueuedRow(row_id, t, k, p, tp)
+            for t, k, p, tp in zip(topics, keys, payloads, traceparents, strict=True)
+        )
     return len(topics)
+
+
+_INSERT = (
+    "INSERT INTO {table} (topics, keys, payloads) VALUES ("
+    "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])"
+    ") RETURNING id"
+)
+_INSERT_TRACED = (
+    "INSERT INTO {table} (topics, keys, payloads, traceparents) VALUES ("
+    "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[]), "
+    "CAST(:traces AS text[])) RETURNING id"
+)
 
 
 # The outbox holds only what has not been sent: a row is deleted once the broker has
@@ -87,20 +121,23 @@ async def add_to_outbox(
 #
 # The messages of each row in order, oldest row first. Rows younger than :min_age_s are left
 # to the publisher that runs after their commit; :limit counts rows (transactions).
+# (A NULL traceparents array unnests as NULLs: unnest pads the shorter arrays.)
 MESSAGES = (
-    "SELECT o.id, m.topic, m.key, m.payload FROM ({rows}) AS o "
-    "CROSS JOIN LATERAL unnest(o.topics, o.keys, o.payloads) WITH ORDINALITY "
-    "AS m(topic, key, payload, n) ORDER BY o.id, m.n"
+    "SELECT o.id, m.topic, m.key, m.payload, m.traceparent FROM ({rows}) AS o "
+    "CROSS JOIN LATERAL unnest(o.topics, o.keys, o.payloads, o.traceparents) WITH ORDINALITY "
+    "AS m(topic, key, payload, traceparent, n) ORDER BY o.id, m.n"
 )
 LOCK_UNPUBLISHED = text(
     MESSAGES.format(
-        rows="SELECT id, topics, keys, payloads FROM outbox WHERE created_at <= "
+        rows="SELECT id, topics, keys, payloads, traceparents FROM outbox WHERE created_at <= "
         "now() - make_interval(secs => CAST(:min_age_s AS double precision)) "
         "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
     )
 )
 # Every unsent message (tests and tools read the outbox through this).
-UNSENT_MESSAGES = MESSAGES.format(rows="SELECT id, topics, keys, payloads FROM outbox")
+UNSENT_MESSAGES = MESSAGES.format(
+    rows="SELECT id, topics, keys, payloads, traceparents FROM outbox"
+)
 # Messages the publisher has not sent and the relay is due to (the backlog gauge and its alert).
 COUNT_OVERDUE = text(
     "SELECT coalesce(sum(cardinality(topics)), 0) FROM outbox "

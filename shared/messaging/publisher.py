@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import Database
 from shared.failpoints import failpoint
 from shared.messaging.outbox import DELETE_PUBLISHED, QueuedRow, queued_rows
@@ -33,6 +34,8 @@ class OutboxRow(Protocol):
     def key(self) -> str | None: ...
     @property
     def payload(self) -> str: ...  # the JSON text as stored
+    @property
+    def traceparent(self) -> str | None: ...  # sent as the `traceparent` header
 
 
 R = TypeVar("R", bound=OutboxRow)
@@ -55,6 +58,9 @@ def _partition_of(key: bytes, partitions: int) -> int:
 
 
 _PARTITIONER = DefaultPartitioner()
+# what a message without a trace is appended with: the builder only reads it (its own default
+# is a shared empty list too; None would make it build a new one per message)
+_NO_HEADERS: list[tuple[str, bytes]] = []
 
 
 async def send_rows(
@@ -65,10 +71,15 @@ async def send_rows(
     `send_batch`). Rows keep their order within each partition, so a key's events keep theirs.
 
     Returns the batches handed over and, if handing over failed part-way (the producer
-    closed, its queue timed out), the error: the rows of no returned batch were not sent."""
+    closed, its queue timed out), the error: the rows of no returned batch were not sent.
+
+    A row's traceparent goes out as the message's `traceparent` header; with tracing on, in a
+    publish span of its own (shared/tracing.py), ended on the batch's ack."""
     sent: list[SentBatch[R]] = []
     building: dict[tuple[str, int], tuple[Any, list[R]]] = {}
+    spans: dict[tuple[str, int], list[Any]] = {}  # publish spans by batch (tracing on)
     partitions: dict[str, int] = {}
+    traced = tracing.enabled()
     try:
         for row in rows:
             count = partitions.get(row.topic)
@@ -77,20 +88,37 @@ async def send_rows(
             key = row.key.encode("utf-8") if row.key else None
             where = (row.topic, _partition_of(key, count) if key else random.randrange(count))
             value = row.payload.encode("utf-8")
+            span = None
+            if traced:
+                span, traceparent = tracing.sending(row.topic, row.traceparent)
+            else:
+                traceparent = row.traceparent
+            headers = [(tracing.HEADER, traceparent.encode())] if traceparent else _NO_HEADERS
             builder, members = building.get(where, (None, []))
-            if builder is None or builder.append(timestamp=None, key=key, value=value) is None:
+            if (
+                builder is None
+                or builder.append(timestamp=None, key=key, value=value, headers=headers) is None
+            ):
                 if builder is not None:  # full: send it and start the next
                     del building[where]
-                    sent.append(SentBatch(members, await _submit(producer, builder, where)))
+                    acked = await _submit(producer, builder, where)
+                    tracing.end_on_ack(spans.pop(where, []), acked)
+                    sent.append(SentBatch(members, acked))
                 builder, members = producer.create_batch(), []
-                if builder.append(timestamp=None, key=key, value=value) is None:
+                if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     raise ValueError(f"a message to {row.topic} does not fit in a record batch")
                 building[where] = (builder, members)
             members.append(row)
+            if span is not None:
+                spans.setdefault(where, []).append(span)
         while building:
             where, (builder, members) = building.popitem()
-            sent.append(SentBatch(members, await _submit(producer, builder, where)))
+            acked = await _submit(producer, builder, where)
+            tracing.end_on_ack(spans.pop(where, []), acked)
+            sent.append(SentBatch(members, acked))
     except Exception as exc:
+        for left in spans.values():  # never handed over
+            tracing.end_on_ack(left, None)
         return sent, exc
     return sent, None
 

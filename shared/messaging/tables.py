@@ -42,7 +42,7 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
     # retention purge at almost no cost per insert (a b-tree would add one entry per message).
     Index("ix_inbox_applied_at", inbox.c.applied_at, postgresql_using="brin")
     # One row per transaction that emitted events (per `add_to_outbox` call): the messages'
-    # topics, keys and JSON payloads as three arrays in order (shared/messaging/outbox.py).
+    # topics, keys and JSON payloads as arrays in order (shared/messaging/outbox.py).
     outbox = Table(
         "outbox",
         metadata,
@@ -50,6 +50,8 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("topics", ARRAY(Text), nullable=False),
         Column("keys", ARRAY(Text), nullable=False),
         Column("payloads", ARRAY(Text), nullable=False),
+        # each message's W3C traceparent (shared/tracing.py); NULL when none of them has one
+        Column("traceparents", ARRAY(Text), nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     return MessagingTables(inbox=inbox, outbox=outbox)

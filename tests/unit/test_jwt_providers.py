@@ -77,7 +77,7 @@ class Api:
         answer = await self.call(token)
         assert answer.status_code == 401, answer.text
         body = answer.json()
-        assert set(body) == {"error", "message"} and body["message"], body
+        assert set(body) == {"error", "message", "request_id"} and body["message"], body
         return str(body["error"])
 
     def metric(self, name: str, **labels: str) -> float:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
+from shared import tracing
 from shared.events import dlq_topic
 from shared.metrics import DEAD_LETTERS, MESSAGES_CONSUMED
 from shared.retry import Backoff
@@ -20,13 +21,13 @@ log = logging.getLogger(__name__)
 
 def dead_letter(record: ConsumerRecord, consumer: str, reason: str) -> dict[str, object]:
     """The letter for `record`: where it came from, why it failed, and its bytes as they were
-    (as text when they are UTF-8, always as base64)."""
+    (as text when they are UTF-8, always as base64), with its trace when it had one."""
     raw: bytes = record.value or b""
     try:
         original_text: str | None = raw.decode("utf-8")
     except UnicodeDecodeError:
         original_text = None
-    return {
+    letter: dict[str, object] = {
         "error": reason[:2000],
         "consumer": consumer,
         "topic": record.topic,
@@ -37,6 +38,10 @@ def dead_letter(record: ConsumerRecord, consumer: str, reason: str) -> dict[str,
         "original_base64": base64.b64encode(raw).decode("ascii"),
         "failed_at": datetime.now(UTC).isoformat(),
     }
+    traceparent = tracing.of_headers(record.headers) if record.headers else None
+    if traceparent is not None:
+        letter["traceparent"] = traceparent  # `jifen dlq replay` sends it on again
+    return letter
 
 
 class DeadLetters:
@@ -51,11 +56,16 @@ class DeadLetters:
         self.backoff_cap_s = backoff_cap_s
 
     async def send(self, record: ConsumerRecord, reason: str) -> None:
-        letter = json.dumps(dead_letter(record, self.consumer, reason)).encode()
+        content = dead_letter(record, self.consumer, reason)
+        letter = json.dumps(content).encode()
+        traceparent = content.get("traceparent")
+        headers = [(tracing.HEADER, str(traceparent).encode())] if traceparent else None
         backoff = Backoff(cap=self.backoff_cap_s)
         while True:
             try:
-                await self.producer.send_and_wait(dlq_topic(record.topic), letter, key=record.key)
+                await self.producer.send_and_wait(
+                    dlq_topic(record.topic), letter, key=record.key, headers=headers
+                )
                 break
             except KafkaError as exc:
                 log.warning("dead-letter publish failed, retrying: %s", exc)
@@ -69,5 +79,6 @@ class DeadLetters:
                 "partition": record.partition,
                 "offset": record.offset,
                 "reason": reason,
+                **({"trace_id": tracing.trace_id_of(str(traceparent))} if traceparent else {}),
             },
         )

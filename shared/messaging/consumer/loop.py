@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Table
 
+from shared import tracing
 from shared.db import Database
 from shared.failpoints import failpoint
 from shared.messaging.consumer.dead_letters import DeadLetters
@@ -147,21 +148,23 @@ class ConsumerLoop:
 
     async def _process(self, records: list[ConsumerRecord]) -> None:
         start = time.perf_counter()
-        items: list[Inbound[Any]] = []
-        for record in records:
-            try:
-                parsed = self.handler.parse(record)
-            except PoisonMessage as exc:
-                await self.dead_letters.send(record, str(exc))
-                continue
-            for item in parsed:
-                item.record = record
-            items.extend(parsed)
-        if items:
-            await self.handler.prepare(items)
-            await self._apply_with_retry(items)
-            if self.after_db_commit is not None:
-                await self.after_db_commit()
+        # What the batch sends continues its records' traces (shared/tracing.py).
+        with tracing.consuming(records, self.group_id):
+            items: list[Inbound[Any]] = []
+            for record in records:
+                try:
+                    parsed = self.handler.parse(record)
+                except PoisonMessage as exc:
+                    await self.dead_letters.send(record, str(exc))
+                    continue
+                for item in parsed:
+                    item.record = record
+                items.extend(parsed)
+            if items:
+                await self.handler.prepare(items)
+                await self._apply_with_retry(items)
+                if self.after_db_commit is not None:
+                    await self.after_db_commit()
         CONSUMER_BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - start)
 
     async def _apply_once(self, items: list[Inbound[Any]]) -> None:

@@ -1,0 +1,22 @@
+"""outbox: each message's traceparent (tracing across hops)
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from collections.abc import Sequence
+
+from shared.messaging.migration import outbox_carries_traces, outbox_drops_traces
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    outbox_carries_traces()
+
+
+def downgrade() -> None:
+    outbox_drops_traces()
