@@ -1,4 +1,5 @@
-"""Engagement HTTP routes: leaderboards (ops define them, anyone reads them), badges, tiers."""
+"""Engagement HTTP routes: leaderboards (ops define them, anyone reads them: by display name,
+never by user id, except to operators), users' display names, badges, tiers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from services.engagement import repository as repo
 from services.engagement import service
 from services.engagement.leaderboards import Leaderboards
+from services.engagement.names import Viewer
 from services.engagement.schemas import (
     BadgeCreate,
     BadgeList,
@@ -18,8 +20,11 @@ from services.engagement.schemas import (
     BoardCreate,
     BoardList,
     BoardOut,
+    BoardUpdate,
     HistoryOut,
     LadderOut,
+    ProfileIn,
+    ProfileOut,
     RebuildOut,
     TierIn,
     TopOut,
@@ -28,12 +33,14 @@ from services.engagement.schemas import (
     UserTierOut,
 )
 from services.engagement.settings import Settings
-from shared.auth import Principal, principal
+from shared.auth import Principal, optional_principal, principal
+from shared.db import after_commit
 from shared.service import Runtime, runtime_of
 from shared.unit_of_work import Reads, Writes
 
 router = APIRouter(prefix="/v1", tags=["engagement"])
 Caller = Annotated[Principal, Depends(principal)]
+MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
 Code = Annotated[str, Path(min_length=1, max_length=64)]
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
 PeriodParam = Annotated[
@@ -59,6 +66,19 @@ def settings_of(request: Request) -> Settings:
 
 Boards = Annotated[Leaderboards, Depends(boards_of)]
 Config = Annotated[Settings, Depends(settings_of)]
+READ_SCOPE = "engagement:read"
+
+
+def viewer_of(caller: MaybeCaller) -> Viewer:
+    """Operators (the admin, a service credential carrying engagement:read) see user ids on
+    the boards; a user's own entries are flagged `me`; anyone else sees names only."""
+    if caller is None:
+        return Viewer()
+    operator = caller.is_admin or (caller.kind == "service" and READ_SCOPE in caller.scopes)
+    return Viewer(ids=operator, user_id=caller.user_id if caller.kind == "user" else None)
+
+
+Reader = Annotated[Viewer, Depends(viewer_of)]
 
 
 # -- leaderboards ---------------------------------------------------------------------------
@@ -76,6 +96,18 @@ async def create_board(
     return view
 
 
+@router.patch("/leaderboards/{code}", response_model=BoardOut)
+async def update_board(
+    code: Code, body: BoardUpdate, caller: Caller, boards: Boards, session: Writes
+) -> repo.Board:
+    """Rename a board or change how it shows users (`name_display`); fields left out stay."""
+    caller.require_admin()
+    values = body.model_dump(exclude_none=True)
+    view = await service.update_board(session, code, values)
+    after_commit(session, lambda: boards.forget(code))
+    return view
+
+
 @router.get("/leaderboards", response_model=BoardList)
 async def list_boards(session: Reads) -> dict:
     return {"items": await repo.list_boards(session)}
@@ -90,12 +122,15 @@ async def get_board(code: Code, session: Reads) -> repo.Board:
 async def top(
     code: Code,
     boards: Boards,
+    viewer: Reader,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     period: PeriodParam = "current",
 ) -> JSONResponse:
+    """The best `limit`, each shown by display name as the board's `name_display` says (a
+    pseudonym for a user with no name); user ids only to operators."""
     # The hot reads answer with their JSON straight away: the response model documents them,
     # and validating every item again would cost more than the lookup (bench/engagement.py).
-    return JSONResponse(await boards.top(code, period, limit))
+    return JSONResponse(await boards.top(code, period, limit, viewer))
 
 
 @router.get("/leaderboards/{code}/users/{user_id}", response_model=UserRankOut)
@@ -103,19 +138,29 @@ async def user_rank(
     code: Code,
     user_id: UserId,
     boards: Boards,
+    viewer: Reader,
     period: PeriodParam = "current",
     around: Annotated[int, Query(ge=0, le=50, description="users shown either side")] = 2,
 ) -> JSONResponse:
-    """Rank, score, how many are ranked, the top percent ("前X%") and the users around;
-    404 `not_ranked` when the user has no score on the board in that period."""
-    return JSONResponse(await boards.user(code, user_id, period, around))
+    """Rank, score, how many are ranked, the top percent ("前X%") and the users around (by
+    display name, as on the top); 404 `not_ranked` when the user has no score on the board
+    in that period. The id is echoed to operators and the user themselves only."""
+    return JSONResponse(await boards.user(code, user_id, period, around, viewer))
 
 
-@router.get("/leaderboards/{code}/users/{user_id}/history", response_model=HistoryOut)
+@router.get(
+    "/leaderboards/{code}/users/{user_id}/history",
+    response_model=HistoryOut,
+    response_model_exclude_unset=True,  # no user_id at all for the public, as on the ranks
+)
 async def rank_history(
-    code: Code, user_id: UserId, boards: Boards, days: Annotated[int, Query(ge=1, le=90)] = 7
+    code: Code,
+    user_id: UserId,
+    boards: Boards,
+    viewer: Reader,
+    days: Annotated[int, Query(ge=1, le=90)] = 7,
 ) -> dict:
-    return await boards.history(code, user_id, days)
+    return await boards.history(code, user_id, days, viewer)
 
 
 @router.post("/leaderboards/{code}/rebuild", response_model=RebuildOut)
@@ -125,6 +170,30 @@ async def rebuild(
     """Rebuild the board's index for a period from PostgreSQL (the scores' truth)."""
     caller.require_scope("engagement:rebuild")
     return await boards.rebuild(code, period)
+
+
+# -- profiles -------------------------------------------------------------------------------
+
+
+@router.put("/users/{user_id}/profile", response_model=ProfileOut)
+async def put_profile(
+    user_id: UserId, body: ProfileIn, caller: Caller, boards: Boards, session: Writes
+) -> repo.Profile:
+    """Set the display name and avatar the boards show (the user themselves or the admin).
+    Fields left out stay as they are, null clears one; a newer `profile_updated` behavior
+    overrides this, an older one does not."""
+    caller.require_user(user_id)
+    fields = body.model_dump(include=body.model_fields_set)
+    profile = await service.put_profile(session, user_id, fields, datetime.now(UTC))
+    after_commit(session, lambda: boards.names.forget([user_id]))
+    return profile
+
+
+@router.get("/users/{user_id}/profile", response_model=ProfileOut)
+async def get_profile(user_id: UserId, caller: Caller, session: Reads) -> repo.Profile:
+    """The stored display name and avatar, unmasked."""
+    caller.require_user_or_scope(user_id, READ_SCOPE)
+    return await service.get_profile(session, user_id)
 
 
 # -- badges ---------------------------------------------------------------------------------
@@ -144,7 +213,7 @@ async def list_badges(session: Reads) -> dict:
 
 @router.get("/users/{user_id}/badges", response_model=UserBadges)
 async def user_badges(user_id: UserId, caller: Caller, settings: Config, session: Reads) -> dict:
-    caller.require_user_or_scope(user_id, "engagement:read")
+    caller.require_user_or_scope(user_id, READ_SCOPE)
     return await service.user_badges(session, user_id, settings.tz, datetime.now(UTC))
 
 
@@ -174,5 +243,5 @@ async def get_tiers(session: Reads) -> dict:
 
 @router.get("/users/{user_id}/tier", response_model=UserTierOut)
 async def user_tier(user_id: UserId, caller: Caller, settings: Config, session: Reads) -> dict:
-    caller.require_user_or_scope(user_id, "engagement:read")
+    caller.require_user_or_scope(user_id, READ_SCOPE)
     return await service.user_tier(session, user_id, settings, datetime.now(UTC))

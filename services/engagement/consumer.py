@@ -11,8 +11,11 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engagement import INFO, service
+from services.engagement.leaderboards import NameCache
+from services.engagement.names import PROFILE_UPDATED
 from services.engagement.settings import Settings
 from services.engagement.workers import IndexWriter
+from shared.db import after_commit
 from shared.events import (
     BEHAVIOR_DIVERTED,
     BehaviorEvent,
@@ -32,9 +35,12 @@ class EngagementHandler(BatchHandler[EngagementInput]):
     name, topics = EVENTS.name, EVENTS.topics
     use_inbox = True
 
-    def __init__(self, settings: Settings, writer: IndexWriter) -> None:
+    def __init__(
+        self, settings: Settings, writer: IndexWriter, names: NameCache | None = None
+    ) -> None:
         self.settings = settings
         self.writer = writer
+        self.names = names  # this process's display names, refreshed when a profile changes
 
     def parse(self, record: ConsumerRecord) -> list[Inbound[EngagementInput]]:
         if record.topic == BEHAVIOR_DIVERTED:
@@ -62,3 +68,7 @@ class EngagementHandler(BatchHandler[EngagementInput]):
             reasons={behavior.behavior_id: reason for behavior, reason in diverted},
         )
         await service.apply_batch(session, batch, self.settings, self.writer)
+        changed = [b.user_id for b in batch.behaviors if b.action == PROFILE_UPDATED]
+        if changed and self.names is not None:
+            names = self.names
+            after_commit(session, lambda: names.forget(changed))

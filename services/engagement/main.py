@@ -28,7 +28,7 @@ def build_workers(rt: Runtime[Settings, Leaderboards]) -> list[Worker]:
     boards = rt.parts
     return [
         boards.writer,
-        rt.consumer(EngagementHandler(rt.settings, boards.writer)),
+        rt.consumer(EngagementHandler(rt.settings, boards.writer, boards.names)),
         PeriodCloser(rt.settings, rt.db, boards.index),
         TierSweeper(rt.settings, rt.db),
     ]

@@ -1,6 +1,7 @@
 """Engagement tables: boards and their scores per period (the truth the Redis index is built
 from), closed standings and daily rank snapshots, anti-farming flags, the counters badges
-and tiers are measured on, badges awarded, the tier ladder and each user's tier."""
+and tiers are measured on, badges awarded, the tier ladder and each user's tier, and users'
+display names."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ boards = Table(
     Column("prizes", JSONB, nullable=False, server_default="[]"),
     Column("active", Boolean, nullable=False, server_default="true"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # how the public reads show users: masked (张**) | full | hidden (pseudonyms only)
+    Column("name_display", String(8), nullable=False, server_default="masked"),
 )
 
 # What each user scored on a board in a period. reached_at is when the score last changed
@@ -189,6 +192,20 @@ user_tiers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("ix_user_tiers_evaluate_at", user_tiers.c.evaluate_at)
+
+# Users' display names and avatars for the boards (PUT .../profile or `profile_updated`
+# behaviors). Each field keeps the time it was set: the newest write wins, whatever order
+# the writes arrive in.
+user_profiles = Table(
+    "user_profiles",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("display_name", String(64), nullable=True),
+    Column("name_at", DateTime(timezone=True), nullable=True),
+    Column("avatar_url", String(2000), nullable=True),
+    Column("avatar_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
 
 PURGES = (
     Purge("rank_snapshots", "day < CAST(:cutoff AS date)", "history_hours"),

@@ -6,11 +6,16 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.engagement.names import NAME_MAX, NameDisplay, clean_name
 from shared.events import ACTION_PATTERN, ASSET_PATTERN
 
 CODE = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
+NAME_DISPLAY = (
+    "how the public reads show users: masked (张三丰 -> 张**, the default), full, or hidden "
+    "(a pseudonym for everyone); never by id"
+)
 
 
 class _Strict(BaseModel):
@@ -37,6 +42,7 @@ class BoardCreate(_Strict):
     action: str | None = Field(None, pattern=ACTION_PATTERN)
     window: Literal["day", "week", "month", "all_time"]
     prizes: list[PrizeIn] = Field(default_factory=list, max_length=100)
+    name_display: NameDisplay = Field("masked", description=NAME_DISPLAY)
 
     @model_validator(mode="after")
     def _consistent(self) -> BoardCreate:
@@ -53,6 +59,13 @@ class BoardCreate(_Strict):
         return self
 
 
+class BoardUpdate(_Strict):
+    """What may change on a live board; fields left out stay as they are."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    name_display: NameDisplay | None = Field(None, description=NAME_DISPLAY)
+
+
 class BoardOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # reads repository.Board
 
@@ -64,6 +77,7 @@ class BoardOut(BaseModel):
     prizes: list[dict[str, Any]]
     active: bool
     created_at: datetime
+    name_display: NameDisplay
 
 
 class BoardList(BaseModel):
@@ -72,8 +86,11 @@ class BoardList(BaseModel):
 
 class RankedOut(BaseModel):
     rank: int
-    user_id: str
+    name: str = Field(description="the display name as the board shows it (never the user id)")
+    avatar_url: str | None = None
     score: int
+    me: bool = Field(False, description="the signed-in user's own entry")
+    user_id: str | None = Field(None, description="to operators only (admin, engagement:read)")
 
 
 class TopOut(BaseModel):
@@ -87,7 +104,10 @@ class TopOut(BaseModel):
 class UserRankOut(BaseModel):
     board: str
     period: str
-    user_id: str
+    user_id: str | None = Field(None, description="to operators and the user themselves")
+    name: str
+    avatar_url: str | None = None
+    me: bool = False
     score: int
     rank: int
     total: int
@@ -106,7 +126,7 @@ class HistoryPoint(BaseModel):
 
 class HistoryOut(BaseModel):
     board: str
-    user_id: str
+    user_id: str | None = Field(None, description="to operators and the user themselves")
     days: list[HistoryPoint]
 
 
@@ -114,6 +134,35 @@ class RebuildOut(BaseModel):
     board: str
     period: str
     members: int
+
+
+# -- profiles -------------------------------------------------------------------------------
+
+
+class ProfileIn(_Strict):
+    """Fields left out stay as they are; null clears one."""
+
+    display_name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
+    avatar_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
+
+    @field_validator("display_name")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = clean_name(value)
+        if cleaned is None:
+            raise ValueError("the name has no printable character")
+        return cleaned
+
+
+class ProfileOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # reads repository.Profile
+
+    user_id: str
+    display_name: str | None
+    avatar_url: str | None
+    updated_at: datetime | None
 
 
 # -- badges ---------------------------------------------------------------------------------

@@ -66,6 +66,16 @@ class Settings(JifenSettings):
         60.0, gt=0, le=86_400, description="how often tiers due for evaluation are re-evaluated"
     )
     sweep_batch: int = Field(500, ge=1, le=100_000)
+    profile_cache_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="how long a process reuses the display names it read for the boards (a "
+        "name changed through another process shows on its boards after at most this long)",
+    )
+    profile_cache_size: int = Field(
+        100_000, ge=0, le=10_000_000, description="display names a process keeps for the boards"
+    )
 
     @property
     def history_hours(self) -> float:

@@ -45,13 +45,15 @@ async def create_board(engagement: httpx.AsyncClient, **fields: Any) -> dict[str
 
 
 async def top(engagement: httpx.AsyncClient, code: str, **params: Any) -> list[dict[str, Any]]:
-    response = await engagement.get(f"/v1/leaderboards/{code}/top", params=params)
+    """The top as operators see it (with user ids; the public sees names only:
+    tests/integration/test_engagement_names.py)."""
+    response = await engagement.get(f"/v1/leaderboards/{code}/top", params=params, headers=ADMIN)
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
 
 
 async def standing(engagement: httpx.AsyncClient, code: str, user: str) -> httpx.Response:
-    return await engagement.get(f"/v1/leaderboards/{code}/users/{user}")
+    return await engagement.get(f"/v1/leaderboards/{code}/users/{user}", headers=ADMIN)
 
 
 async def settled(stack) -> None:

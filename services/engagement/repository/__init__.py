@@ -1,6 +1,6 @@
 """Every SQL statement of the engagement service (set-based per batch; see shared/bulk.py),
 by area: `boards.py` (boards, periods, scores, flags), `closing.py` (closing periods, daily
-snapshots), `counters.py`, `badges.py`, `tiers.py`."""
+snapshots), `counters.py`, `badges.py`, `tiers.py`, `profiles.py` (display names)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from services.engagement.repository.boards import (
     recent_scores,
     score_of,
     scores_page,
+    update_board,
 )
 from services.engagement.repository.closing import (
     claim_period_to_close,
@@ -59,6 +60,13 @@ from services.engagement.repository.counters import (
     earned_totals,
     raise_counters,
 )
+from services.engagement.repository.profiles import (
+    PROFILES,
+    Profile,
+    get_profile,
+    profiles_of,
+    save_profiles,
+)
 from services.engagement.repository.tiers import (
     claim_due_tiers,
     ladder_rows,
@@ -75,9 +83,11 @@ __all__ = [
     "FLAGS",
     "OPEN_PERIODS",
     "PERIODS",
+    "PROFILES",
     "SCORES",
     "Badge",
     "Board",
+    "Profile",
     "action_recent",
     "action_totals",
     "add_counters",
@@ -98,6 +108,7 @@ __all__ = [
     "flag_users",
     "flagged",
     "get_board",
+    "get_profile",
     "insert_badge",
     "insert_board",
     "insert_results",
@@ -110,16 +121,19 @@ __all__ = [
     "open_periods",
     "open_periods_of_users",
     "period_status",
+    "profiles_of",
     "purge_snapshots",
     "raise_counters",
     "recent_scores",
     "replace_ladder",
     "results",
+    "save_profiles",
     "save_user_tier",
     "score_of",
     "scores_page",
     "snapshots",
     "standings",
     "take_snapshot",
+    "update_board",
     "user_tier",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,7 @@ class Board:
     prizes: list[dict[str, Any]]
     active: bool
     created_at: datetime
+    name_display: str = "masked"  # masked | full | hidden: how the public reads show users
 
 
 def _board(row: Row[Any] | None) -> Board | None:
@@ -46,6 +47,12 @@ async def insert_board(session: AsyncSession, values: dict[str, Any]) -> Board |
         .on_conflict_do_nothing(index_elements=["code"])
         .returning(*boards.c)
     )
+    return _board((await session.execute(stmt)).first())
+
+
+async def update_board(session: AsyncSession, code: str, values: dict[str, Any]) -> Board | None:
+    """Change what may change on a live board (its name, how it shows users)."""
+    stmt = update(boards).where(boards.c.code == code).values(**values).returning(*boards.c)
     return _board((await session.execute(stmt)).first())
 
 

@@ -1,5 +1,5 @@
-"""Applying one consumed batch: daily counters, flags, leaderboard scores, then the tier
-upgrades and badges the batch earned (their events go to the outbox in the same
+"""Applying one consumed batch: profiles, daily counters, flags, leaderboard scores, then the
+tier upgrades and badges the batch earned (their events go to the outbox in the same
 transaction)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from services.engagement.domain import BEST_STREAK, REDEMPTIONS, aware
 from services.engagement.metrics import LATE_SCORES
 from services.engagement.models import messaging
 from services.engagement.service.badges import award_badges
+from services.engagement.service.profiles import apply_profiles
 from services.engagement.service.tiers import upgrade_tiers
 from services.engagement.settings import Settings
 from shared.db import after_commit
@@ -66,6 +67,7 @@ async def apply_batch(
         (e.user_id, REDEMPTIONS, 1) for e in batch.exchange if e.type == "redemption.completed"
     ]
 
+    await apply_profiles(session, batch.behaviors)
     await repo.count_actions(session, actions)
     await repo.add_earned(session, earned)
     await repo.raise_counters(session, streaks)

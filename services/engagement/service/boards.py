@@ -1,4 +1,4 @@
-"""Leaderboard definitions: creating and reading boards, resolving a request's period, and
+"""Leaderboard definitions: creating, changing and reading boards, resolving a request's period, and
 reading a period's scores back for an index rebuild."""
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ async def create_board(session: AsyncSession, values: dict[str, Any]) -> repo.Bo
     if board is None:
         raise DomainError("board_exists", f"a leaderboard {values['code']} already exists")
     return board
+
+
+async def update_board(session: AsyncSession, code: str, values: dict[str, Any]) -> repo.Board:
+    board = await repo.update_board(session, code, values) if values else None
+    return board or await get_board(session, code)
 
 
 async def get_board(session: AsyncSession, code: str) -> repo.Board:
