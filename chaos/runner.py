@@ -13,7 +13,8 @@ that restarts whatever dies) serves all cycles. A cycle:
    stock + what its redemptions hold = its initial stock, one net debit per completed
    redemption and none for the others, every order credited once per rule and every refund
    clawed back exactly (each buyer holds what their orders kept, nothing pending, no debt),
-   every pending lot released once, and both reconciliations clean.
+   every pending lot released once, holds settled as their client settled them or voided at
+   their deadline (chaos.holds), and both reconciliations clean.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from aiokafka.errors import GroupIdNotFound, KafkaError
 
 from chaos import engagement as chaos_engagement
 from chaos import insights as chaos_insights
+from chaos.holds import HoldFlow
 from chaos.notifier import NotifyFlow
 from chaos.orders import OrderFlow, create_rules
 from chaos.schedule import CONSUMERS, Fault, Plan
@@ -83,6 +85,8 @@ CHAOS_ENV = {
     "JIFEN_DISPATCH_POLL_S": "0.3",
     "JIFEN_CAMPAIGN_CHUNK": "10",
     "JIFEN_CAMPAIGN_POLL_S": "0.3",
+    # holds left to their deadline are voided within a second of it (chaos.holds)
+    "JIFEN_HOLD_SWEEP_INTERVAL_S": "1",
 }
 GROUP_OF = {  # consumer service -> its consumer group
     "behavior_sensor": "jifen.behavior_sensor.upstream",
@@ -215,6 +219,9 @@ class Environment:
         )
         orders = OrderFlow(self.database, prefix, random.Random(plan.seed * 31))
         notify = NotifyFlow(self.stack.url("notifier"), prefix, random.Random(plan.seed * 17))
+        holds = HoldFlow(
+            self.stack.url("rewards_ledger"), self.database, prefix, random.Random(plan.seed * 13)
+        )
         await producer.start()
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -227,6 +234,7 @@ class Environment:
                     orders.send(producer),
                     orders.release_during(12),
                     notify.send(client, producer),
+                    holds.send(client),
                 )
                 faults = asyncio.create_task(self._apply_faults(plan.faults, rng))
                 try:
@@ -239,6 +247,7 @@ class Environment:
                 outcome.events_accepted = len(accepted)
                 await self._settle(accepted, item["id"], orders)
                 await notify.settle(self.database)
+                await holds.settle()
                 await self._check(accepted, item, redemption_ids, outcome)
                 outcome.problems += await orders.unsettled() + await orders.holdings()
                 outcome.problems += await chaos_engagement.check(
@@ -250,7 +259,8 @@ class Environment:
                     self.database, sorted(set(accepted.values())), redemption_ids
                 )
                 outcome.problems += await notify.check(self.database, self.notify_log)
-                outcome.orders = orders.summary()
+                outcome.problems += await holds.check()
+                outcome.orders = {**orders.summary(), **holds.summary()}
         except Exception as exc:  # anything unexpected is a failed cycle, with its seed
             outcome.problems.append(f"cycle aborted: {type(exc).__name__}: {exc}")
             await self._heal()

@@ -7,7 +7,7 @@ from services.rewards_ledger.api import reports_router, router
 from services.rewards_ledger.consumer import GrantHandler
 from services.rewards_ledger.models import messaging, metadata
 from services.rewards_ledger.settings import Settings
-from services.rewards_ledger.workers import ExpirySweeper, ReleaseSweeper
+from services.rewards_ledger.workers import ExpirySweeper, HoldSweeper, ReleaseSweeper
 from shared.events import LEDGER_EVENTS, REWARDS_GRANTS
 from shared.reconciliation import ReconciliationWorker
 from shared.service import Runtime, ServiceSpec, Worker, create_app, no_parts
@@ -18,6 +18,7 @@ def build_workers(rt: Runtime[Settings, None]) -> list[Worker]:
         rt.consumer(GrantHandler(rt.settings)),
         ExpirySweeper(rt.settings, rt.db),
         ReleaseSweeper(rt.settings, rt.db),
+        HoldSweeper(rt.settings, rt.db),
         ReconciliationWorker(
             "rewards_ledger",
             rt.db,
@@ -33,7 +34,7 @@ SPEC = ServiceSpec(
     title="Jifen rewards ledger",
     description=(
         "Assets, accounts, lots with expiry, pending points and clawbacks, an append-only "
-        "journal, debits, extensions, liability and reconciliation."
+        "journal, debits, holds at checkout, extensions, liability and reconciliation."
     ),
     package="services.rewards_ledger",
     settings_factory=Settings,

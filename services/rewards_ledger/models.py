@@ -1,9 +1,13 @@
-"""Ledger tables: assets, accounts per (user, asset), lots, an append-only journal, allocations.
+"""Ledger tables: assets, accounts per (user, asset), lots, an append-only journal, allocations,
+holds.
 
-An account holds three amounts of one asset: `balance` (available: spendable when the asset
-is), `pending` (credited, available at the lot's available_at) and `debt` (clawed back after
-it was spent; later credits repay it first). The journal moves all three: `amount` moves the
-balance (and `balance_after` follows it), `pending_delta` and `debt_delta` the other two.
+An account holds four amounts of one asset: `balance` (the points in its active lots),
+`held` (the part of the balance reserved by open holds: `balance - held` is available,
+spendable when the asset is), `pending` (credited, available at the lot's available_at) and
+`debt` (clawed back after it was spent; later credits repay it first). The journal moves all
+four: `amount` moves the balance (and `balance_after` follows it), `held_delta`,
+`pending_delta` and `debt_delta` the others. A lot's `held` is the part of its `remaining`
+that open holds reserve (hold_lots says which hold).
 """
 
 from __future__ import annotations
@@ -61,11 +65,13 @@ accounts = Table(
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("pending", BigInteger, nullable=False, server_default="0"),
     Column("debt", BigInteger, nullable=False, server_default="0"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("balance >= 0", name="ck_accounts_balance_not_negative"),
     CheckConstraint("pending >= 0", name="ck_accounts_pending_not_negative"),
     CheckConstraint("debt >= 0", name="ck_accounts_debt_not_negative"),
+    CheckConstraint("held >= 0 AND held <= balance", name="ck_accounts_held_in_balance"),
 )
 
 
@@ -79,7 +85,8 @@ def _account_fk(table: str) -> ForeignKeyConstraint:
 
 # A lot is one credit with its own expiry; debits consume lots earliest-expiring first.
 # pending (until available_at) -> active -> expired; a pending lot clawed back in full is
-# cancelled.
+# cancelled. Points an open hold reserves (`held`) do not expire with their lot: a past-due
+# lot keeps them, still active, until the hold is captured or released.
 lots = Table(
     "lots",
     metadata,
@@ -93,10 +100,12 @@ lots = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("available_at", DateTime(timezone=True), nullable=True),
     Column("status", String(16), nullable=False, server_default="active"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     _account_fk("lots"),
     CheckConstraint("points > 0", name="ck_lots_points_positive"),
     CheckConstraint("remaining >= 0 AND remaining <= points", name="ck_lots_remaining_in_range"),
+    CheckConstraint("held >= 0 AND held <= remaining", name="ck_lots_held_in_remaining"),
 )
 Index(
     "ix_lots_spendable",
@@ -121,12 +130,13 @@ journal_entries = Table(
     Column("user_id", String(64), nullable=False),
     Column("asset", String(32), nullable=False, server_default="points"),
     # credit | debit | expire | adjustment | refund | pending | release | clawback
-    # | debt_repaid | extension
+    # | debt_repaid | extension | hold | hold_void
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),  # signed move of the available balance
     Column("balance_after", BigInteger, nullable=False),
     Column("pending_delta", BigInteger, nullable=False, server_default="0"),
     Column("debt_delta", BigInteger, nullable=False, server_default="0"),
+    Column("held_delta", BigInteger, nullable=False, server_default="0"),
     # Unique per asset (uq_journal_key_asset): the same caller key may move points and balloons.
     Column("idempotency_key", String(255), nullable=False),
     # the lot a credit created, an expiry closed, a release freed or a clawback reversed
@@ -137,7 +147,8 @@ journal_entries = Table(
     _account_fk("journal_entries"),
     CheckConstraint("balance_after >= 0", name="ck_journal_balance_after_not_negative"),
     CheckConstraint(
-        "amount <> 0 OR pending_delta <> 0 OR debt_delta <> 0", name="ck_journal_moves_something"
+        "amount <> 0 OR pending_delta <> 0 OR debt_delta <> 0 OR held_delta <> 0",
+        name="ck_journal_moves_something",
     ),
 )
 Index(
@@ -203,3 +214,60 @@ lot_extensions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("ix_lot_extensions_entry", lot_extensions.c.journal_entry_id)
+
+# A hold (积分抵现 at checkout): points reserved from the earliest-expiring lots until they are
+# captured (in whole or in part: a debit journal entry, the rest released) or voided (by the
+# caller, or by the sweeper at `expires_at`). Exactly one of the two ever happens: `status`
+# moves once, from open, under the account's lock.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", String(36), primary_key=True),  # from (asset, idempotency_key)
+    Column("user_id", String(64), nullable=False),
+    Column("asset", String(32), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("reference", String(255), nullable=True),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("captured", BigInteger, nullable=False, server_default="0"),
+    # the caller's key of the capture or void that closed it (none when the deadline did)
+    Column("settle_key", String(255), nullable=True),
+    Column("closed_by", String(16), nullable=True),  # capture | void | deadline
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    Column("settle_entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    _account_fk("holds"),
+    CheckConstraint("points > 0", name="ck_holds_points_positive"),
+    CheckConstraint(
+        "status = 'captured' AND captured > 0 AND captured <= points "
+        "OR status <> 'captured' AND captured = 0",
+        name="ck_holds_captured_in_range",
+    ),
+    CheckConstraint(
+        "(status = 'open') = (closed_by IS NULL AND settle_entry_id IS NULL)",
+        name="ck_holds_closed_once",
+    ),
+)
+Index("uq_holds_key_asset", holds.c.idempotency_key, holds.c.asset, unique=True)
+Index(
+    "uq_holds_settle_key_asset",
+    holds.c.settle_key,
+    holds.c.asset,
+    unique=True,
+    postgresql_where=text("settle_key IS NOT NULL"),
+)
+Index("ix_holds_due", holds.c.expires_at, postgresql_where=text("status = 'open'"))
+Index("ix_holds_account", holds.c.user_id, holds.c.asset, holds.c.created_at)
+
+# Which lots a hold reserves its points from (lots.held sums the open holds' rows).
+hold_lots = Table(
+    "hold_lots",
+    metadata,
+    Column("hold_id", String(36), ForeignKey("holds.id"), primary_key=True),
+    Column("lot_id", String(36), ForeignKey("lots.id"), primary_key=True),
+    Column("points", BigInteger, nullable=False),
+    CheckConstraint("points > 0", name="ck_hold_lots_points_positive"),
+)
+Index("ix_hold_lots_lot", hold_lots.c.lot_id)

@@ -121,6 +121,70 @@ class DebitBatchOut(BaseModel):
     results: list[DebitBatchResult]
 
 
+class HoldRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=64)
+    asset: str = ASSET
+    points: int = Field(gt=0, le=1_000_000_000)
+    idempotency_key: str = KEY
+    expires_in_s: int = Field(
+        ge=1,
+        le=90 * 86400,
+        description="seconds until the hold is voided unless captured (at most "
+        "JIFEN_HOLD_MAX_EXPIRES_IN_S)",
+    )
+    reference: str | None = Field(None, max_length=255, description="e.g. the order number")
+
+
+class CaptureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: int | None = Field(
+        None, gt=0, le=1_000_000_000, description="what to take; the whole hold when absent"
+    )
+    idempotency_key: str = KEY
+
+
+class VoidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    idempotency_key: str = KEY
+
+
+class HeldLot(Allocation):
+    """Points a hold reserved of one lot."""
+
+
+class HoldOut(BaseModel):
+    id: str
+    user_id: str
+    asset: str
+    points: int = Field(description="reserved when placed")
+    status: Literal["open", "captured", "voided"]
+    captured: int = Field(description="debited by the capture (0 unless captured)")
+    released: int = Field(description="given back by the capture or void (0 while open)")
+    expired_points: int = Field(
+        description="of the released points, those whose lot had expired meanwhile: they "
+        "expired at once"
+    )
+    idempotency_key: str
+    reference: str | None
+    expires_at: datetime = Field(description="the deadline: voided then unless captured")
+    created_at: datetime
+    closed_at: datetime | None
+    closed_by: Literal["capture", "void", "deadline"] | None
+    entry_id: int = Field(description="the journal entry that placed it")
+    settle_entry_id: int | None = Field(
+        description="the journal entry that closed it: the capture's debit, or the void"
+    )
+    lots: list[HeldLot]
+
+
+class HoldList(BaseModel):
+    items: list[HoldOut]
+
+
 class RefundAllocation(Allocation):
     expired: bool
 
@@ -149,9 +213,10 @@ class EntryOut(BaseModel):
     asset: str
     kind: str
     amount: int
-    balance_after: int
+    balance_after: int = Field(description="the balance after the entry, held points included")
     pending_delta: int = 0
     debt_delta: int = 0
+    held_delta: int = Field(0, description="points reserved (+) or let go (-) by a hold")
     idempotency_key: str
     reference: str | None
     reason: str
@@ -181,7 +246,12 @@ class PendingLot(BaseModel):
 class AccountOut(BaseModel):
     user_id: str
     asset: str
-    balance: int = Field(description="available: spendable when the asset is")
+    balance: int = Field(
+        description="available: spendable when the asset is (points open holds reserve are not)"
+    )
+    held: int = Field(
+        0, description="reserved by open holds (积分抵现): captured or released later"
+    )
     pending: int = Field(description="credited, available at each pending lot's available_at")
     debt: int = Field(description="clawed back after it was spent; later credits repay it first")
     expiring_within_7_days: int
@@ -195,7 +265,8 @@ class AssetBalance(BaseModel):
     asset: str
     name: str
     spendable: bool
-    balance: int
+    balance: int = Field(description="available (points open holds reserve are not)")
+    held: int = 0
     pending: int
     debt: int
 
@@ -236,7 +307,8 @@ class Flows(BaseModel):
 class LiabilityOut(BaseModel):
     asset: str
     as_of: datetime
-    outstanding: int = Field(description="available balances, all accounts")
+    outstanding: int = Field(description="balances of all accounts, held points included")
+    held: int = Field(0, description="of which open holds reserve")
     pending: int
     debt: int
     holders: int = Field(description="accounts with a balance")

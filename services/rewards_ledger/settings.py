@@ -19,3 +19,11 @@ class Settings(JifenSettings):
     extension_max_days: int = Field(180, ge=1, le=3650)
     extension_fee_percent: float = Field(10.0, ge=0, le=100)
     extension_fee_minimum: int = Field(1, ge=1, le=1_000_000)
+    # 积分抵现: how long a hold may reserve points at most, and how often holds past their
+    # deadline are voided (a hold stays open at most its deadline plus this interval).
+    hold_max_expires_in_s: int = Field(
+        7 * 86400, ge=60, le=90 * 86400, description="the longest expires_in_s of a hold"
+    )
+    hold_sweep_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="how often holds past their deadline are voided"
+    )

@@ -1,5 +1,5 @@
-"""The ledger's background loops: the sweeps that expire past-due lots and release pending
-ones, in every replica."""
+"""The ledger's background loops: the sweeps that expire past-due lots, release pending ones
+and void holds past their deadline, in every replica."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ Sweep = Callable[[AsyncSession, datetime, int], Awaitable[int]]
 class _LotSweeper(PollingWorker):
     """Moves due lots in batches of accounts; safe to run in every replica (SKIP LOCKED)."""
 
-    def __init__(self, settings: Settings, db: Database, sweep: Sweep) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, sweep: Sweep, poll_s: float | None = None
+    ) -> None:
         super().__init__(
-            poll_s=settings.expiry_sweep_interval_s,
+            poll_s=poll_s or settings.expiry_sweep_interval_s,
             full_batch=sys.maxsize,  # sweep_once already loops until nothing is due
             backoff_cap_s=settings.retry_backoff_max_s,
         )
@@ -58,3 +60,12 @@ class ReleaseSweeper(_LotSweeper):
 
     def __init__(self, settings: Settings, db: Database) -> None:
         super().__init__(settings, db, service.sweep_released)
+
+
+class HoldSweeper(_LotSweeper):
+    """Voids holds past their deadline (each exactly once), every hold_sweep_interval_s."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        super().__init__(
+            settings, db, service.sweep_expired_holds, poll_s=settings.hold_sweep_interval_s
+        )

@@ -8,7 +8,8 @@ functions what to do, and write the answer. One module per area; callers import 
 - `debits`: a key used again is a replay or a refusal; how a batch of debits is judged;
 - `refunds`: what a refund does (replay, void, refund) and where its points go; clawbacks
   with debt;
-- `extensions`: paid extensions.
+- `extensions`: paid extensions;
+- `holds`: holds at checkout (placement, capture, void) and what closing one moves.
 """
 
 from services.rewards_ledger.domain.debits import (
@@ -27,6 +28,15 @@ from services.rewards_ledger.domain.extensions import (
     extension_fee,
     plan_extension,
 )
+from services.rewards_ledger.domain.holds import (
+    HoldCommand,
+    HoldState,
+    Settlement,
+    Settling,
+    placement_reuse,
+    settle,
+    settle_step,
+)
 from services.rewards_ledger.domain.keys import (
     DEFAULT_ASSET,
     Account,
@@ -35,10 +45,14 @@ from services.rewards_ledger.domain.keys import (
     expiry_journal_key,
     extension_journal_key,
     grant_journal_key,
+    hold_id_for,
+    hold_journal_key,
+    hold_void_journal_key,
     lot_id_for,
     refund_expiry_journal_key,
     refund_journal_key,
     release_journal_key,
+    released_expiry_journal_key,
     repay_journal_key,
 )
 from services.rewards_ledger.domain.lots import (
@@ -66,9 +80,12 @@ from services.rewards_ledger.domain.refunds import (
 )
 from services.rewards_ledger.domain.refusals import (
     AssetNotSpendable,
+    CaptureExceedsHold,
     DebitVoided,
+    HoldExpired,
     IdempotencyKeyReused,
     InsufficientPoints,
+    InvalidTransition,
     NothingToExtend,
 )
 
@@ -76,6 +93,7 @@ __all__ = [
     "DEFAULT_ASSET",
     "Account",
     "AssetNotSpendable",
+    "CaptureExceedsHold",
     "ClawbackPlan",
     "DebitCommand",
     "DebitVerdict",
@@ -84,8 +102,12 @@ __all__ = [
     "ExtendableLot",
     "ExtensionPlan",
     "GrantedLot",
+    "HoldCommand",
+    "HoldExpired",
+    "HoldState",
     "IdempotencyKeyReused",
     "InsufficientPoints",
+    "InvalidTransition",
     "KeyUse",
     "NewDebit",
     "NothingToExtend",
@@ -93,6 +115,8 @@ __all__ = [
     "ReplayInBatch",
     "ReplayStored",
     "Restoration",
+    "Settlement",
+    "Settling",
     "SpendableLot",
     "Totals",
     "after_taking",
@@ -105,9 +129,13 @@ __all__ = [
     "extension_fee",
     "extension_journal_key",
     "grant_journal_key",
+    "hold_id_for",
+    "hold_journal_key",
+    "hold_void_journal_key",
     "is_due",
     "key_reuse",
     "lot_id_for",
+    "placement_reuse",
     "plan_clawback",
     "plan_debits",
     "plan_extension",
@@ -116,9 +144,12 @@ __all__ = [
     "refund_moves",
     "refund_step",
     "release_journal_key",
+    "released_expiry_journal_key",
     "repay_journal_key",
     "restore",
     "running_balances",
+    "settle",
+    "settle_step",
     "spending_order",
     "total_taken",
 ]

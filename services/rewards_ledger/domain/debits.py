@@ -59,7 +59,8 @@ class DebitCommand:
 
 @dataclass(frozen=True)
 class NewDebit:
-    """Debit the account: balance_after is the account's balance once done."""
+    """Debit the account: balance_after is what the account has available once done (the
+    balances plan_debits judges are the available ones: open holds' points left out)."""
 
     balance_after: int
     taken: list[tuple[str, int]]  # (lot_id, points), in spending order

@@ -62,3 +62,24 @@ def refund_expiry_journal_key(lot_id: str, refund_key: str) -> str:
     """The journal key of refunded points that expire at once because their lot had expired
     (`refund_key`: the refund's journal key)."""
     return f"expire:{lot_id}:{refund_key}"
+
+
+def hold_id_for(key: str, asset: str) -> str:
+    """The hold placed with the caller's idempotency key: one per (key, asset)."""
+    return stable_id("hold", asset, key)
+
+
+def hold_journal_key(key: str) -> str:
+    """The journal key of a hold placed with the caller's idempotency key."""
+    return f"hold:{key}"
+
+
+def hold_void_journal_key(hold_id: str) -> str:
+    """The journal key of a hold's release in full (at most one per hold)."""
+    return f"hold_void:{hold_id}"
+
+
+def released_expiry_journal_key(lot_id: str, settle_key: str) -> str:
+    """The journal key of held points that expire at once as a hold lets them go, because
+    their lot expired while they were held (`settle_key`: the capture's or void's key)."""
+    return f"expire:{lot_id}:{settle_key}"

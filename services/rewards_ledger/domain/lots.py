@@ -15,11 +15,18 @@ from services.rewards_ledger.domain.refusals import InsufficientPoints
 
 @dataclass
 class Totals:
-    """What an account holds: available balance, pending, and debt."""
+    """What an account holds: its balance (the points in its active lots), pending, debt, and
+    the part of the balance open holds reserve (held)."""
 
     balance: int = 0
     pending: int = 0
     debt: int = 0
+    held: int = 0
+
+    @property
+    def available(self) -> int:
+        """What can be spent or held now: the balance less what open holds reserve."""
+        return self.balance - self.held
 
 
 # --- lots --------------------------------------------------------------------------------------

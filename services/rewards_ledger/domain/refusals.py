@@ -46,3 +46,32 @@ class NothingToExtend(DomainError):
             f"no points expire within {window_days} days that were not extended before",
             window_days=window_days,
         )
+
+
+class InvalidTransition(DomainError):
+    def __init__(self, hold_id: str, status: str, action: str) -> None:
+        super().__init__(
+            "invalid_transition",
+            f"hold {hold_id} is {status}: it cannot be {action}d",
+            hold_id=hold_id,
+            hold_status=status,
+        )
+
+
+class HoldExpired(DomainError):
+    def __init__(self, hold_id: str, deadline: str) -> None:
+        super().__init__(
+            "hold_expired",
+            f"hold {hold_id} passed its deadline ({deadline}): it can only be voided",
+            hold_id=hold_id,
+        )
+
+
+class CaptureExceedsHold(DomainError):
+    def __init__(self, held: int, requested: int) -> None:
+        super().__init__(
+            "capture_exceeds_hold",
+            f"the hold reserves {held} points; {requested} cannot be captured",
+            held=held,
+            requested=requested,
+        )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, tuple_, update
+from sqlalchemy import case, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger.domain import Account, SpendableLot, Totals
@@ -26,6 +26,7 @@ TOTALS = Bulk(
         "balance": "bigint",
         "pending": "bigint",
         "debt": "bigint",
+        "held": "bigint",
     },
 )
 
@@ -40,16 +41,17 @@ ENTRIES = Bulk(
         "balance_after": "bigint",
         "pending_delta": "bigint",
         "debt_delta": "bigint",
+        "held_delta": "bigint",
         "idempotency_key": "text",
         "lot_id": "text",
         "reference": "text",
         "reason": "text",
     },
 )
-LOCKED_ACCOUNTS = KeyedRows(ACCOUNT_KEYS, "t.balance, t.pending, t.debt")
+LOCKED_ACCOUNTS = KeyedRows(ACCOUNT_KEYS, "t.balance, t.pending, t.debt, t.held")
 _SET_TOTALS = TOTALS.update(
     ["user_id", "asset"],
-    "balance = v.balance, pending = v.pending, debt = v.debt, updated_at = now()",
+    "balance = v.balance, pending = v.pending, debt = v.debt, held = v.held, updated_at = now()",
 )
 
 
@@ -65,12 +67,15 @@ ALLOCATIONS = Bulk(
     "allocations", {"journal_entry_id": "bigint", "lot_id": "text", "points": "bigint"}
 )
 _INSERT_ALLOCATIONS = ALLOCATIONS.insert()
-# Every active lot of these accounts with points left, past due or not (the caller splits them).
+# Every active lot of these accounts with points no hold reserves, past due or not (the caller
+# splits them); `remaining` is that free part: what can be spent, held or expire. (`remaining
+# > 0` stays in the condition so the planner can use the partial index ix_lots_spendable.)
 _ACTIVE_LOTS = text(
-    "SELECT l.id, l.user_id, l.asset, l.remaining, l.expires_at, l.created_at FROM lots l "
+    "SELECT l.id, l.user_id, l.asset, l.remaining - l.held AS remaining, l.expires_at, "
+    "l.created_at FROM lots l "
     "JOIN unnest(CAST(:users AS text[]), CAST(:assets AS text[])) AS a(user_id, asset) "
     "ON l.user_id = a.user_id AND l.asset = a.asset "
-    "WHERE l.status = 'active' AND l.remaining > 0 ORDER BY l.id FOR UPDATE OF l"
+    "WHERE l.status = 'active' AND l.remaining > 0 AND l.remaining > l.held ORDER BY l.id FOR UPDATE OF l"
 )
 
 
@@ -85,7 +90,7 @@ async def lock_accounts(
     """Lock the accounts (in (user_id, asset) order), creating missing ones unless `create`
     is False (then an account that does not exist is simply absent); returns what they hold."""
     rows = await LOCKED_ACCOUNTS.lock(session, keys, create=create)
-    return {(u, a): Totals(r.balance, r.pending, r.debt) for (u, a), r in rows.items()}
+    return {(u, a): Totals(r.balance, r.pending, r.debt, r.held) for (u, a), r in rows.items()}
 
 
 async def lock_existing_accounts(
@@ -101,12 +106,13 @@ async def lock_existing_accounts(
             accounts.c.balance,
             accounts.c.pending,
             accounts.c.debt,
+            accounts.c.held,
         )
         .where(tuple_(accounts.c.user_id, accounts.c.asset).in_(wanted))
         .order_by(accounts.c.user_id, accounts.c.asset)
         .with_for_update(skip_locked=skip_locked)
     )
-    return {(r.user_id, r.asset): Totals(r.balance, r.pending, r.debt) for r in rows}
+    return {(r.user_id, r.asset): Totals(r.balance, r.pending, r.debt, r.held) for r in rows}
 
 
 async def set_totals(session: AsyncSession, totals: Mapping[Account, Totals]) -> None:
@@ -120,6 +126,7 @@ async def set_totals(session: AsyncSession, totals: Mapping[Account, Totals]) ->
                     "balance": t.balance,
                     "pending": t.pending,
                     "debt": t.debt,
+                    "held": t.held,
                 }
                 for (u, a), t in totals.items()
             ),
@@ -156,9 +163,9 @@ async def entry_by_key(session: AsyncSession, key: str, asset: str) -> JournalEn
 async def active_lots(
     session: AsyncSession, keys: Sequence[Account], now: datetime
 ) -> tuple[dict[Account, list[SpendableLot]], list[DueLot]]:
-    """Every active lot of these accounts with points left, locked (the caller holds the
-    accounts' locks): the ones they can spend now, by account, and the ones past due, in the
-    order `due_lots` gives them."""
+    """Every active lot of these accounts with points no hold reserves, locked (the caller
+    holds the accounts' locks): the ones they can spend now, by account, and the ones past
+    due, in the order `due_lots` gives them; `remaining` is the unreserved part."""
     spendable: dict[Account, list[SpendableLot]] = {k: [] for k in keys}
     if not keys:
         return spendable, []
@@ -219,7 +226,8 @@ async def allocations_of(
 
 
 async def due_lots(session: AsyncSession, keys: Sequence[Account], now: datetime) -> list[DueLot]:
-    """Active lots with points left whose expiry has passed (caller holds the account locks)."""
+    """Active lots whose expiry has passed with points no hold reserves (`remaining`: that
+    part, the part that expires); the caller holds the account locks."""
     if not keys:
         return []
     rows = await session.execute(
@@ -227,14 +235,15 @@ async def due_lots(session: AsyncSession, keys: Sequence[Account], now: datetime
             lots.c.id,
             lots.c.user_id,
             lots.c.asset,
-            lots.c.remaining,
+            (lots.c.remaining - lots.c.held).label("remaining"),
             lots.c.expires_at,
             lots.c.created_at,
         )
         .where(
             tuple_(lots.c.user_id, lots.c.asset).in_(sorted(set(keys))),
             lots.c.status == inline("active"),
-            lots.c.remaining > inline(0),
+            lots.c.remaining > inline(0),  # the partial index's condition
+            lots.c.remaining > lots.c.held,
             lots.c.expires_at <= now,
         )
         .order_by(lots.c.user_id, lots.c.asset, lots.c.expires_at, lots.c.id)
@@ -244,7 +253,14 @@ async def due_lots(session: AsyncSession, keys: Sequence[Account], now: datetime
 
 
 async def close_expired_lots(session: AsyncSession, lot_ids: Sequence[str]) -> None:
+    """Expire what no hold reserves of these past-due lots; a lot an open hold still reserves
+    points of stays active with them (they expire when the hold lets them go)."""
     if lot_ids:
         await session.execute(
-            update(lots).where(lots.c.id.in_(list(lot_ids))).values(status="expired", remaining=0)
+            update(lots)
+            .where(lots.c.id.in_(list(lot_ids)))
+            .values(
+                remaining=lots.c.held,
+                status=case((lots.c.held == 0, inline("expired")), else_=lots.c.status),
+            )
         )

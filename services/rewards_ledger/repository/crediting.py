@@ -98,9 +98,10 @@ async def set_clawback_applied(session: AsyncSession, lot_id: str, applied: int)
 
 
 async def lot_of(session: AsyncSession, lot_id: str) -> GrantedLot | None:
-    """A grant's lot as a clawback sees it, locked."""
+    """A grant's lot as a clawback sees it, locked: `remaining` is what no hold reserves (a
+    clawback never takes held points; what it cannot take becomes debt)."""
     result = await session.execute(
-        select(lots.c.id, lots.c.status, lots.c.remaining)
+        select(lots.c.id, lots.c.status, (lots.c.remaining - lots.c.held).label("remaining"))
         .where(lots.c.id == lot_id)
         .with_for_update()
     )

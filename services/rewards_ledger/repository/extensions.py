@@ -15,11 +15,12 @@ from shared.db import inline
 
 
 async def extendable_lots(session: AsyncSession, user_id: str, asset: str) -> list[ExtendableLot]:
-    """Active lots of a (locked) account with points left, each with whether it was extended."""
+    """Active lots of a (locked) account with points no hold reserves (`remaining`: that
+    part, which pays the fee or is extended), each with whether it was extended."""
     rows = await session.execute(
         select(
             lots.c.id,
-            lots.c.remaining,
+            (lots.c.remaining - lots.c.held).label("remaining"),
             lots.c.expires_at,
             lots.c.created_at,
             lot_extensions.c.lot_id.is_not(None).label("extended"),
@@ -30,6 +31,7 @@ async def extendable_lots(session: AsyncSession, user_id: str, asset: str) -> li
             lots.c.asset == asset,
             lots.c.status == inline("active"),
             lots.c.remaining > inline(0),
+            lots.c.remaining > lots.c.held,
         )
         .order_by(lots.c.id)
         .with_for_update(of=lots)

@@ -34,11 +34,12 @@ async def accounts_of_user(session: AsyncSession, user_id: str) -> dict[str, Acc
 async def upcoming_expiries(
     session: AsyncSession, user_id: str, asset: str, now: datetime, until: datetime
 ) -> list[ExpiryDay]:
-    """The account's points expiring in (now, until], by day, earliest first."""
+    """The account's points expiring in (now, until], by day, earliest first. Points an open
+    hold reserves are not counted: they do not expire while held."""
     rows = await session.execute(
         select(
             func.date_trunc("day", lots.c.expires_at).label("day"),
-            func.sum(lots.c.remaining).label("points"),
+            func.sum(lots.c.remaining - lots.c.held).label("points"),
             func.min(lots.c.expires_at).label("first"),
         )
         .where(
@@ -46,6 +47,7 @@ async def upcoming_expiries(
             lots.c.asset == asset,
             lots.c.status == inline("active"),
             lots.c.remaining > inline(0),
+            lots.c.remaining > lots.c.held,
             lots.c.expires_at > now,
             lots.c.expires_at <= until,
         )

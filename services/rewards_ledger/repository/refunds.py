@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger.models import debit_voids, journal_entries, lots
 from services.rewards_ledger.repository.rows import DebitVoid, JournalEntry, row_as
+from shared.db import inline
 
 _ENTRIES_BY_KEYS = text(
     "SELECT * FROM journal_entries "
@@ -71,8 +72,11 @@ async def give_back_to_lots(session: AsyncSession, given: Sequence[tuple[str, in
 
 
 async def mark_lots_expired(session: AsyncSession, lot_ids: Sequence[str]) -> None:
-    """Close lots whose date has passed without touching what is left in them (nothing is)."""
+    """Close lots whose date has passed without touching what is left in them (nothing is,
+    unless an open hold reserves it: such a lot stays active until the hold lets go)."""
     if lot_ids:
         await session.execute(
-            update(lots).where(lots.c.id.in_(list(lot_ids))).values(status="expired")
+            update(lots)
+            .where(lots.c.id.in_(list(lot_ids)), lots.c.held == inline(0))
+            .values(status="expired")
         )

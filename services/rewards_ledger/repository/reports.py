@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards_ledger.models import accounts
+from services.rewards_ledger.repository.holds import HOLD_CHECKS
 from services.rewards_ledger.repository.rows import AssetTotals, KindFlow
 from shared.db import violations
 
@@ -17,7 +18,8 @@ from shared.db import violations
 
 _LIABILITY_TOTALS = text(
     "SELECT COALESCE(sum(balance), 0) AS outstanding, COALESCE(sum(pending), 0) AS pending, "
-    "COALESCE(sum(debt), 0) AS debt, count(*) FILTER (WHERE balance > 0) AS holders "
+    "COALESCE(sum(debt), 0) AS debt, COALESCE(sum(held), 0) AS held, "
+    "count(*) FILTER (WHERE balance > 0) AS holders "
     "FROM accounts WHERE asset = :asset"
 )
 _LIABILITY_EXPIRING = text(
@@ -40,7 +42,9 @@ async def liability(
     `until`, the journal's movements by kind since `since`): set-based, whatever the number
     of rows."""
     t = (await session.execute(_LIABILITY_TOTALS, {"asset": asset})).one()
-    totals = AssetTotals(int(t.outstanding), int(t.pending), int(t.debt), int(t.holders))
+    totals = AssetTotals(
+        int(t.outstanding), int(t.pending), int(t.debt), int(t.held), int(t.holders)
+    )
     expiring = await session.execute(
         _LIABILITY_EXPIRING, {"asset": asset, "now": now, "until": until, "tz": tz}
     )
@@ -70,15 +74,16 @@ RECONCILIATION_CHECKS: dict[str, str] = {
         WHERE a.balance <> COALESCE(l.active, 0) OR a.pending <> COALESCE(l.pending, 0)
         LIMIT 100""",
     "balance_matches_journal": """
-        SELECT a.user_id, a.asset, a.balance, a.pending, a.debt, j.balance AS journal_balance,
-               j.pending AS journal_pending, j.debt AS journal_debt
+        SELECT a.user_id, a.asset, a.balance, a.pending, a.debt, a.held,
+               j.balance AS journal_balance, j.pending AS journal_pending,
+               j.debt AS journal_debt, j.held AS journal_held
         FROM accounts a
         LEFT JOIN (SELECT user_id, asset, sum(amount) AS balance, sum(pending_delta) AS pending,
-                          sum(debt_delta) AS debt
+                          sum(debt_delta) AS debt, sum(held_delta) AS held
                    FROM journal_entries GROUP BY user_id, asset) j
                ON j.user_id = a.user_id AND j.asset = a.asset
         WHERE a.balance <> COALESCE(j.balance, 0) OR a.pending <> COALESCE(j.pending, 0)
-           OR a.debt <> COALESCE(j.debt, 0)
+           OR a.debt <> COALESCE(j.debt, 0) OR a.held <> COALESCE(j.held, 0)
         LIMIT 100""",
     "balance_matches_last_entry": """
         SELECT a.user_id, a.asset, a.balance, last.balance_after
@@ -101,7 +106,8 @@ RECONCILIATION_CHECKS: dict[str, str] = {
         UNION ALL SELECT user_id, asset, remaining, 0, 0 FROM lots WHERE remaining < 0
         LIMIT 100""",
     "debt_only_while_nothing_is_available": """
-        SELECT user_id, asset, balance, debt FROM accounts WHERE debt > 0 AND balance > 0
+        SELECT user_id, asset, balance, held, debt FROM accounts
+        WHERE debt > 0 AND balance - held > 0
         LIMIT 100""",
     "non_spendable_assets_never_spent": """
         SELECT je.id, je.user_id, je.asset, je.kind FROM journal_entries je
@@ -156,8 +162,9 @@ RECONCILIATION_CHECKS: dict[str, str] = {
                ON j.lot_id = c.lot_id
         WHERE c.applied <> COALESCE(j.reversed, 0) OR c.applied > COALESCE(l.points, 0)
         LIMIT 100""",
+    # what a lot holds for open holds is part of its remaining (and of the account's balance)
     "lots_account_for_their_points": """
-        SELECT l.id, l.user_id, l.points, l.remaining, COALESCE(al.used, 0) AS used,
+        SELECT l.id, l.user_id, l.points, l.remaining, l.held, COALESCE(al.used, 0) AS used,
                COALESCE(ex.expired, 0) AS expired
         FROM lots l
         LEFT JOIN (SELECT al.lot_id,
@@ -169,7 +176,9 @@ RECONCILIATION_CHECKS: dict[str, str] = {
         LEFT JOIN (SELECT lot_id, -sum(amount) AS expired FROM journal_entries
                    WHERE kind = 'expire' GROUP BY lot_id) ex ON ex.lot_id = l.id
         WHERE l.points <> l.remaining + COALESCE(al.used, 0) + COALESCE(ex.expired, 0)
+           OR l.held < 0 OR l.held > l.remaining
         LIMIT 100""",
+    **HOLD_CHECKS,
 }
 
 
@@ -182,7 +191,7 @@ async def run_reconciliation(session: AsyncSession) -> tuple[int, dict[str, list
 
 # --- reports the notifier and insights read ----------------------------------------------------
 
-# Points still in active lots that expire in a window, summed per (user, expiry instant), in
+# Points still in active lots that expire in a window (what open holds reserve left out), summed per (user, expiry instant), in
 # (user_id, expires_at) order, a page at a time. The page walks `ix_lots_spendable` (user_id,
 # asset, expires_at) with a keyset, so a scan of the whole window reads each active lot once,
 # however many pages it takes, and no page holds a lock: the reader sees one committed
@@ -190,9 +199,9 @@ async def run_reconciliation(session: AsyncSession) -> tuple[int, dict[str, list
 # what a reminder wants).
 _EXPIRING_PAGE = text(
     """
-    SELECT user_id, expires_at, sum(remaining) AS points
+    SELECT user_id, expires_at, sum(remaining - held) AS points
     FROM lots
-    WHERE status = 'active' AND remaining > 0
+    WHERE status = 'active' AND remaining > 0 AND remaining > held
       AND asset = :asset
       AND expires_at >= :start AND expires_at < :end
       AND (user_id, asset, expires_at) > (:after_user, :asset, :after_expires_at)

@@ -36,6 +36,7 @@ class AccountRow:
     balance: int
     pending: int
     debt: int
+    held: int
     created_at: datetime
     updated_at: datetime
 
@@ -50,6 +51,7 @@ class JournalEntry:
     balance_after: int
     pending_delta: int
     debt_delta: int
+    held_delta: int
     idempotency_key: str
     lot_id: str | None
     reference: str | None
@@ -138,6 +140,7 @@ class AssetTotals:
     outstanding: int
     pending: int
     debt: int
+    held: int
     holders: int
 
 
@@ -148,3 +151,22 @@ class KindFlow:
     amount: int
     pending: int
     debt: int
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    id: str
+    user_id: str
+    asset: str
+    points: int
+    idempotency_key: str
+    reference: str | None
+    status: str  # open | captured | voided
+    expires_at: datetime
+    captured: int
+    settle_key: str | None
+    closed_by: str | None  # capture | void | deadline
+    entry_id: int
+    settle_entry_id: int | None
+    created_at: datetime
+    closed_at: datetime | None

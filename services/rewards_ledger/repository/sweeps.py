@@ -19,7 +19,8 @@ async def accounts_with_due_lots(session: AsyncSession, now: datetime, limit: in
         select(lots.c.user_id, lots.c.asset)
         .where(
             lots.c.status == inline("active"),
-            lots.c.remaining > inline(0),
+            lots.c.remaining > inline(0),  # the partial index's condition
+            lots.c.remaining > lots.c.held,  # held points do not expire while held
             lots.c.expires_at <= now,
         )
         .group_by(lots.c.user_id, lots.c.asset)

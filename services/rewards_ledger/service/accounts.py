@@ -37,6 +37,8 @@ EVENT_TYPE: dict[str, LedgerEventType] = {
     "clawback": "clawed_back",
     "debt_repaid": "debt_repaid",
     "extension": "extended",
+    "hold": "hold_placed",
+    "hold_void": "hold_voided",
 }
 
 
@@ -49,6 +51,7 @@ def entry_row(
     *,
     pending: int = 0,
     debt: int = 0,
+    held: int = 0,
     lot_id: str | None = None,
     reference: str | None = None,
     reason: str = "",
@@ -62,6 +65,7 @@ def entry_row(
         "balance_after": totals.balance,
         "pending_delta": pending,
         "debt_delta": debt,
+        "held_delta": held,
         "idempotency_key": key,
         "lot_id": lot_id,
         "reference": reference,
@@ -78,11 +82,13 @@ def _ledger_event(entry: dict[str, Any]) -> OutgoingEvent:
         points=entry["amount"],
         pending=entry["pending_delta"],
         debt=entry["debt_delta"],
+        held=entry["held_delta"],
         balance_after=entry["balance_after"],
         idempotency_key=entry["idempotency_key"],
         occurred_at=entry["created_at"],
         reference=entry.get("reference"),
         lots=entry.get("lots"),  # the lots a debit or an expiry took from (insights' cycle)
+        hold_id=entry.get("hold_id"),  # a hold placed, voided, or captured (a debit)
     )
     return OutgoingEvent(LEDGER_EVENTS, entry["user_id"], event.model_dump_json())
 
@@ -92,7 +98,9 @@ async def append(session: AsyncSession, entries: list[dict[str, Any]]) -> list[d
     written = await repo.insert_entries(session, entries)
     await add_to_outbox(session, messaging.outbox, [_ledger_event(e) for e in written])
     for e in written:
-        POINTS_MOVED.labels(e["kind"]).inc(abs(e["amount"]) + abs(e["pending_delta"]))
+        # a hold or its void moves only held points; a capture counts what it debited
+        moved = abs(e["amount"]) + abs(e["pending_delta"]) or abs(e["held_delta"])
+        POINTS_MOVED.labels(e["kind"]).inc(moved)
     return written
 
 
@@ -151,7 +159,7 @@ async def repay_debts(
 ) -> None:
     """Accounts (locked) that just gained available points repay their debt from them first,
     earliest-expiring lots first. `triggers`: account -> the journal key that gained them."""
-    owing = sorted(a for a in triggers if totals[a].debt > 0 and totals[a].balance > 0)
+    owing = sorted(a for a in triggers if totals[a].debt > 0 and totals[a].available > 0)
     if not owing:
         return
     lots, due = await repo.active_lots(session, owing, now)
@@ -159,7 +167,7 @@ async def repay_debts(
     rows, takings = [], []
     for account in owing:
         t = totals[account]
-        amount = min(t.debt, t.balance)
+        amount = min(t.debt, t.available)
         if amount <= 0:
             continue
         takings.append(allocate(lots[account], amount))

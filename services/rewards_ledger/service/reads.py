@@ -33,7 +33,9 @@ async def account_view(
     return {
         "user_id": user_id,
         "asset": asset,
-        "balance": account.balance if account else 0,
+        # available: the points open holds reserve are shown apart
+        "balance": account.balance - account.held if account else 0,
+        "held": account.held if account else 0,
         "pending": account.pending if account else 0,
         "debt": account.debt if account else 0,
         "expiring_within_7_days": sum(r.points for r in upcoming if r.first <= week),
@@ -60,7 +62,8 @@ async def balances(session: AsyncSession, user_id: str) -> dict[str, Any]:
                 "asset": asset.code,
                 "name": asset.name,
                 "spendable": asset.spendable,
-                "balance": row.balance if row else 0,
+                "balance": row.balance - row.held if row else 0,
+                "held": row.held if row else 0,
                 "pending": row.pending if row else 0,
                 "debt": row.debt if row else 0,
             }

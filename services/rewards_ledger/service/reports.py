@@ -41,6 +41,7 @@ async def liability_report(
         "asset": asset,
         "as_of": now,
         "outstanding": totals.outstanding,
+        "held": totals.held,
         "pending": totals.pending,
         "debt": totals.debt,
         "holders": totals.holders,

@@ -141,7 +141,8 @@ def _judge(
             [commands[i] for i in indexes],
             {k: key_use(e) for (k, a), e in books.existing.items() if a == asset},
             {k for k, a in books.voided if a == asset},
-            {u: t.balance for (u, a), t in books.spending.items() if a == asset},
+            # what open holds reserve is not spendable
+            {u: t.available for (u, a), t in books.spending.items() if a == asset},
             {u: account_lots for (u, a), account_lots in books.lots.items() if a == asset},
         )
         for i, verdict in zip(indexes, planned, strict=True):
@@ -164,12 +165,13 @@ async def _write_debits(
     await repo.take_from_lots(session, total_taken(v.taken for _, _, v in new))
     rows = []
     for _, c, v in new:
-        books.spending[c.account].balance = v.balance_after
+        t = books.spending[c.account]
+        t.balance -= c.points  # v.balance_after is what is available after it
         entry = entry_row(
             c.account,
             "debit",
             c.journal_key,
-            Totals(v.balance_after),
+            t,
             -c.points,
             reference=c.reference,
             reason=c.reason,
