@@ -230,7 +230,8 @@ class EmbeddedValkey:
 @dataclass
 class Stack:
     """The services as processes, on base_port+1..+5, and (unless JIFEN_REDIS_URL names a
-    real one) an embedded Valkey for engagement's leaderboard index."""
+    real one) an embedded Valkey for engagement's leaderboard index and the console's
+    sign-in throttle (every child gets its URL)."""
 
     database_url: str
     kafka_bootstrap: str

@@ -273,6 +273,23 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("rewards_ledger", "POST", "/v1/accounts/{user_id}/extensions"): Row(
         "own_user", body=_key(days=1), note="user A holds nothing: 409 nothing_to_extend"
     ),
+    ("rewards_ledger", "POST", "/v1/holds"): Row(
+        "admin_or_scope:ledger:hold",
+        body=lambda ctx: {**_key(points=1, expires_in_s=60)(ctx), "user_id": ctx.user_a},
+        note="user A holds nothing: 409 insufficient_points",
+    ),
+    ("rewards_ledger", "GET", "/v1/holds/{hold_id}"): Row(
+        "admin_or_scope:ledger:hold|ledger:accounts", path={"hold_id": NO_ID}
+    ),
+    ("rewards_ledger", "POST", "/v1/holds/{hold_id}/capture"): Row(
+        "admin_or_scope:ledger:hold", path={"hold_id": NO_ID}, body=_key(), note="no such hold"
+    ),
+    ("rewards_ledger", "POST", "/v1/holds/{hold_id}/void"): Row(
+        "admin_or_scope:ledger:hold", path={"hold_id": NO_ID}, body=_key(), note="no such hold"
+    ),
+    ("rewards_ledger", "GET", "/v1/accounts/{user_id}/holds"): Row(
+        "own_user_or_scope:ledger:accounts|ledger:hold"
+    ),
     ("rewards_ledger", "GET", "/v1/reports/liability"): Row("admin_or_scope:ledger:overview"),
     ("rewards_ledger", "GET", "/v1/reconciliation"): Row("admin_or_scope:ledger:overview"),
     ("rewards_ledger", "GET", "/v1/reports/expiring-lots"): Row(
@@ -347,9 +364,21 @@ ROUTES: dict[tuple[str, str, str], Row] = {
         note="the admin creates a board of an action nobody sends",
     ),
     ("engagement", "GET", "/v1/leaderboards/{code}"): Row("public"),
-    ("engagement", "GET", "/v1/leaderboards/{code}/top"): Row("public"),
-    ("engagement", "GET", "/v1/leaderboards/{code}/users/{user_id}"): Row("public"),
-    ("engagement", "GET", "/v1/leaderboards/{code}/users/{user_id}/history"): Row("public"),
+    ("engagement", "PATCH", "/v1/leaderboards/{code}"): Row(
+        "admin", body={"name_display": "masked"}, note="no such board: 404 for the admin"
+    ),
+    # public reads that show operators the user ids and a user their own entries (`me`)
+    ("engagement", "GET", "/v1/leaderboards/{code}/top"): Row("public_checks_credentials"),
+    ("engagement", "GET", "/v1/leaderboards/{code}/users/{user_id}"): Row(
+        "public_checks_credentials"
+    ),
+    ("engagement", "GET", "/v1/leaderboards/{code}/users/{user_id}/history"): Row(
+        "public_checks_credentials"
+    ),
+    ("engagement", "PUT", "/v1/users/{user_id}/profile"): Row(
+        "own_user", body={"display_name": "authz probe"}, note="user A's own display name"
+    ),
+    ("engagement", "GET", "/v1/users/{user_id}/profile"): Row("own_user_or_scope:engagement:read"),
     ("engagement", "POST", "/v1/leaderboards/{code}/rebuild"): Row(
         "admin_or_scope:engagement:rebuild"
     ),

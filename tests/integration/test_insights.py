@@ -577,8 +577,11 @@ async def test_every_dashboard_and_alert_query_names_a_metric_the_suite_exports(
     rules = yaml.safe_load(ALERTS.read_text())
     queries += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     exported: set[str] = set()
-    for service in stack.services:
-        response = await http(service).get("/metrics")
+    pages = [http(service).get("/metrics") for service in stack.services]
+    async with httpx.AsyncClient(base_url=stack.url("console"), timeout=30) as console:
+        pages.append(console.get("/metrics"))  # the consumer lag is the console's
+        responses = [await page for page in pages]
+    for response in responses:
         assert response.status_code == 200
         for line in response.text.splitlines():
             match = re.match(r"(?:# (?:HELP|TYPE) )?(jifen_\w+)", line)
