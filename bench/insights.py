@@ -10,7 +10,8 @@
   with taste (favourite categories, items redeemed together) loaded into insights, then
   `GET /v1/users/{id}/recommendations` timed with a few concurrent callers.
 - `offline_recall`: the same histories, each user's last redemption held out; recall@5 of
-  the recommender (collaborative 60% + content 40%) against the 5 most popular items.
+  both recommenders (item-item: collaborative 60% + content 40%; user-based: balance peers)
+  against the 5 most popular items (bench/recall.py, also runnable alone).
 - `consumer`: behavior and ledger events as the pipeline publishes them (one credit per
   behavior), produced straight to their topics while the other consumers of those topics
   are stopped; insights' rate to a drained group and its CPU per event, to set against the
@@ -38,15 +39,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench.engagement import process_cpu_seconds
+from bench.recall import draw_balances, recall_of
 from services.devstack import Stack
-from services.insights.recommendations import (
-    Item,
-    Model,
-    Redeemed,
-    UserView,
-    recall_at_k,
-    recommend,
-)
+from services.insights.recommendations import Item
 from services.suite import CONSUMER_GROUPS
 from shared.db import asyncpg_kwargs, database_url
 from shared.events import BEHAVIOR_EVENTS, LEDGER_EVENTS, BehaviorEvent, LedgerEvent, stable_id
@@ -278,7 +273,7 @@ async def _create_catalog(stack: Stack, bodies: list[dict[str, Any]]) -> list[st
 
 async def _load_histories(
     server_url: str, history: dict[str, list[str]], prices: dict[str, int], rng: random.Random
-) -> None:
+) -> dict[str, int]:
     now = datetime.now(UTC)
     redemptions = []
     for user, items in history.items():
@@ -286,9 +281,8 @@ async def _load_histories(
         for item in items:
             at += timedelta(hours=rng.uniform(1, 48))
             redemptions.append((uuid.uuid4().hex, user, item, 1, prices[item], min(at, now), False))
-    balances = [
-        (user, "points", rng.choice((400, 600, 1000, 1500, 2500)), 1, True) for user in history
-    ]
+    drawn = draw_balances(list(history), rng)
+    balances = [(user, "points", drawn[user], 1, True) for user in history]
     conn = await _connect(server_url)
     try:
         await conn.copy_records_to_table(
@@ -312,6 +306,7 @@ async def _load_histories(
         await conn.execute("ANALYZE redemptions; ANALYZE balances")
     finally:
         await conn.close()
+    return drawn
 
 
 async def recommendations(
@@ -329,7 +324,7 @@ async def recommendations(
     item_ids = await _create_catalog(stack, bodies)
     prices = {i: b["points_price"] for i, b in zip(item_ids, bodies, strict=True)}
     history = histories(item_ids, users, rng)
-    await _load_histories(server_url, history, prices, rng)
+    balances = await _load_histories(server_url, history, prices, rng)
     load_s = time.monotonic() - started
     url = stack.url(SERVICE)
     some_user = next(iter(history))
@@ -401,50 +396,23 @@ async def recommendations(
         },
         history,
         item_ids,
-        {"catalog": catalog},
+        {"catalog": catalog, "balances": balances},
     )
 
 
 def offline_recall(
-    catalog: list[Item], history: dict[str, list[str]], k: int = 5, sample: int = 1000
+    catalog: list[Item], history: dict[str, list[str]], balances: dict[str, int], k: int = 5
 ) -> dict[str, Any]:
-    """Leave-one-out: each user's last redemption held out, top-k from the rest."""
-    rng = random.Random(5)
-    train = {u: items[:-1] for u, items in history.items() if len(items) >= 3}
-    held = {u: {history[u][-1]} for u in train}
-    popularity = Counter(i for items in train.values() for i in items)
-    model = Model.from_history(catalog, train, popularity, datetime.now(UTC))
-    users = rng.sample(sorted(train), min(sample, len(train)))
-    started = time.monotonic()
-    ours = {
-        u: [
-            r.item_id
-            for r in recommend(
-                model,
-                UserView(u, balance=0, redeemed=_redeemed(train[u])),
-                limit=k,
-                now=datetime.now(UTC),
-                tz=TZ,
-            )
-        ]
-        for u in users
-    }
-    per_user_ms = 1000 * (time.monotonic() - started) / max(len(users), 1)
-    top = [i for i, _ in popularity.most_common(k)]
-    baseline = {u: top for u in users}
-    subset = {u: held[u] for u in users}
+    """Leave-one-out recall@k of both recommenders and popularity (bench/recall.py)."""
+    result = recall_of(catalog, history, balances, k)
     return {
-        "users": len(users),
+        "users": result["users"],
         "k": k,
-        "recall": recall_at_k(ours, subset, k),
-        "popularity_recall": recall_at_k(baseline, subset, k),
-        "per_user_ms": per_user_ms,
+        "recall": result["recall"]["item_item"],
+        "user_based_recall": result["recall"]["user_based"],
+        "popularity_recall": result["recall"]["popularity"],
+        "per_user_ms": result["per_user_ms"]["item_item"],
     }
-
-
-def _redeemed(items: list[str]) -> list[Redeemed]:
-    at = datetime.now(UTC) - timedelta(days=30)
-    return [Redeemed(i, 1, at) for i in items]
 
 
 # -- the consumer against the end-to-end rate ---------------------------------------------------
@@ -568,7 +536,7 @@ async def measure(
     )
     results["insights_recommendations"] = reco
     print("  insights: offline recall@5 ...", flush=True)
-    results["insights_recall"] = offline_recall(extra["catalog"], history)
+    results["insights_recall"] = offline_recall(extra["catalog"], history, extra["balances"])
     return results
 
 
@@ -626,8 +594,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 f"insights: offline recall@{recall['k']}",
                 f"{recall['recall']:.3f}",
-                f"popularity {recall['popularity_recall']:.3f}; {recall['users']:,} users, "
-                f"last redemption held out",
+                f"item-item; user-based {recall['user_based_recall']:.3f}, popularity "
+                f"{recall['popularity_recall']:.3f}; {recall['users']:,} users, last "
+                "redemption held out",
             )
         )
     return out

@@ -198,6 +198,7 @@ ZH: dict[str, str] = {
     "push_open_rate": "推送打开率",
     "earn_to_redeem_days": "赚取到兑换天数",
     "dau_growth": "日活增长",
+    "nps": "净推荐值 (NPS)",
 }
 
 

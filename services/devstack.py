@@ -277,9 +277,12 @@ class Stack:
         env["JIFEN_REDIS_URL"] = self.redis_url
         # exchange (debits, refunds) and task_progress (which assets exist) -> ledger
         env.setdefault("JIFEN_LEDGER_URL", self.url("rewards_ledger"))
-        # insights copies the catalog and the task rules from these
+        # insights copies the catalog and the task rules from these (and the exchange's quick
+        # options read the task rules)
         env.setdefault("JIFEN_EXCHANGE_URL", self.url("exchange"))
         env.setdefault("JIFEN_TASK_PROGRESS_URL", self.url("task_progress"))
+        # the exchange's quick options ask the recommender
+        env.setdefault("JIFEN_INSIGHTS_URL", self.url("insights"))
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         return env
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from shared.instants import Instant
+from shared.validity import Validity
 
 # Topic names are part of the public contract.
 UPSTREAM_EVENTS = "upstream.events"
@@ -91,6 +92,11 @@ class GrantCommand(BaseModel):
     `points` is the amount of `asset` (points, growth, balloon, ...). With `available_at` in
     the future the lot is credited as pending (visible, not spendable) until then. A
     completion paying several assets sends one grant per asset, each with its own grant_id.
+
+    `validity` is the rule's own (days, end of the Nth month or year after earning); the lot
+    of an expiring asset expires at `expires_at` when given (the instant that validity gives
+    from `occurred_at`, in the business timezone), else at what `validity` gives, else at
+    what the asset's default validity gives.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -101,6 +107,7 @@ class GrantCommand(BaseModel):
     asset: str = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN)
     points: int = Field(gt=0, le=100_000_000)
     expires_at: AwareDatetime | None = None
+    validity: Validity | None = None
     available_at: AwareDatetime | None = None
     task_id: str
     period_key: str
@@ -225,6 +232,9 @@ class ExchangeEvent(BaseModel):
     fulfilment_status: str | None = None
     reward: dict[str, Any] | None = None
     occurred_at: datetime
+    # When the redemption was asked for (its row's creation): with occurred_at, how long a
+    # completion took (insights' slow-redemption signal). None from older publishers.
+    requested_at: datetime | None = None
 
 
 class RewardAmount(BaseModel):
@@ -279,12 +289,12 @@ NotificationCategory = Literal["transactional", "reminders", "marketing"]
 
 class NotifyEvent(BaseModel):
     """What the notifier did with one notification, on notify.events keyed by user_id:
-    `sent` when a provider accepted it, `opened` when the user opened it (once per
-    notification). `trigger` names the cause (`points_expiring`, `streak_at_risk`,
-    `tasks_unfinished`, `redemption_shipped`, `redemption_delivered`, `tier_changed`,
-    `badge_awarded`, `campaign`); `experiment`/`variant` are set when the copy came from an
-    A/B experiment. The event id is derived from the notification id and the type, so a
-    replay publishes the same ids."""
+    `sent` once every device is settled and at least one accepted it, `opened` when the user
+    opened it (once per notification). `trigger` names the cause (`points_expiring`,
+    `streak_at_risk`, `tasks_unfinished`, `redemption_completed`, `redemption_shipped`,
+    `redemption_delivered`, `tier_changed`, `badge_awarded`, `campaign`);
+    `experiment`/`variant` are set when the copy came from an A/B experiment. The event id is
+    derived from the notification id and the type, so a replay publishes the same ids."""
 
     type: Literal["sent", "opened"]
     event_id: str

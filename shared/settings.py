@@ -20,11 +20,26 @@ Role = Literal["all", "api", "worker"]
 # What each calling service may do at another (the scopes its credential carries). A service
 # presents JIFEN_SERVICE_TOKEN; the called service looks it up in JIFEN_SERVICE_CREDENTIALS.
 SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
-    "exchange": ("ledger:debit", "ledger:refund", "ledger:read"),
+    # quick options read the recommender (for the user) and the task rules besides the ledger
+    "exchange": (
+        "ledger:debit",
+        "ledger:refund",
+        "ledger:read",
+        "insights:recommendations",
+        "tasks:rules",
+    ),
     "task_progress": ("ledger:assets", "ledger:debit"),
     "notifier": ("ledger:reports",),
-    # insights copies reference data: the whole catalog, the task rules, the expiring lots
-    "insights": ("exchange:catalog", "tasks:rules", "ledger:expiring"),
+    # insights copies reference data (the whole catalog, the task rules, the expiring lots)
+    # and reads both reconciliations for the business health (ledger:overview: the ledger's
+    # reconciliation and liability; exchange:reconciliation: the exchange's report only)
+    "insights": (
+        "exchange:catalog",
+        "tasks:rules",
+        "ledger:expiring",
+        "ledger:overview",
+        "exchange:reconciliation",
+    ),
     # the operations console: exactly the reads and operator writes its pages make
     # (the README, "Scaling and production", lists the endpoints each scope opens)
     "console": (

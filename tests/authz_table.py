@@ -123,6 +123,7 @@ class Row:
     query: Mapping[str, Any] = field(default_factory=dict)
     body: Body = None
     note: str = ""
+    may_answer: frozenset[int] = frozenset()  # 5xx statuses that are the route's own verdict
 
 
 def path_defaults(ctx: Context) -> dict[str, str]:
@@ -347,7 +348,9 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("exchange", "GET", "/v1/fulfilments"): Row("admin_or_scope:exchange:read", query={"limit": 1}),
     ("exchange", "GET", "/v1/users/{user_id}/redemptions"): Row("own_user_or_scope:exchange:read"),
     ("exchange", "GET", "/v1/users/{user_id}/quick-options"): Row("own_user"),
-    ("exchange", "GET", "/v1/reconciliation"): Row("admin_or_scope:exchange:read"),
+    ("exchange", "GET", "/v1/reconciliation"): Row(
+        "admin_or_scope:exchange:read|exchange:reconciliation"
+    ),
     # -- engagement -------------------------------------------------------------------------
     ("engagement", "GET", "/health/live"): Row("public"),
     ("engagement", "GET", "/health/ready"): Row("public"),
@@ -462,6 +465,17 @@ ROUTES: dict[tuple[str, str, str], Row] = {
         "admin_or_scope:insights:read", query={"from": "2000-01-01", "to": "2000-01-01"}
     ),
     ("insights", "GET", "/v1/kpis/summary"): Row("admin_or_scope:insights:read"),
+    ("insights", "GET", "/v1/kpis/targets"): Row("admin_or_scope:insights:read"),
+    ("insights", "PUT", "/v1/kpis/targets/{kpi}"): Row(
+        "admin", path={"kpi": "authz_no_such_kpi"}, body={"target": 1}, note="404 after auth"
+    ),
+    ("insights", "GET", "/v1/kpis/targets/{kpi}/history"): Row(
+        "admin_or_scope:insights:read", path={"kpi": "nps"}
+    ),
+    # verdicts for anyone, numbers for operators; 503 is its answer when critical
+    ("insights", "GET", "/v1/health/business"): Row(
+        "public_checks_credentials", may_answer=frozenset({503})
+    ),
     ("insights", "POST", "/v1/experiments"): Row(
         "admin",
         body=lambda ctx: {
@@ -477,5 +491,7 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("insights", "PATCH", "/v1/experiments/{key}"): Row("admin", body={"status": "stopped"}),
     ("insights", "GET", "/v1/experiments/{key}/assignment/{user_id}"): Row("own_user"),
     ("insights", "GET", "/v1/experiments/{key}/results"): Row("admin_or_scope:insights:read"),
-    ("insights", "GET", "/v1/users/{user_id}/recommendations"): Row("own_user"),
+    ("insights", "GET", "/v1/users/{user_id}/recommendations"): Row(
+        "own_user_or_scope:insights:recommendations"
+    ),
 }

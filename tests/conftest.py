@@ -86,6 +86,8 @@ TEST_ENV = {
     "JIFEN_LEDGER_TIMEOUT_S": "2",
     "JIFEN_RECOVERY_INTERVAL_S": "0.5",
     "JIFEN_PENDING_DEADLINE_S": "8",
+    # quick options see a task rule created a moment ago
+    "JIFEN_TASK_RULES_REFRESH_S": "1",
     # the suite's tests generate load no real caller would: the limits are exercised on a
     # replica of their own (tests/integration/test_rate_limits.py)
     "JIFEN_RATE_LIMIT_KEY_PER_S": "0",

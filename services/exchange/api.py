@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from services.exchange import catalog, service
 from services.exchange.domain import CatalogQuery, Outcome
+from services.exchange.parts import Parts
 from services.exchange.schemas import (
     CancelRequest,
     DeliverRequest,
@@ -56,8 +57,8 @@ STATUS: dict[Outcome, int] = {
 
 def exchange_of(request: Request) -> service.Exchange:
     """The redemption saga; it opens a unit of work per step itself (see service/)."""
-    rt: Runtime[Settings, service.Exchange] = runtime_of(request)
-    return rt.parts
+    rt: Runtime[Settings, Parts] = runtime_of(request)
+    return rt.parts.exchange
 
 
 # -- catalog ---------------------------------------------------------------------------
@@ -235,14 +236,21 @@ async def user_redemptions(
 
 @router.get("/users/{user_id}/quick-options", response_model=QuickOptionsOut)
 async def quick_options(user_id: UserId, request: Request, caller: Caller, session: Reads) -> dict:
-    """Up to three in-stock items the user can afford, closest to their balance first."""
+    """One-click options (一键兑换) for a balance of at least 100 points: up to three items
+    the user may redeem (tier, limits, stock) priced 0.3-1.0x the balance, nearest 0.7x
+    first, then the most redeemed of the last 7 days; the recommender's items (the
+    recommender experiment's arm for the user) before the catalog's, the catalog alone when
+    the recommender does not answer. An option warns about expiring points only when the
+    points expiring within 7 days cover its price. With nothing to offer, `points_needed`
+    to reach an option and the two task rules that earn them fastest."""
     caller.require_user(user_id)
-    exchange = exchange_of(request)
-    return await service.quick_options(session, exchange.ledger, exchange.settings, user_id)
+    rt: Runtime[Settings, Parts] = runtime_of(request)
+    return await rt.parts.quick.for_user(session, user_id)
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut)
 async def reconciliation(request: Request, caller: Caller, session: Snapshot) -> dict:
     """Every unit of stock accounted for; limits, rewards and debits consistent."""
-    caller.require_scope("exchange:read")
+    # exchange:reconciliation: this report only (insights' business health), no user's data
+    caller.require_scope("exchange:read", "exchange:reconciliation")
     return await service.reconcile(session, exchange_of(request).settings.pending_deadline_s)

@@ -26,3 +26,9 @@ class ExchangeClient:
             items.extend(page["items"])
             offset = page.get("next_offset")
         return items
+
+    async def violations(self) -> dict[str, int]:
+        """`GET /v1/reconciliation` as failing rows per check (0 for a clean check)."""
+        report = await self.http.fetch("/v1/reconciliation")
+        failing = {str(v["check"]): len(v["rows"]) for v in report["violations"]}
+        return {str(c): failing.get(str(c), 0) for c in report["checks"]} | failing

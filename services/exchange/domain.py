@@ -1,5 +1,6 @@
 """Pure exchange rules (no I/O): availability, refusals and limits, idempotency-key replays,
-cancel eligibility, how a request ended, rewards (coupon codes, VIP terms), quick options."""
+cancel eligibility, how a request ended, rewards (coupon codes, VIP terms). Quick options
+have their own module, `quick_options.py`."""
 
 from __future__ import annotations
 
@@ -79,19 +80,6 @@ def extended_vip(current_until: datetime | None, now: datetime, days: int) -> da
     """Adding days extends an active membership from its end, or starts one now."""
     start = current_until if current_until is not None and current_until > now else now
     return start + timedelta(days=days)
-
-
-@dataclass(frozen=True)
-class Offer:
-    item: dict[str, Any]
-    balance_after: int
-
-
-def quick_options(items: Sequence[dict[str, Any]], balance: int, limit: int = 3) -> list[Offer]:
-    """In-stock items the balance covers, the ones that use the most of it first."""
-    fitting = [i for i in items if i["stock"] > 0 and i["points_price"] <= balance]
-    fitting.sort(key=lambda i: (balance - i["points_price"], i["name"], i["id"]))
-    return [Offer(i, balance - i["points_price"]) for i in fitting[:limit]]
 
 
 def fulfilment_step(action: str, current: str | None) -> str:

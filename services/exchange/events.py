@@ -47,6 +47,7 @@ def redemption_events(
             fulfilment_status=row.fulfilment_status,
             reward=row.reward,
             occurred_at=now,
+            requested_at=row.created_at,
         )
         events.append(OutgoingEvent(EXCHANGE_EVENTS, row.user_id, event.model_dump_json()))
     return events

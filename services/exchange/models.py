@@ -101,6 +101,14 @@ Index(
     redemptions.c.next_attempt_at,
     postgresql_where=text("status IN ('pending', 'cancelling')"),
 )
+# Quick options rank items by their redemptions of the last 7 days (exchange_count): counted
+# from this index, completed redemptions only.
+Index(
+    "ix_redemptions_item_completed",
+    redemptions.c.item_id,
+    redemptions.c.created_at,
+    postgresql_where=text("status = 'completed'"),
+)
 # The shipping queue (GET /v1/fulfilments): physical redemptions only, by step and age. The
 # queue's `fulfilment_status = $1` implies IS NOT NULL (= is strict), so even the generic
 # plan of the prepared statement reaches this index.

@@ -223,7 +223,24 @@ class DeliverRequest(BaseModel):
 class QuickOption(BaseModel):
     item: ItemOut
     balance_after: int
-    warning: str | None
+    source: Literal["recommender", "catalog"] = Field(
+        description="chosen by the recommender, or from the catalog to fill the options"
+    )
+    warning: str | None = Field(
+        description="set when the points expiring within 7 days cover the price"
+    )
+
+
+class EarnTask(BaseModel):
+    """A task rule that would earn the points still needed, with how long it takes alone."""
+
+    task_id: str
+    name: str
+    action: str
+    reward_points: int
+    completions: int = Field(description="completions needed to earn points_needed")
+    actions: int = Field(description="qualifying actions those completions take")
+    days: int = Field(description="days past today the rule's per-period cap makes them take")
 
 
 class QuickOptionsOut(BaseModel):
@@ -231,7 +248,15 @@ class QuickOptionsOut(BaseModel):
     balance: int
     expiring_within_7_days: int
     first_expiry_at: datetime | None
+    recommender: str | None = Field(
+        description="the recommender that chose the items (the user's experiment arm), "
+        "null when it did not answer"
+    )
     options: list[QuickOption]
+    points_needed: int = Field(
+        description="with no option: points to earn before there is one (0 otherwise)"
+    )
+    tasks: list[EarnTask] = Field(description="with no option: the fastest ways to earn them")
 
 
 class ReconciliationOut(BaseModel):

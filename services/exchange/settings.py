@@ -45,3 +45,22 @@ class Settings(JifenSettings):
     )
     coupon_validity_days: int = Field(30, ge=1, le=3650)
     quick_options_warning_days: int = Field(7, ge=1, le=365)
+    insights_url: str = Field(
+        "http://127.0.0.1:8007",
+        description="Base URL of insights: the recommender quick options take their items from",
+    )
+    task_progress_url: str = Field(
+        "http://127.0.0.1:8002",
+        description="Base URL of task_progress: the task rules quick options suggest to a user "
+        "who cannot afford anything yet",
+    )
+    quick_options_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="Per call to insights or task_progress from quick options; past it the "
+        "options come from the catalog alone (or without tasks)",
+    )
+    task_rules_refresh_s: float = Field(
+        300.0, gt=0, le=86_400, description="How long quick options keep a copy of the task rules"
+    )

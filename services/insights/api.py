@@ -14,19 +14,26 @@ from services.insights.domain import business_day
 from services.insights.parts import Parts
 from services.insights.schemas import (
     EXPERIMENT_KEY,
+    KPI_NAME,
     AssignmentOut,
+    BusinessHealth,
     ExperimentCreate,
     ExperimentList,
     ExperimentOut,
     KpiSeries,
     KpiSummary,
+    KpiTargetHistory,
+    KpiTargetPut,
+    KpiTargets,
     RecommendationsOut,
     ResultsOut,
     StatusPatch,
+    StoredKpiTarget,
 )
 from services.insights.service import Recommender
 from services.insights.settings import Settings
-from shared.auth import Principal, principal
+from shared.auth import Principal, optional_principal, principal
+from shared.errors import InvalidInput
 from shared.events import ASSET_PATTERN, DEFAULT_ASSET
 from shared.instants import Day
 from shared.service import Runtime, runtime_of
@@ -34,6 +41,8 @@ from shared.unit_of_work import Reads, Writes
 
 router = APIRouter(prefix="/v1", tags=["insights"])
 Caller = Annotated[Principal, Depends(principal)]
+MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
+Kpi = Annotated[str, Path(pattern=KPI_NAME)]
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
 Key = Annotated[str, Path(pattern=EXPERIMENT_KEY)]
 Asset = Annotated[str, Query(pattern=ASSET_PATTERN, description="asset the point KPIs are of")]
@@ -85,6 +94,67 @@ async def kpi_summary(
     caller.require_scope("insights:read")
     today = business_day(dt.datetime.now(dt.UTC), settings.tz)
     return await service.summary(session, today, asset)
+
+
+@router.get("/kpis/targets", response_model=KpiTargets)
+async def kpi_targets(caller: Caller, session: Reads) -> dict[str, Any]:
+    """Each KPI's target as stored (the seed's until an operator changes it), with the
+    seed's value beside it and who changed it last."""
+    caller.require_scope("insights:read")
+    return {"items": await service.list_targets(session)}
+
+
+@router.put("/kpis/targets/{kpi}", response_model=StoredKpiTarget)
+async def put_kpi_target(
+    kpi: Kpi, body: KpiTargetPut, caller: Caller, session: Writes
+) -> dict[str, Any]:
+    """Change a KPI's target (the summary, the `met` gauges and the alerts follow it); the
+    change is recorded with who made it, the old and new values and when. The comparison
+    (at least / at most) is the KPI's own and does not change."""
+    caller.require_admin()
+    return await service.set_target(
+        session, kpi, body.target, _who(caller), body.operator, body.reason
+    )
+
+
+@router.get("/kpis/targets/{kpi}/history", response_model=KpiTargetHistory)
+async def kpi_target_history(kpi: Kpi, caller: Caller, session: Reads) -> dict[str, Any]:
+    """The KPI's target changes, newest first (at most 200)."""
+    caller.require_scope("insights:read")
+    return {"kpi": kpi, "items": await service.target_history(session, kpi)}
+
+
+def _who(caller: Principal) -> str:
+    return f"service:{caller.service}" if caller.kind == "service" else caller.kind
+
+
+# -- business health ------------------------------------------------------------------------
+
+
+@router.get(
+    "/health/business",
+    response_model=BusinessHealth,
+    responses={503: {"description": "critical: the same body, with `error` and `message`"}},
+)
+async def business_health(caller: MaybeCaller, session: Reads, settings: Config) -> JSONResponse:
+    """Healthy / warning / critical from the seed's signals: redemption and expiry rates
+    over `JIFEN_HEALTH_WINDOW_DAYS`, the redemptions' p99, the suite's consumer lag, both
+    reconciliations; 503 when critical (for a monitor: not a load balancer's readiness,
+    which is /health/ready). Anyone gets the verdicts; the admin and `insights:read` also
+    the values, thresholds and messages."""
+    detailed = caller is not None and (
+        caller.is_admin or (caller.kind == "service" and "insights:read" in caller.scopes)
+    )
+    now = dt.datetime.now(dt.UTC)
+    report = BusinessHealth.model_validate(
+        await service.business_health(session, settings, now, detailed)
+    ).model_dump(mode="json")
+    if report["status"] != "critical":
+        return JSONResponse(report)
+    critical = [r["signal"] for r in report["reasons"] if r["status"] == "critical"]
+    message = "critical: " + ", ".join(critical)
+    # the suite's error shape ({error, message}) around the same report
+    return JSONResponse({"error": "business_critical", "message": message, **report}, 503)
 
 
 # -- experiments ----------------------------------------------------------------------------
@@ -182,15 +252,29 @@ async def recommendations(
     caller: Caller,
     session: Reads,
     recommender: Recommenders,
-    settings: Config,
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
+    min_price: Annotated[
+        int | None, Query(ge=1, le=10**12, description="lowest price (with max_price)")
+    ] = None,
+    max_price: Annotated[
+        int | None, Query(ge=1, le=10**12, description="highest price (with min_price)")
+    ] = None,
 ) -> JSONResponse:
-    """Items for the user to redeem, each with its reason: priced 0.5-1.5x their balance,
-    in stock, within their limits and tier; ranked 60% by what users who redeemed the same
-    things redeemed and 40% by similar names, categories and tags; the most redeemed of
-    the last 7 days for a user with no redemptions; at most 2 per category."""
-    caller.require_user(user_id)
-    model = await recommender.model()
+    """Items for the user to redeem, each with its reason: priced 0.5-1.5x their balance (or
+    min_price..max_price: the exchange's quick options ask for 0.3-1.0x), in stock, within
+    their limits and tier; nothing for a balance of 0; at most 2 per category. The
+    recommender is the user's arm of the `recommender` experiment (exposure logged), or
+    `item_item` when it does not run: `item_item` ranks 60% by what users who redeemed the
+    same things redeemed and 40% by similar names, categories and tags, the most redeemed of
+    the last 7 days for a user with no redemptions; `user_based` by what users with a
+    balance within 0.7-1.3x theirs redeemed, weighted by how close the balances are. For the
+    user, an operator, or a service with `insights:recommendations` (the exchange)."""
+    caller.require_user_or_scope(user_id, "insights:recommendations")
+    band: tuple[int, int] | None = None
+    if min_price is not None or max_price is not None:
+        if min_price is None or max_price is None or min_price > max_price:
+            raise InvalidInput("give min_price <= max_price together, or neither")
+        band = (min_price, max_price)
     # A hot read answers with its JSON straight away: the response model documents it, and
     # validating the items again would cost about as much as ranking them.
-    return JSONResponse(await service.recommendations(session, model, user_id, limit, settings))
+    return JSONResponse(await service.recommendations(session, recommender, user_id, limit, band))

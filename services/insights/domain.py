@@ -32,6 +32,12 @@ REDEMPTIONS = "redemptions"
 REDEEMERS = "redeemers"
 HOLDER_OPENS = "holder_opens"
 HOLDER_CLOSES = "holder_closes"
+NPS_RESPONSES = "nps_responses"
+NPS_PROMOTERS = "nps_promoters"
+NPS_DETRACTORS = "nps_detractors"
+
+# The survey behavior NPS is counted from: `attributes.score`, an integer 0-10.
+NPS_ACTION = "nps_submitted"
 
 POINTS = "points"
 
@@ -125,6 +131,39 @@ def cohort_deltas(
     return Counter({k: v for k, v in counts.items() if v})
 
 
+def nps_score(attributes: Mapping[str, Any]) -> int | None:
+    """The 0-10 score of an `nps_submitted` behavior; None when it carries none (an integer,
+    or a string or float holding one: upstream forms send all three)."""
+    score = attributes.get("score")
+    if isinstance(score, bool):
+        return None
+    if isinstance(score, str):
+        score = score.strip()
+        if not score.isdigit():
+            return None
+        score = int(score)
+    if isinstance(score, float) and score.is_integer():
+        score = int(score)
+    if isinstance(score, int) and 0 <= score <= 10:
+        return score
+    return None
+
+
+def nps_counters(day: date, score: int) -> Counter[CounterKey]:
+    """What one response adds: a response, and a promoter (9-10) or a detractor (0-6)."""
+    counts: Counter[CounterKey] = Counter({(day, NO_ASSET, NPS_RESPONSES): 1})
+    if score >= 9:
+        counts[(day, NO_ASSET, NPS_PROMOTERS)] += 1
+    elif score <= 6:
+        counts[(day, NO_ASSET, NPS_DETRACTORS)] += 1
+    return counts
+
+
+def nps(promoters: int, detractors: int, responses: int) -> float | None:
+    """Net promoter score in points (-100..100): % promoters minus % detractors."""
+    return None if not responses else 100.0 * (promoters - detractors) / responses
+
+
 # -- KPIs -----------------------------------------------------------------------------------
 
 
@@ -172,6 +211,10 @@ def kpi_day(
         "redemption_rate": ratio(redeemed, issued),
         "expiry_rate": ratio(c(EXPIRED, asset), issued),
         "earn_to_redeem_days": None if cycle is None else cycle / 86_400,
+        "nps_responses": c(NPS_RESPONSES),
+        "nps_promoters": c(NPS_PROMOTERS),
+        "nps_detractors": c(NPS_DETRACTORS),
+        "nps": nps(c(NPS_PROMOTERS), c(NPS_DETRACTORS), c(NPS_RESPONSES)),
         "assets": {
             a: {
                 "issued": c(ISSUED, a),
@@ -189,6 +232,8 @@ class Target:
     comparison: str  # ">=" or "<="
     target: float
     description: str
+    low: float = 0.0  # the values a target may be set to (an operator's typo is refused)
+    high: float = 1.0
 
     def met(self, value: float | None) -> bool | None:
         if value is None:
@@ -196,16 +241,22 @@ class Target:
         return value >= self.target if self.comparison == ">=" else value <= self.target
 
 
-# The design's KPI targets; the summary compares the last 30 days with them.
+# The seed's KPI targets: the defaults of the stored targets (kpi_targets, editable through
+# PUT /v1/kpis/targets/{kpi}); the summary compares the last 30 days with the stored ones.
 TARGETS = (
-    Target("dau_growth", ">=", 0.30, "average DAU up 30% on the 30 days before"),
+    Target("dau_growth", ">=", 0.30, "average DAU up 30% on the 30 days before", -1, 100),
     Target("task_completion_rate", ">=", 0.60, "completed / started task-periods"),
     Target("push_open_rate", ">=", 0.15, "opened / sent notifications"),
-    Target("redemption_rate", ">=", 0.20, "points redeemed / points issued"),
-    Target("redeemer_rate", ">=", 0.20, "redeemers / users holding at least the threshold"),
-    Target("earn_to_redeem_days", "<=", 30.0, "average days a redeemed point was held"),
-    Target("expiry_rate", "<=", 0.15, "points expired / issued"),
+    # a window may redeem points issued before it: over 1 is possible, if unusual
+    Target("redemption_rate", ">=", 0.20, "points redeemed / points issued", 0, 10),
+    Target("redeemer_rate", ">=", 0.20, "redeemers / users holding at least the threshold", 0, 10),
+    Target("earn_to_redeem_days", "<=", 30.0, "average days a redeemed point was held", 0, 3650),
+    Target("expiry_rate", "<=", 0.15, "points expired / issued", 0, 10),
+    Target(
+        "nps", ">=", 50.0, "% promoters (9-10) minus % detractors (0-6) of NPS responses", -100, 100
+    ),
 )
+TARGET_OF = {t.kpi: t for t in TARGETS}
 
 
 def window_kpis(
@@ -239,6 +290,8 @@ def window_kpis(
         "redemption_rate": ratio(redeemed, issued),
         "earn_to_redeem_days": None if cycle is None else cycle / 86_400,
         "expiry_rate": ratio(c(EXPIRED, asset), issued),
+        "nps": nps(c(NPS_PROMOTERS), c(NPS_DETRACTORS), c(NPS_RESPONSES)),
+        "nps_responses": float(c(NPS_RESPONSES)),
         "points_issued": float(issued),
         "points_redeemed": float(redeemed),
         "points_expired": float(c(EXPIRED, asset)),

@@ -11,7 +11,7 @@ from services.insights.seed import seed_demo
 from services.insights.service import Recommender
 from services.insights.settings import Settings
 from services.insights.upstream import Upstream
-from services.insights.workers import ExpiringSync, KpiGauges, ReferenceSync
+from services.insights.workers import ExpiringSync, HealthReadings, KpiGauges, ReferenceSync
 from shared.service import Platform, Runtime, ServiceSpec, Worker, create_app
 
 
@@ -26,6 +26,7 @@ def build_workers(rt: Runtime[Settings, Parts]) -> list[Worker]:
         ReferenceSync(rt.settings, rt.db, upstream),
         ExpiringSync(rt.settings, rt.db, upstream),
         KpiGauges(rt.settings, rt.db),
+        HealthReadings(rt.settings, rt.db, upstream),
     ]
 
 
@@ -36,7 +37,8 @@ async def on_stop(rt: Runtime[Settings, Parts]) -> None:
 SPEC = ServiceSpec(
     name="insights",
     title="Jifen insights",
-    description="KPIs from every topic's rollups, A/B experiments (GrowthBook-compatible "
+    description="KPIs from every topic's rollups (targets stored and audited), the business "
+    "health, A/B experiments (GrowthBook-compatible "
     "assignment, exposures, results with significance and SRM checks) and redemption "
     "recommendations.",
     package="services.insights",

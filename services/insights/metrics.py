@@ -8,13 +8,19 @@ from prometheus_client import Counter, Gauge
 KPI = Gauge(
     "jifen_insights_kpi",
     "KPIs over the last 30 business days (dau / dau_yesterday: distinct active users of "
-    "today / of yesterday; rates are ratios 0..1; earn_to_redeem_days in days); set by the "
-    "gauge worker",
+    "today / of yesterday; rates are ratios 0..1; earn_to_redeem_days in days; nps in points "
+    "-100..100); set by the gauge worker",
+    ["kpi"],
+)
+KPI_TARGET = Gauge(
+    "jifen_insights_kpi_target",
+    "Each KPI's target as stored (GET/PUT /v1/kpis/targets; the seed's until an operator "
+    "changes it): the business alerts compare jifen_insights_kpi with it",
     ["kpi"],
 )
 KPI_TARGET_MET = Gauge(
     "jifen_insights_kpi_target_met",
-    "1 when the KPI meets the design's target over the last 30 days, 0 when it does not",
+    "1 when the KPI meets its stored target over the last 30 days, 0 when it does not",
     ["kpi"],
 )
 POINTS_EXPIRING = Gauge(

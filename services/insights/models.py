@@ -12,9 +12,11 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
+    Identity,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -186,4 +188,61 @@ expiring_points = Table(
     Column("user_id", String(64), primary_key=True),
     Column("expires_at", DateTime(timezone=True), primary_key=True),
     Column("points", BigInteger, nullable=False),
+)
+
+# Each NPS response (an `nps_submitted` behavior) once: behaviors claim no inbox row, so this
+# set is what keeps a redelivered response from being counted twice.
+nps_responses = Table(
+    "nps_responses",
+    metadata,
+    Column("behavior_id", String(160), primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("score", SmallInteger, nullable=False),
+)
+
+# How long each completed redemption took, request to completion (exchange.events'
+# requested_at and occurred_at): the slow-redemption signal of the business health.
+redemption_latencies = Table(
+    "redemption_latencies",
+    metadata,
+    Column("redemption_id", String(64), primary_key=True),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
+    Column("duration_ms", BigInteger, nullable=False),
+)
+Index("ix_redemption_latencies_completed_at", redemption_latencies.c.completed_at)
+
+# Each KPI's target as operators set it (the seed's values until then), and every change.
+kpi_targets = Table(
+    "kpi_targets",
+    metadata,
+    Column("kpi", String(32), primary_key=True),
+    Column("target", Float, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+kpi_target_changes = Table(
+    "kpi_target_changes",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kpi", String(32), nullable=False),
+    Column("old_target", Float, nullable=False),
+    Column("new_target", Float, nullable=False),
+    Column("changed_by", String(64), nullable=False),
+    Column("operator", String(64), nullable=True),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_kpi_target_changes_kpi", kpi_target_changes.c.kpi, kpi_target_changes.c.id)
+
+# The business health's readings from outside insights (the suite's consumer lag, the
+# ledger's and the exchange's reconciliation), written by the worker, graded by each request
+# with its own thresholds. `value` keeps the last good reading; `error` the last failure.
+health_signals = Table(
+    "health_signals",
+    metadata,
+    Column("signal", String(64), primary_key=True),
+    Column("value", JSONB, nullable=True),
+    Column("read_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("tried_at", DateTime(timezone=True), nullable=False),
 )

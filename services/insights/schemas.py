@@ -158,6 +158,10 @@ class KpiDay(BaseModel):
     redemption_rate: float | None
     expiry_rate: float | None
     earn_to_redeem_days: float | None
+    nps_responses: int
+    nps_promoters: int
+    nps_detractors: int
+    nps: float | None = Field(description="% promoters (9-10) minus % detractors (0-6)")
     assets: dict[str, dict[str, int]]
 
 
@@ -185,6 +189,65 @@ class KpiSummary(BaseModel):
     values: dict[str, float | None]
 
 
+KPI_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class StoredKpiTarget(BaseModel):
+    kpi: str
+    target: float
+    comparison: Literal[">=", "<="]
+    description: str
+    default: float = Field(description="the seed's target")
+    updated_by: str | None = Field(description="who set it last (`seed`: the migration)")
+    updated_at: datetime | None
+
+
+class KpiTargets(BaseModel):
+    items: list[StoredKpiTarget]
+
+
+class KpiTargetPut(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    target: float = Field(ge=-1e9, le=1e9, allow_inf_nan=False)
+    operator: str | None = Field(
+        None, min_length=1, max_length=64, description="the person asking (audit), if known"
+    )
+    reason: str = Field("", max_length=500)
+
+
+class KpiTargetChange(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from a stored TargetChange
+
+    id: int
+    kpi: str
+    old_target: float
+    new_target: float
+    changed_by: str
+    operator: str | None
+    reason: str
+    changed_at: datetime
+
+
+class KpiTargetHistory(BaseModel):
+    kpi: str
+    items: list[KpiTargetChange]
+
+
+class HealthReason(BaseModel):
+    signal: str
+    status: Literal["healthy", "warning", "critical"]
+    value: float | None
+    threshold: float | None
+    message: str
+
+
+class BusinessHealth(BaseModel):
+    status: Literal["healthy", "warning", "critical"]
+    reasons: list[HealthReason]
+    checked_at: datetime
+
+
 class RecommendedItem(BaseModel):
     item_id: str
     name: str
@@ -198,4 +261,10 @@ class RecommendationsOut(BaseModel):
     user_id: str
     balance: int
     strategy: Literal["personalized", "popular"]
+    recommender: Literal["item_item", "user_based"] = Field(
+        description="the recommender that chose the items"
+    )
+    experiment: str | None = Field(
+        description="the experiment that assigned it (exposure logged), null for the default"
+    )
     items: list[RecommendedItem]

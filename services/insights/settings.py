@@ -61,3 +61,49 @@ class Settings(JifenSettings):
     recommendations_per_category: int = Field(
         2, ge=1, le=100, description="Most recommended items of one category"
     )
+    recommender_experiment: str = Field(
+        "recommender",
+        description="Key of the experiment whose arms (item_item, user_based) choose each "
+        "user's recommender; item_item serves everyone while it does not run",
+    )
+    # Business health (GET /v1/health/business): the seed's signals and their thresholds.
+    health_window_days: int = Field(
+        30, ge=1, le=366, description="Business days the redemption and expiry rates cover"
+    )
+    health_redemption_rate_warning: float = Field(
+        0.20, ge=0, le=10, description="Points redeemed / issued under this: warning"
+    )
+    health_redemption_rate_critical: float = Field(
+        0.10, ge=0, le=10, description="Points redeemed / issued under this: critical"
+    )
+    health_expiry_rate_warning: float = Field(
+        0.15, ge=0, le=10, description="Points expired / issued over this: warning"
+    )
+    health_expiry_rate_critical: float = Field(
+        0.30, ge=0, le=10, description="Points expired / issued over this: critical"
+    )
+    health_slow_window_s: int = Field(
+        900, ge=60, le=86_400, description="Window of completed redemptions the p99 covers"
+    )
+    health_slow_redemption_warning_ms: int = Field(
+        1000, ge=1, le=3_600_000, description="Redemption p99 (request to completion) over this"
+    )
+    health_slow_redemption_critical_ms: int = Field(
+        2000, ge=1, le=3_600_000, description="Redemption p99 over this: critical"
+    )
+    health_lag_warning: int = Field(
+        1000, ge=0, le=10**12, description="A consumer group this many messages behind: warning"
+    )
+    health_lag_critical: int = Field(
+        10_000, ge=0, le=10**12, description="A consumer group this far behind: critical"
+    )
+    health_lag_refresh_s: float = Field(
+        30.0, gt=0, le=3600, description="How often the worker reads the suite's consumer lag"
+    )
+    health_reconciliation_refresh_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="How often the worker reads the ledger's and the exchange's reconciliation "
+        "(each scans its books: not every lag reading)",
+    )

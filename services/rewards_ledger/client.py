@@ -124,3 +124,9 @@ class LedgerClient:
             "/v1/reports/holders", min_balance=min_balance, after=after, limit=limit
         )
         return [i["user_id"] for i in page["items"]], page.get("next")
+
+    async def violations(self) -> dict[str, int]:
+        """`GET /v1/reconciliation` as failing rows per check (0 for a clean check)."""
+        report = await self.http.fetch("/v1/reconciliation")
+        failing = {str(v["check"]): len(v["rows"]) for v in report["violations"]}
+        return {str(c): failing.get(str(c), 0) for c in report["checks"]} | failing

@@ -43,5 +43,8 @@ class GrantHandler(BatchHandler[RewardCommand]):
 
     async def apply(self, session: AsyncSession, items: list[Inbound[RewardCommand]]) -> None:
         await service.apply_rewards(
-            session, [i.value for i in items], self.settings.default_points_validity_days
+            session,
+            [i.value for i in items],
+            self.settings.points_validity,
+            tz=self.settings.tz,
         )

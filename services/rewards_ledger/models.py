@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.messaging import add_messaging_tables
 
@@ -46,8 +47,12 @@ assets = Table(
     Column("expires", Boolean, nullable=False),
     Column("default_validity_days", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # {mode: days | months_end | year_end, n} (shared/validity.py); default_validity_days
+    # mirrors n in days mode, for the readers from before the modes
+    Column("default_validity", JSONB(none_as_null=True), nullable=True),
     CheckConstraint(
-        "expires OR default_validity_days IS NULL", name="ck_assets_validity_only_if_expiring"
+        "expires OR (default_validity_days IS NULL AND default_validity IS NULL)",
+        name="ck_assets_validity_only_if_expiring",
     ),
 )
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.events import ASSET_PATTERN, DEFAULT_ASSET
 from shared.instants import Instant
+from shared.validity import Validity
 
 KEY = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 ASSET = Field(DEFAULT_ASSET, pattern=ASSET_PATTERN, description="asset code (default points)")
@@ -19,7 +20,27 @@ class AssetIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     spendable: bool
     expires: bool
-    default_validity_days: int | None = Field(None, ge=1, le=36500)
+    default_validity_days: int | None = Field(
+        None, ge=1, le=36500, description="the same as default_validity {mode: days, n}"
+    )
+    default_validity: Validity | None = Field(
+        None,
+        description="how long its lots stay valid when a grant says nothing: days, or until "
+        "the end of the Nth month (months_end) or year (year_end) after earning, in the "
+        "business timezone; else points' default",
+    )
+
+    @model_validator(mode="after")
+    def _one_validity(self) -> AssetIn:
+        days, validity = self.default_validity_days, self.default_validity
+        if days is not None and validity is not None and validity != Validity.of_days(days):
+            raise ValueError("give default_validity or default_validity_days, not both")
+        # one record: the days field mirrors a validity in days (null for the other modes)
+        if validity is None and days is not None:
+            self.default_validity = Validity.of_days(days)
+        elif validity is not None:
+            self.default_validity_days = validity.days
+        return self
 
 
 class AssetOut(AssetIn):
@@ -62,12 +83,16 @@ class CreditRequest(BaseModel):
     reference: str | None = Field(None, max_length=255)
     expires_at: Instant | None = None
     validity_days: int | None = Field(None, ge=1, le=36500)
+    validity: Validity | None = Field(
+        None, description="days, or until the end of the Nth month / year from now"
+    )
     asset: str = ASSET
 
     @model_validator(mode="after")
     def _one_expiry(self) -> CreditRequest:
-        if self.expires_at is not None and self.validity_days is not None:
-            raise ValueError("give expires_at or validity_days, not both")
+        given = [self.expires_at, self.validity_days, self.validity]
+        if sum(v is not None for v in given) > 1:
+            raise ValueError("give one of expires_at, validity_days and validity")
         return self
 
 

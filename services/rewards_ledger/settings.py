@@ -3,12 +3,19 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.settings import JifenSettings
+from shared.validity import Validity
 
 
 class Settings(JifenSettings):
     service_name: str = "rewards_ledger"
     database_name: str = "jifen_rewards_ledger"
     default_points_validity_days: int = Field(365, ge=1, le=36500)
+    default_points_validity: Validity | None = Field(
+        None,
+        description="how long points stay valid, when not in days: JSON such as "
+        '{"mode": "year_end", "n": 1} (until the end of next year); wins over '
+        "default_points_validity_days",
+    )
     expiring_soon_days: int = Field(30, ge=1, le=3650)
     expiry_sweep_interval_s: float = Field(60.0, gt=0)
     expiry_sweep_batch: int = Field(500, ge=1, le=10_000)
@@ -27,3 +34,8 @@ class Settings(JifenSettings):
     hold_sweep_interval_s: float = Field(
         5.0, gt=0, le=3600, description="how often holds past their deadline are voided"
     )
+
+    @property
+    def points_validity(self) -> Validity:
+        """Points' default validity (a grant or an adjustment may say otherwise)."""
+        return self.default_points_validity or Validity.of_days(self.default_points_validity_days)

@@ -84,9 +84,6 @@ def record(
             completion=change.streak,
             cause=cause,
             occurred_at=occurred_at,
-            expires_at=occurred_at + timedelta(days=rule.points_validity_days)
-            if rule.points_validity_days
-            else None,
             available_at=occurred_at + timedelta(days=rule.pending_days)
             if rule.pending_days
             else None,
@@ -312,7 +309,7 @@ async def _add_makeup_day(
             return dict(found.result), False
         books = await load_books(session, {(user_id, rule.id): day})
         book = books[(user_id, rule.id)]
-        out = Output(tiers=await tier_book(session, {user_id}))
+        out = Output(tiers=await tier_book(session, {user_id}), tz=tz)
         moment = datetime.combine(day, datetime.min.time(), tz)
         plan = book.check_in(rule.ladder, day, "makeup")
         paid = (

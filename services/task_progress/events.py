@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from shared.events import (
     stable_id,
 )
 from shared.messaging import OutgoingEvent, add_to_outbox
+from shared.validity import DEFAULT_TZ, expires_at_for
 
 # The progress.events types task_progress publishes (ProgressEvent.type's values).
 ProgressType = Literal["task.completed", "checkin.recorded", "streak.broken"]
@@ -38,6 +39,7 @@ class Output:
     grant_rows: list[dict[str, Any]] = field(default_factory=list)
     outgoing: list[OutgoingEvent] = field(default_factory=list)
     tiers: TierBook = field(default_factory=TierBook)  # points are multiplied by the tier held
+    tz: tzinfo = DEFAULT_TZ  # the business timezone: a month's or a year's end is in it
 
     def grant(
         self,
@@ -51,12 +53,15 @@ class Output:
         completion: int,
         cause: str,
         occurred_at: datetime,
-        expires_at: datetime | None,
         available_at: datetime | None,
         what: str,
     ) -> None:
         """One grant of one asset; the ledger entry's reason names the rule version. Points
-        are multiplied by the member tier the user held when the behavior happened."""
+        are multiplied by the member tier the user held when the behavior happened. A rule
+        with its own validity sends it with the instant it gives (kept in the grant row too);
+        without one the ledger applies the asset's default."""
+        validity = rule.validity
+        expires_at = expires_at_for(occurred_at, validity, self.tz) if validity else None
         if asset == DEFAULT_ASSET:
             multiplier = self.tiers.multiplier(user_id, occurred_at)
             if multiplier != 1.0:
@@ -68,6 +73,7 @@ class Output:
             asset=asset,
             points=points,
             expires_at=expires_at,
+            validity=validity,
             available_at=available_at,
             task_id=rule.id,
             period_key=period_key,

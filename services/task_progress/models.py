@@ -58,6 +58,9 @@ tasks = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # how long its grants stay valid, {mode: days | months_end | year_end, n}
+    # (shared/validity.py); points_validity_days mirrors n in days mode
+    Column("validity", JSONB(none_as_null=True), nullable=True),
     CheckConstraint("target_count >= 1", name="ck_tasks_target_count"),
     CheckConstraint("reward_points >= 1", name="ck_tasks_reward_points"),
 )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from services.task_progress.domain import OP_ALIASES, OPERATORS, Period, RuleKind
 from shared.events import ACTION_PATTERN, ASSET_PATTERN, DEFAULT_ASSET
 from shared.instants import Day, Instant
+from shared.validity import Validity, validity_of
 
 MAX_EXTRA_REWARDS = 5
 
@@ -70,6 +71,10 @@ class MakeupIn(BaseModel):
 
 
 AfterCycle = Literal["restart", "hold"]
+VALIDITY_DOC = (
+    "how long its grants stay valid: days, or until the end of the Nth month (months_end) or "
+    "year (year_end) after earning, in the business timezone; none: the asset's default"
+)
 # The default of a field a request may leave out but not send as null: the field keeps its
 # type (null is refused, the OpenAPI stays `integer`) and a validator fills it in.
 NOT_GIVEN = cast(int, None)
@@ -91,7 +96,10 @@ class _TaskFields(BaseModel):
     period: Period = "day"
     max_per_period: int | None = Field(None, ge=1, le=1_000_000)
     conditions: list[ConditionIn] = Field(default_factory=list, max_length=20)
-    points_validity_days: int | None = Field(None, ge=1, le=36500)
+    points_validity_days: int | None = Field(
+        None, ge=1, le=36500, description="the same as validity {mode: days, n}"
+    )
+    validity: Validity | None = Field(None, description=VALIDITY_DOC)
     active: bool = True
     starts_at: Instant | None = None
     ends_at: Instant | None = None
@@ -151,6 +159,25 @@ def check_rule(fields: dict[str, Any]) -> None:
         raise ValueError("extra_rewards must differ from the rule's own reward_type")
 
 
+def sync_validity(fields: dict[str, Any], current: Validity | None = None) -> None:
+    """Make a rule's (or a patch's) `validity` and `points_validity_days` say the same, in
+    place, as JSON. points_validity_days speaks for days mode only: null there clears a
+    validity in days, not one to a month's or a year's end (`current`: the rule's now)."""
+    days = fields.get("points_validity_days")
+    if "validity" in fields:
+        validity = validity_of(fields["validity"], None)
+        if "points_validity_days" in fields and days != (validity.days if validity else None):
+            raise ValueError("give validity or points_validity_days, not both")
+    elif "points_validity_days" in fields:
+        validity = validity_of(None, days)
+        if validity is None and current is not None and current.mode != "days":
+            validity = current
+    else:
+        return
+    fields["validity"] = validity.model_dump() if validity else None
+    fields["points_validity_days"] = validity.days if validity else None
+
+
 def reward_assets(fields: dict[str, Any]) -> set[str]:
     """Every asset code a rule (or a patch of one) names."""
     codes = {extra["reward_type"] for extra in fields.get("extra_rewards") or []}
@@ -163,6 +190,12 @@ class TaskCreate(_TaskFields):
     @model_validator(mode="after")
     def _consistent(self) -> TaskCreate:
         check_rule(self.model_dump())
+        if self.validity is None and self.points_validity_days is not None:
+            self.validity = Validity.of_days(self.points_validity_days)
+        elif self.validity is not None:
+            if self.points_validity_days not in (None, self.validity.days):
+                raise ValueError("give validity or points_validity_days, not both")
+            self.points_validity_days = self.validity.days
         if self.kind == "checkin":
             assert self.ladder  # check_rule
             if self.reward_points is None:  # shown as what the ladder pays at its top
@@ -208,6 +241,7 @@ class TaskPatch(BaseModel):
     max_per_period: int | None = Field(None, ge=1, le=1_000_000)
     conditions: list[ConditionIn] | None = Field(None, max_length=20)
     points_validity_days: int | None = Field(None, ge=1, le=36500)
+    validity: Validity | None = Field(None, description=VALIDITY_DOC + " (null clears it)")
     active: bool | None = None
     starts_at: Instant | None = None
     ends_at: Instant | None = None

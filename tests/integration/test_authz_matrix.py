@@ -197,7 +197,7 @@ async def test_authorization(
     )
     status = response.status_code
     where = f"{service} {method} {path} as {principal} (policy {row.policy})"
-    assert status < 500, f"{where}: {status} {response.text[:300]}"
+    assert status < 500 or status in row.may_answer, f"{where}: {status} {response.text[:300]}"
     if expected == ALLOWED:
         assert status not in (401, 403), f"{where}: expected allowed, got {status} {response.text}"
     else:

@@ -499,32 +499,6 @@ async def test_cancelling_refunds_points_to_the_lots_they_came_from(http) -> Non
     assert (await reconciliation(ledger))["ok"]
 
 
-async def test_quick_options_offer_the_three_closest_affordable_items(http) -> None:
-    exchange, ledger = http("exchange"), http("rewards_ledger")
-    user = unique("quick")
-    await credit(ledger, user, 7000, validity_days=365)
-    await credit(ledger, user, 919, expires_at=(datetime.now(UTC) + timedelta(days=3)).isoformat())
-    exact = await create_item(exchange, points_price=7919)
-    near = await create_item(exchange, points_price=7900)
-    far = await create_item(exchange, points_price=7000)
-    await create_item(exchange, points_price=7910, stock=0)
-    await create_item(exchange, points_price=8000)
-    await create_item(exchange, points_price=7915, active=False)
-
-    response = await exchange.get(f"/v1/users/{user}/quick-options", headers=as_user(user))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["balance"] == 7919 and body["expiring_within_7_days"] == 919
-    assert [(o["item"]["id"], o["balance_after"]) for o in body["options"]] == [
-        (exact["id"], 0),
-        (near["id"], 19),
-        (far["id"], 919),
-    ]
-    assert all("919" in o["warning"] for o in body["options"])
-    forbidden = await exchange.get(f"/v1/users/{user}/quick-options", headers=as_user("x"))
-    assert forbidden.status_code == 403
-
-
 async def _rows(infra, database: str, sql: str) -> list[dict]:
     from sqlalchemy import text
 

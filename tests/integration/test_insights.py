@@ -234,11 +234,15 @@ async def test_known_behaviors_and_redemptions_give_exactly_the_expected_kpis(
         "expiry_rate": 0.1,
         # (200 points x 10 days + 150 points x 20 days) / 350 points
         "earn_to_redeem_days": (200 * 10 + 150 * 20) / 350,
+        "nps_responses": 0,  # no survey that day (tests/integration/test_insights_kpis.py)
+        "nps_promoters": 0,
+        "nps_detractors": 0,
     }
 
     async def matches() -> None:
         got = await kpi_day(insights, DAY)
         assets = got.pop("assets")
+        assert got.pop("nps") is None  # no responses: no score
         assert got == pytest.approx(expected), got
         assert assets == {"points": {"issued": 1000, "redeemed": 350, "expired": 100}}
 
@@ -559,6 +563,7 @@ async def test_summary_compares_the_last_30_days_with_the_targets(insights: http
         "redeemer_rate": (">=", 0.20),
         "earn_to_redeem_days": ("<=", 30.0),
         "expiry_rate": ("<=", 0.15),
+        "nps": (">=", 50.0),
     }
     for item in body["items"]:
         if item["value"] is not None:

@@ -87,9 +87,13 @@ async def test_insights_credential_reads_its_reference_data_and_nothing_else(htt
     assert rules.status_code == 200, rules.text
     expiring = await ledger.get("/v1/reports/expiring-lots", params=window, headers=insights)
     assert expiring.status_code == 200, expiring.text
+    # ... the two reconciliations its business health reads ...
+    for client in (ledger, exchange):
+        reconciled = await client.get("/v1/reconciliation", headers=insights)
+        assert reconciled.status_code == 200, reconciled.text
 
     # ... and no write, no other read: not the holders list the notifier reads, not an
-    # account, not one rule (the console's tasks:read), not the exchange's books.
+    # account, not one rule (the console's tasks:read), not the exchange's redemptions.
     minted = await ledger.post(
         f"/v1/accounts/{user}/credits",
         json={"points": 1000, "idempotency_key": uuid.uuid4().hex, "reason": "no"},
@@ -103,10 +107,9 @@ async def test_insights_credential_reads_its_reference_data_and_nothing_else(htt
     for client, path in (
         (ledger, "/v1/reports/holders"),
         (ledger, f"/v1/accounts/{user}"),
-        (ledger, "/v1/reconciliation"),
         (tasks, "/v1/tasks/00000000-0000-0000-0000-000000000000"),
-        (exchange, "/v1/reconciliation"),
         (exchange, "/v1/fulfilments"),
+        (exchange, f"/v1/users/{user}/redemptions"),
     ):
         assert (await client.get(path, headers=insights)).status_code == 403, path
 

@@ -41,20 +41,6 @@ def test_availability_window() -> None:
     assert domain.unavailable_reason(True, None, now, now)  # ends_at is exclusive
 
 
-def test_quick_options_pick_in_stock_items_closest_to_the_balance() -> None:
-    items = [
-        {"id": "a", "name": "a", "points_price": 100, "stock": 1},
-        {"id": "b", "name": "b", "points_price": 95, "stock": 0},
-        {"id": "c", "name": "c", "points_price": 90, "stock": 5},
-        {"id": "d", "name": "d", "points_price": 120, "stock": 5},
-        {"id": "e", "name": "e", "points_price": 10, "stock": 5},
-        {"id": "f", "name": "f", "points_price": 50, "stock": 5},
-    ]
-    offers = domain.quick_options(items, 100)
-    assert [(o.item["id"], o.balance_after) for o in offers] == [("a", 0), ("c", 10), ("f", 50)]
-    assert domain.quick_options(items, 5) == []
-
-
 def test_coupon_codes_are_readable_and_distinct() -> None:
     codes = {domain.new_coupon_code() for _ in range(2000)}
     assert len(codes) == 2000

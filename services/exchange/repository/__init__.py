@@ -1,13 +1,12 @@
 """Every SQL statement of the exchange, by area: `items.py` (catalog, stock, per-user
 limits), `redemptions.py`, `rewards.py` (coupons, memberships), `reconciliation.py`,
-`tiers.py` (the member tier read model). Stock moves only through conditional updates."""
+`tiers.py` (the member tier read model), `quick_options.py`. Stock moves only through conditional updates."""
 
 from __future__ import annotations
 
 from services.exchange.repository.items import (
     Item,
     PerUserLimitInfo,
-    affordable_candidates,
     count_against_limit,
     get_item,
     get_items,
@@ -18,6 +17,11 @@ from services.exchange.repository.items import (
     reserve_stock,
     update_item,
     used_quantities,
+)
+from services.exchange.repository.quick_options import (
+    band_candidates,
+    cheapest_candidates,
+    exchange_counts,
 )
 from services.exchange.repository.reconciliation import (
     RECONCILIATION_CHECKS,
@@ -65,9 +69,11 @@ __all__ = [
     "Item",
     "PerUserLimitInfo",
     "Redemption",
-    "affordable_candidates",
+    "band_candidates",
+    "cheapest_candidates",
     "claim_unfinished",
     "count_against_limit",
+    "exchange_counts",
     "finish_redemptions",
     "fulfilment_queue",
     "get_item",

@@ -72,7 +72,8 @@ _ITEMS_BY_IDS = text(
 ).columns(*items.c)
 
 
-def _available(now: datetime) -> Any:
+def available_now(now: datetime) -> Any:
+    """On sale at `now`: active and within its window."""
     return and_(
         items.c.active.is_(True),
         or_(items.c.starts_at.is_(None), items.c.starts_at <= now),
@@ -121,7 +122,7 @@ async def list_items(
 ) -> tuple[list[Item], int]:
     conditions: list[Any] = []
     if not query.include_unavailable:
-        conditions.append(_available(now))
+        conditions.append(available_now(now))
     if query.category is not None:
         conditions.append(items.c.category == query.category)
     if query.item_type is not None:
@@ -144,18 +145,6 @@ async def list_items(
         .offset(query.offset)
     )
     return [Item.of(r) for r in rows], int(total)
-
-
-async def affordable_candidates(
-    session: AsyncSession, now: datetime, balance: int, limit: int
-) -> list[Item]:
-    rows = await session.execute(
-        select(items)
-        .where(_available(now), items.c.stock > 0, items.c.points_price <= balance)
-        .order_by(items.c.points_price.desc(), items.c.id)
-        .limit(limit)
-    )
-    return [Item.of(r) for r in rows]
 
 
 async def reserve_stock(session: AsyncSession, item_id: str, quantity: int) -> bool:

@@ -4,7 +4,7 @@ Where each lives: `saga.py` (redeem: reserve, debit, finish), `cancellation.py` 
 refund; compensation of an unconfirmed debit), `unfinished.py` (the recovery loop's step, and
 `Exchange`, the saga as one object), `finishing.py` (the floor: finishing a redemption once,
 giving back stock and limits), `fulfilment.py` (ship, deliver, the shipping queue),
-`queries.py` (reads). The catalog is `catalog.py`; the rules these apply are `domain.py`
+`queries.py` (reads), `quick_options.py` (the quick options, with their collaborators). The catalog is `catalog.py`; the rules these apply are `domain.py`
 (pure), the responses `schemas.py` (reading the typed rows of `repository/`), the messages
 `events.py`, the SQL `repository/`. Use cases answer with an outcome (`domain.Outcome`),
 never an HTTP status: `api.py` maps one to the other.
@@ -31,12 +31,8 @@ from __future__ import annotations
 
 from services.exchange.service.finishing import Answer, Finish, debit_key
 from services.exchange.service.fulfilment import advance_fulfilment, fulfilment_queue
-from services.exchange.service.queries import (
-    get_redemption,
-    quick_options,
-    reconcile,
-    user_redemptions,
-)
+from services.exchange.service.queries import get_redemption, reconcile, user_redemptions
+from services.exchange.service.quick_options import QuickOptions
 from services.exchange.service.saga import LEDGER_BATCH, RedeemAnswer, RedeemRequest
 from services.exchange.service.unfinished import Exchange
 
@@ -45,13 +41,13 @@ __all__ = [
     "Answer",
     "Exchange",
     "Finish",
+    "QuickOptions",
     "RedeemAnswer",
     "RedeemRequest",
     "advance_fulfilment",
     "debit_key",
     "fulfilment_queue",
     "get_redemption",
-    "quick_options",
     "reconcile",
     "user_redemptions",
 ]

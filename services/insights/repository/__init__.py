@@ -9,6 +9,15 @@ from services.insights.repository.experiments import (
     set_status,
     variant_totals,
 )
+from services.insights.repository.health import (
+    Reading,
+    add_nps_responses,
+    add_redemption_latencies,
+    readings,
+    redemption_p99_ms,
+    save_failure,
+    save_reading,
+)
 from services.insights.repository.kpis import (
     counters_between,
     distinct_redeemers,
@@ -18,6 +27,7 @@ from services.insights.repository.recommendations import (
     catalog,
     co_redemptions,
     model_inputs,
+    owned_items,
     popularity,
     user_view,
 )
@@ -48,6 +58,14 @@ from services.insights.repository.rollups import (
     save_task_periods,
     save_tiers,
 )
+from services.insights.repository.targets import (
+    StoredTarget,
+    TargetChange,
+    lock_target,
+    save_target,
+    stored_targets,
+    target_history,
+)
 
 __all__ = [
     "BALANCES",
@@ -56,12 +74,17 @@ __all__ = [
     "NOTIFICATIONS",
     "TASK_PERIODS",
     "Experiment",
+    "Reading",
+    "StoredTarget",
+    "TargetChange",
     "active_rules",
     "add_active_users",
     "add_counters",
     "add_exposures",
+    "add_nps_responses",
     "add_outcomes",
     "add_redeemers",
+    "add_redemption_latencies",
     "add_redemptions",
     "cancel_redemptions",
     "catalog",
@@ -74,17 +97,26 @@ __all__ = [
     "list_experiments",
     "lock_balances",
     "lock_notifications",
+    "lock_target",
     "lock_task_periods",
     "model_inputs",
+    "owned_items",
     "popularity",
+    "readings",
+    "redemption_p99_ms",
     "replace_catalog",
     "replace_expiring",
     "replace_rules",
     "save_balances",
+    "save_failure",
     "save_notifications",
+    "save_reading",
+    "save_target",
     "save_task_periods",
     "save_tiers",
     "set_status",
+    "stored_targets",
+    "target_history",
     "user_view",
     "variant_totals",
 ]

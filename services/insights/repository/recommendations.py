@@ -1,5 +1,5 @@
-"""The recommender's reads: the model's inputs (catalog, co-redemptions, popularity) and one
-user's view."""
+"""The recommender's reads: the model's inputs (catalog, co-redemptions, popularity, each
+redeemer's items and balance) and one user's view."""
 
 from __future__ import annotations
 
@@ -53,6 +53,28 @@ async def co_redemptions(
     users_of = {r.item_id: int(r.users) for r in await session.execute(_ITEM_USERS)}
     together = {(r.i, r.j): int(r.users) for r in await session.execute(_PAIR_USERS)}
     return users_of, together
+
+
+# The user-based recommender's peers: who redeemed what, with their points balance (users
+# without a balance row hold nothing and are nobody's peer).
+_OWNED = text(
+    """
+    SELECT o.user_id, b.balance, array_agg(o.item_id ORDER BY o.item_id) AS items
+    FROM (SELECT DISTINCT user_id, item_id FROM redemptions WHERE NOT cancelled) o
+    JOIN balances b ON b.user_id = o.user_id AND b.asset = 'points'
+    GROUP BY o.user_id, b.balance
+    """
+)
+
+
+async def owned_items(session: AsyncSession) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """(user -> the items they redeemed, user -> their points balance)."""
+    owned: dict[str, list[str]] = {}
+    balances: dict[str, int] = {}
+    for r in await session.execute(_OWNED):
+        owned[r.user_id] = list(r.items)
+        balances[r.user_id] = int(r.balance)
+    return owned, balances
 
 
 async def popularity(session: AsyncSession, since: datetime) -> dict[str, int]:

@@ -1,5 +1,5 @@
 """KPIs from the rollups: each business day's, a window's (DAU growth against the window
-just before), and the last 30 days against the design's targets."""
+just before), and the last 30 days against the stored targets."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.insights import repository as repo
 from services.insights.domain import (
     DAU,
-    TARGETS,
     days_between,
     kpi_day,
     window_kpis,
 )
+from services.insights.service.targets import current_targets
 from shared.errors import InvalidInput
 
 MAX_KPI_DAYS = 366
@@ -68,6 +68,7 @@ async def window(session: AsyncSession, start: date, end: date, asset: str) -> d
 async def summary(session: AsyncSession, today: date, asset: str) -> dict[str, Any]:
     start = today - timedelta(days=SUMMARY_DAYS - 1)
     values = await window(session, start, today, asset)
+    targets = await current_targets(session)
     return {
         "from": start.isoformat(),
         "to": today.isoformat(),
@@ -81,7 +82,7 @@ async def summary(session: AsyncSession, today: date, asset: str) -> dict[str, A
                 "met": t.met(values[t.kpi]),
                 "description": t.description,
             }
-            for t in TARGETS
+            for t in targets
         ],
         "values": values,
     }

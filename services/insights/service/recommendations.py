@@ -1,21 +1,38 @@
 """Recommendations: the model kept in memory (rebuilt when stale) and a user's items to redeem,
-scored by the pure model of `services.insights.recommendations`."""
+scored by the pure recommenders of `services.insights.recommendations`, the one the
+`recommender` experiment assigns the user (its exposure logged once, on
+experiment.exposures; redemptions after it are its conversions: see `experiments.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import repository as repo
-from services.insights.recommendations import Item, Model, Redeemed, UserView, recommend
+from services.insights.models import messaging
+from services.insights.recommendations import (
+    DEFAULT,
+    RECOMMENDERS,
+    Item,
+    Model,
+    Redeemed,
+    UserView,
+)
+from services.insights.repository import Experiment
+from services.insights.service.experiments import assignment_of
 from services.insights.settings import Settings
 from shared.db import Database
+from shared.experiments import exposure_event
+from shared.messaging import add_to_outbox
 
 REBUILD_AT_LEAST_S = 300.0
+EXPERIMENT_TTL_S = 5.0  # how stale the recommender experiment's status may be
+EXPOSED_KEPT = 100_000  # users whose exposure this process remembers having logged
 
 
 class Recommender:
@@ -32,6 +49,31 @@ class Recommender:
         self._refresh: asyncio.Task[None] | None = None
         self._inputs: tuple[object, ...] = ()
         self._rebuilt = 0.0
+        self._experiment: Experiment | None = None
+        self._experiment_at = float("-inf")
+        self._exposed: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    async def arm(self, session: AsyncSession, user_id: str) -> tuple[str, str | None]:
+        """(the recommender that serves the user, the experiment that chose it or None): the
+        `recommender_experiment`'s variant when it is running and names a recommender, else
+        the default. A user's first exposure in this process is logged (the event's id is
+        derived from the experiment and the user, so repeats elsewhere are deduplicated)."""
+        if time.monotonic() - self._experiment_at > EXPERIMENT_TTL_S:
+            self._experiment = await repo.experiment(session, self.settings.recommender_experiment)
+            self._experiment_at = time.monotonic()
+        row = self._experiment
+        variant = assignment_of(row, user_id) if row is not None else None
+        if row is None or variant not in RECOMMENDERS:
+            return DEFAULT, None
+        seen = (row.key, user_id)
+        if seen not in self._exposed:
+            event = exposure_event(row.key, variant, user_id, datetime.now(UTC), "insights")
+            async with self.db.transaction() as writes:  # the request's own session only reads
+                await add_to_outbox(writes, messaging.outbox, [event])
+            self._exposed[seen] = None
+            if len(self._exposed) > EXPOSED_KEPT:
+                self._exposed.popitem(last=False)
+        return variant, row.key
 
     async def model(self) -> Model:
         """The current model; the first call builds it, a stale one is rebuilt in the
@@ -82,21 +124,27 @@ class Recommender:
             popular = await repo.popularity(
                 session, now - timedelta(days=self.settings.popularity_days)
             )
+            owned, balances = await repo.owned_items(session)
         # The vectors and similarities are pure CPU: off the event loop, so requests keep
         # being answered while a model is rebuilt.
         return await asyncio.to_thread(
-            Model.build, items, users_of, together, popular, now, self._model
+            Model.build, items, users_of, together, popular, now, self._model, owned, balances
         )
 
 
 async def recommendations(
     session: AsyncSession,
-    model: Model,
+    recommender: Recommender,
     user_id: str,
     limit: int,
-    settings: Settings,
+    band: tuple[int, int] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
+    """The user's items to redeem from the recommender their experiment arm names, priced in
+    `band` when given (else 0.5-1.5x their balance)."""
+    settings = recommender.settings
+    model = await recommender.model()
+    arm, experiment = await recommender.arm(session, user_id)
     now = now or datetime.now(UTC)
     row = await repo.user_view(
         session, user_id, now, now + timedelta(days=settings.expiring_window_days)
@@ -113,18 +161,21 @@ async def recommendations(
         ],
         expiring=[(datetime.fromisoformat(at), int(points)) for at, points in row.expiring],
     )
-    chosen = recommend(
+    chosen = RECOMMENDERS[arm](
         model,
         user,
         limit=limit,
         now=now,
         tz=settings.tz,
         per_category=settings.recommendations_per_category,
+        band=band,
     )
     return {
         "user_id": user_id,
         "balance": user.balance,
         "strategy": "personalized" if user.redeemed else "popular",
+        "recommender": arm,
+        "experiment": experiment,
         "items": [
             {
                 "item_id": r.item_id,

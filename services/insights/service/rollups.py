@@ -16,6 +16,7 @@ from services.insights import repository as repo
 from services.insights.domain import (
     DAU,
     NO_ASSET,
+    NPS_ACTION,
     PUSH_OPENED,
     PUSH_SENT,
     REDEEMERS,
@@ -30,6 +31,8 @@ from services.insights.domain import (
     cohort_deltas,
     ledger_counters,
     merge_cohort,
+    nps_counters,
+    nps_score,
 )
 from services.insights.settings import Settings
 from shared.events import (
@@ -73,6 +76,7 @@ async def apply_batch(session: AsyncSession, batch: Batch, settings: Settings) -
     for day, n in active.items():
         counts[(day, NO_ASSET, DAU)] += n
 
+    counts.update(await _nps(session, batch.behaviors, tz))
     counts.update(await _task_periods(session, batch, tz))
     counts.update(await _notifications(session, batch.notify, tz))
     counts.update(ledger_counters(batch.ledger, tz))
@@ -94,6 +98,20 @@ async def apply_batch(session: AsyncSession, batch: Batch, settings: Settings) -
     )
     await repo.add_outcomes(session, _outcomes(batch))
     await repo.add_counters(session, counts)
+
+
+async def _nps(
+    session: AsyncSession, behaviors: list[BehaviorEvent], tz: ZoneInfo
+) -> Counter[CounterKey]:
+    """Each `nps_submitted` response once (by behavior id), counted on its business day."""
+    responses: dict[str, tuple[date, int]] = {}
+    for b in behaviors:
+        if b.action == NPS_ACTION and (score := nps_score(b.attributes)) is not None:
+            responses[b.behavior_id] = (business_day(b.occurred_at, tz), score)
+    counts: Counter[CounterKey] = Counter()
+    for day, score in await repo.add_nps_responses(session, responses):
+        counts.update(nps_counters(day, score))
+    return counts
 
 
 async def _task_periods(session: AsyncSession, batch: Batch, tz: ZoneInfo) -> Counter[CounterKey]:
@@ -215,6 +233,18 @@ async def _redemptions(
 ) -> Counter[CounterKey]:
     completed = [e for e in events if e.type == "redemption.completed"]
     counts: Counter[CounterKey] = Counter()
+    await repo.add_redemption_latencies(
+        session,
+        [
+            {
+                "redemption_id": e.redemption_id,
+                "completed_at": e.occurred_at,
+                "duration_ms": max(0, int((e.occurred_at - e.requested_at).total_seconds() * 1000)),
+            }
+            for e in completed
+            if e.requested_at is not None
+        ],
+    )
     if completed:
         new = await repo.add_redemptions(
             session,

@@ -177,7 +177,9 @@ async def credit(
         body.reference,
         asset=body.asset,
         validity_days=body.validity_days,
-        default_validity_days=settings_of(request).default_points_validity_days,
+        default_validity=settings_of(request).points_validity,
+        validity=body.validity,
+        tz=settings_of(request).tz,
     )
     if not created:
         response.status_code = 200

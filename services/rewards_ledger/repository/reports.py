@@ -22,11 +22,13 @@ _LIABILITY_TOTALS = text(
     "count(*) FILTER (WHERE balance > 0) AS holders "
     "FROM accounts WHERE asset = :asset"
 )
+# A lot counts in the month of its last valid instant: one valid to a month's (or a year's)
+# end expires at the next month's first midnight, and belongs to the month it was valid in.
 _LIABILITY_EXPIRING = text(
-    "SELECT to_char(expires_at AT TIME ZONE :tz, 'YYYY-MM') AS month, "
-    "sum(remaining) AS points FROM lots "
+    "SELECT to_char((expires_at - interval '1 microsecond') AT TIME ZONE :tz, 'YYYY-MM') "
+    "AS month, sum(remaining) AS points FROM lots "
     "WHERE status = 'active' AND remaining > 0 AND asset = :asset "
-    "AND expires_at > :now AND expires_at < :until GROUP BY 1 ORDER BY 1"
+    "AND expires_at > :now AND expires_at <= :until GROUP BY 1 ORDER BY 1"
 )
 _LIABILITY_FLOWS = text(
     "SELECT kind, COALESCE(sum(amount), 0) AS amount, COALESCE(sum(pending_delta), 0) AS pending, "

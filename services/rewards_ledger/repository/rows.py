@@ -27,6 +27,7 @@ class AssetRow:
     expires: bool
     default_validity_days: int | None
     created_at: datetime
+    default_validity: dict[str, Any] | None  # {mode, n} (shared.validity.Validity)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,11 @@ async def spending_refusals(session: AsyncSession, codes: Iterable[str]) -> dict
 async def create_asset(session: AsyncSession, values: dict[str, Any]) -> tuple[AssetRow, bool]:
     """Define an asset. The same definition again replays it (created False); another one
     under an existing code is refused (409 asset_exists)."""
-    if values["expires"] is False and values.get("default_validity_days") is not None:
-        raise InvalidInput("an asset that never expires has no default_validity_days")
+    if values["expires"] is False and (
+        values.get("default_validity_days") is not None
+        or values.get("default_validity") is not None
+    ):
+        raise InvalidInput("an asset that never expires has no default validity")
     created = await repo.insert_asset(session, values)
     row = await repo.asset_by_code(session, values["code"])
     assert row is not None  # inserted now, or there before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,6 @@ from services.rewards_ledger.domain import (
     Account,
     Totals,
     clawback_journal_key,
-    expiry_for,
     grant_journal_key,
     lot_id_for,
     plan_clawback,
@@ -33,6 +32,7 @@ from services.rewards_ledger.service.accounts import (
 from services.rewards_ledger.service.assets import assets_of
 from shared.errors import InvalidInput
 from shared.events import ClawbackCommand, GrantCommand
+from shared.validity import DEFAULT_TZ, Validity, expires_at_for, validity_of
 
 
 @dataclass(frozen=True)
@@ -152,13 +152,20 @@ POINTS_EXPIRE = True
 
 
 def grant_to_credit(
-    grant: GrantCommand, default_validity_days: int, expires: bool = POINTS_EXPIRE
+    grant: GrantCommand,
+    default_validity: Validity | int,
+    expires: bool = POINTS_EXPIRE,
+    tz: tzinfo = DEFAULT_TZ,
 ) -> NewCredit:
     """A grant as a credit. An asset that never expires ignores the grant's expiry; one that
-    does uses it, or `default_validity_days` from when the behavior happened."""
+    does expires at the grant's `expires_at`, else after the grant's own validity, else after
+    `default_validity` (a number: days), counted from when the behavior happened in the
+    business timezone `tz`."""
     expires_at = None
     if expires:
-        expires_at = grant.expires_at or expiry_for(grant.occurred_at, default_validity_days)
+        expires_at = grant.expires_at or expires_at_for(
+            grant.occurred_at, grant.validity or _validity(default_validity), tz
+        )
     return NewCredit(
         user_id=grant.user_id,
         points=grant.points,
@@ -174,13 +181,19 @@ def grant_to_credit(
     )
 
 
+def _validity(v: Validity | int) -> Validity:
+    return v if isinstance(v, Validity) else Validity.of_days(v)
+
+
 async def apply_rewards(
     session: AsyncSession,
     commands: Sequence[GrantCommand | ClawbackCommand],
-    default_validity_days: int,
+    default_validity: Validity | int,
     now: datetime | None = None,
+    tz: tzinfo = DEFAULT_TZ,
 ) -> None:
     """A batch of rewards.grants: credit the grants, then take back what clawbacks ask for.
+    `default_validity` is points' (a number: days); `tz` the business timezone.
 
     Every account of the batch is locked once, up front, in key order. A grant of an asset the
     ledger does not know raises NotFound (the consumer dead-letters that message alone).
@@ -188,7 +201,7 @@ async def apply_rewards(
     now = now or datetime.now(UTC)
     known = await assets_of(session, {c.asset for c in commands if c.asset != DEFAULT_ASSET})
     credits = [
-        _grant_credit(c, known, default_validity_days)
+        _grant_credit(c, known, _validity(default_validity), tz)
         for c in commands
         if isinstance(c, GrantCommand)
     ]
@@ -205,13 +218,14 @@ async def apply_rewards(
 
 
 def _grant_credit(
-    grant: GrantCommand, known: dict[str, AssetRow], default_validity_days: int
+    grant: GrantCommand, known: dict[str, AssetRow], points_validity: Validity, tz: tzinfo
 ) -> NewCredit:
     """A grant as a credit, with its asset's expiry rules (points: the built-in ones)."""
     asset = known.get(grant.asset)
-    expires = POINTS_EXPIRE if asset is None else asset.expires
-    days = (asset.default_validity_days if asset is not None else None) or default_validity_days
-    return grant_to_credit(grant, days, expires)
+    if asset is None:
+        return grant_to_credit(grant, points_validity, POINTS_EXPIRE, tz)
+    own = validity_of(asset.default_validity, asset.default_validity_days)
+    return grant_to_credit(grant, own or points_validity, asset.expires, tz)
 
 
 def _clawback_targets(clawbacks: Sequence[ClawbackCommand]) -> dict[str, dict[str, Any]]:
@@ -291,23 +305,31 @@ async def adjust(
     *,
     asset: str = DEFAULT_ASSET,
     validity_days: int | None = None,
-    default_validity_days: int = 365,
+    default_validity: Validity | int = 365,
     now: datetime | None = None,
+    validity: Validity | None = None,
+    tz: tzinfo = DEFAULT_TZ,
 ) -> tuple[dict[str, Any], bool]:
     """Operations credit (goodwill, corrections) of any asset. An expiring asset's lot
-    expires at `expires_at`, or after `validity_days`, or after the asset's (else the
-    service's) default validity; other assets never expire. Returns (entry, created)."""
+    expires at `expires_at`, or after `validity` (or `validity_days`), or after the asset's
+    (else the service's) default validity, from now in the business timezone `tz`; other
+    assets never expire. Returns (entry, created)."""
     now = now or datetime.now(UTC)
     spec = (await assets_of(session, [asset]))[asset]
     key = f"adjust:{idempotency_key}"
     if (done := await replay(session, key, asset, user_id, points, "adjustment")) is not None:
         return asdict(done), False
     if not spec.expires:
-        if expires_at is not None or validity_days is not None:
-            raise InvalidInput(f"{asset} never expires: give no expires_at or validity_days")
+        if expires_at is not None or validity_days is not None or validity is not None:
+            raise InvalidInput(f"{asset} never expires: give no expires_at or validity")
     elif expires_at is None:
-        days = validity_days or spec.default_validity_days or default_validity_days
-        expires_at = now + timedelta(days=days)
+        chosen = (
+            validity
+            or validity_of(None, validity_days)
+            or validity_of(spec.default_validity, spec.default_validity_days)
+            or _validity(default_validity)
+        )
+        expires_at = expires_at_for(now, chosen, tz)
     [entry] = await credit(
         session,
         [NewCredit(user_id, points, key, "adjustment", key, expires_at, reason, reference, asset)],

@@ -42,7 +42,6 @@ class Completion:
     period_key: str
     number: int
     points: int  # of the main reward (`asset`)
-    expires_at: datetime | None
     asset: str = DEFAULT_ASSET
     available_at: datetime | None = None  # pending until then
     extra_rewards: tuple[Reward, ...] = ()
@@ -86,18 +85,12 @@ def advance(
         return None
     progress.completions += 1
     progress.points += points
-    expires_at = (
-        occurred_at + timedelta(days=rule.points_validity_days)
-        if rule.points_validity_days
-        else None
-    )
     return Completion(
         user_id=user_id,
         rule_id=rule.id,
         period_key=key,
         number=progress.completions,
         points=points,
-        expires_at=expires_at,
         asset=rule.reward_type,
         available_at=occurred_at + timedelta(days=rule.pending_days) if rule.pending_days else None,
         extra_rewards=rule.extra_rewards,

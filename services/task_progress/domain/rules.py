@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from services.task_progress.domain.checkins import Ladder, LadderStep, Makeup
 from shared.events import DEFAULT_ASSET
+from shared.validity import Validity, validity_of
 
 RuleKind = Literal["count", "amount_ratio", "checkin"]
 # Assets the ledger always has; any other reward_type is checked with the ledger.
@@ -71,7 +72,7 @@ class Rule:
     amount_unit_cents: int | None = None
     amount_attribute: str = "amount_cents"
     conditions: tuple[Condition, ...] = ()
-    points_validity_days: int | None = None
+    points_validity_days: int | None = None  # `validity` in days, else None
     active: bool = True
     starts_at: datetime | None = None
     ends_at: datetime | None = None
@@ -81,6 +82,7 @@ class Rule:
     version: int = 1
     ladder: Ladder | None = None  # check-in rules
     makeup: Makeup | None = None
+    validity: Validity | None = None  # how long its grants stay valid (None: the asset's)
 
     @property
     def cap(self) -> int | None:
@@ -144,6 +146,7 @@ REWARD_FIELDS = (
     "cycle_days",
     "after_cycle",
     "makeup",
+    "validity",
 )
 
 
@@ -165,5 +168,6 @@ def rule_from_row(row: Any) -> Rule:
         extra_rewards=extras,
         ladder=ladder,
         makeup=makeup,
+        validity=validity_of(getattr(row, "validity", None), row.points_validity_days),
         **values,
     )

@@ -81,7 +81,7 @@ async def _advance_progress(
     counted = [m for m in matches if m[1].kind != "checkin"]
     checked_in = [m for m in matches if m[1].kind == "checkin"]
     state = await _lock_progress(session, counted, checked_in)
-    out = Output(tiers=await tier_book(session, {e.user_id for e, _, _ in matches}))
+    out = Output(tiers=await tier_book(session, {e.user_id for e, _, _ in matches}), tz=tz)
     _pay_completions(out, counted, state)
     await _save_progress(session, counted, state)
     await checkins.apply_checkins(session, checked_in, out, tz)
@@ -121,7 +121,6 @@ def _pay_completions(out: Output, counted: list[Match], state: dict[ProgressKey,
                 completion=done.number,
                 cause=event.behavior_id,
                 occurred_at=event.occurred_at,
-                expires_at=done.expires_at,
                 available_at=done.available_at,
                 what=f"completion {done.number} ({key})",
             )

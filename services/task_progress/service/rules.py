@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.rewards_ledger.client import LedgerClient
 from services.task_progress import repository as repo
 from services.task_progress.domain import BUILTIN_ASSETS, REWARD_FIELDS
-from services.task_progress.schemas import TaskCreate, TaskPatch, check_rule
+from services.task_progress.schemas import TaskCreate, TaskPatch, check_rule, sync_validity
 from shared.errors import InvalidInput, NotFound
+from shared.validity import validity_of
 
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
@@ -68,6 +69,10 @@ async def patch_task(session: AsyncSession, task_id: str, patch: TaskPatch) -> d
     if row is None:
         raise NotFound("task", task_id)
     changes = patch.model_dump(exclude_unset=True, mode="python")
+    try:
+        sync_validity(changes, validity_of(row.validity, row.points_validity_days))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
     merged = {**_row_to_dict(row), **changes}
     if merged["kind"] == "checkin" and merged.get("ladder") and not merged.get("cycle_days"):
         changes["cycle_days"] = merged["cycle_days"] = merged["ladder"][-1]["day"]
