@@ -10,11 +10,12 @@ Each cycle, while the faults run:
 
 `check` then asks, from the notifier's own database and that file:
 1. the campaign finished: one notification per recipient, none left queued, claimed or
-   sending, each either sent or `failed: interrupted` (a wave cut by a kill: at most once);
-2. no campaign message reached the provider twice, and every one recorded sent reached it;
+   sending, every one sent (at least once: a wave cut by a kill is sent again after the
+   lease);
+2. every campaign message recorded sent reached the provider, and every copy of it (a
+   resend after a kill) carried its collapse id, so the phone shows one;
 3. every shipped parcel has exactly one notification (by its cause's id), sent, and it
-   reached the provider (at least once: a transactional message in flight at a kill is
-   sent again, with the same id).
+   reached the provider (at least once, with the same collapse id).
 """
 
 from __future__ import annotations
@@ -41,16 +42,21 @@ from shared.settings import DEV_ADMIN_TOKEN
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 
 
-def log_lines(path: Path) -> Counter[str]:
-    """How many times each notification id was written by the log provider."""
+def log_lines(path: Path) -> tuple[Counter[str], set[str]]:
+    """How many times each notification id was written by the log provider, and the ids
+    written with another collapse id than their own (a resend that would show twice)."""
     seen: Counter[str] = Counter()
+    strays: set[str] = set()
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                seen[json.loads(line)["notification_id"]] += 1
+                message = json.loads(line)
+                seen[message["notification_id"]] += 1
             except (ValueError, KeyError):
                 continue  # a line cut by a kill -9 mid-write
-    return seen
+            if message.get("collapse_id") != message["notification_id"]:
+                strays.add(message["notification_id"])
+    return seen, strays
 
 
 class NotifyFlow:
@@ -148,7 +154,7 @@ class NotifyFlow:
             "WHERE user_id LIKE $1",
             f"{self.prefix}\\_n%",
         )
-        written = log_lines(log_path)
+        written, strays = log_lines(log_path)
         campaign = [r for r in rows if r["campaign_id"] == self.campaign_id]
         per_user = Counter(r["user_id"] for r in campaign)
         if set(per_user) != set(self.recipients) or any(n != 1 for n in per_user.values()):
@@ -157,21 +163,21 @@ class NotifyFlow:
                 f"{len(per_user)} of {len(self.recipients)} recipients"
             )
         for r in campaign:
-            if r["status"] == "sent" and written[r["id"]] != 1:
-                problems.append(f"notifier: campaign message {r['id']} written {written[r['id']]}x")
-            elif r["status"] == "failed" and r["reason"] != "interrupted":
-                problems.append(f"notifier: campaign message {r['id']} failed: {r['reason']}")
-            elif r["status"] == "failed" and written[r["id"]] > 1:
-                problems.append(f"notifier: interrupted message {r['id']} was resent")
-            elif r["status"] not in ("sent", "failed"):
-                problems.append(f"notifier: campaign message {r['id']} left {r['status']}")
+            if r["status"] != "sent":
+                problems.append(
+                    f"notifier: campaign message {r['id']} is {r['status']} ({r['reason']})"
+                )
+            elif written[r["id"]] < 1:
+                problems.append(f"notifier: campaign message {r['id']} recorded sent, never sent")
+            if r["id"] in strays:
+                problems.append(f"notifier: message {r['id']} sent under another collapse id")
         by_id = {r["id"]: r for r in rows}
         for redemption in self.shipped:
             nid = notification_id("redemption_shipped", redemption)
             row = by_id.get(nid)
             if row is None:
                 problems.append(f"notifier: no message for shipped redemption {redemption}")
-            elif row["status"] != "sent" or written[nid] < 1:
+            elif row["status"] != "sent" or written[nid] < 1 or nid in strays:
                 problems.append(
                     f"notifier: shipped message {nid} is {row['status']} ({row['reason']}), "
                     f"written {written[nid]}x"

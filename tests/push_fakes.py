@@ -14,9 +14,13 @@ requests that fail (503), a slow token endpoint, revoking every token; `PushFake
 lists the tokens issued (by which grant, to whom) and how many sends used each.
 
 Tokens steer the answers: a token starting `bad` is unregistered (APNs 410 Unregistered,
-FCM 404 UNREGISTERED, webhook 410), `flaky` fails with 503 on its first request, and
-`throttle` gets 429 with Retry-After: 1 on its first. Every accepted message is recorded;
-`GET /_deliveries` on either server lists them (other processes read them that way).
+FCM 404 UNREGISTERED, webhook 410), `flaky` fails with 503 on its first request,
+`throttle` gets 429 with Retry-After: 1 on its first, and `slow` (APNs, FCM) is accepted and
+recorded at once but answered `SLOW_S` later (a sender killed meanwhile never learns it was
+delivered). Every accepted message is recorded with what makes a resend replace it on the
+device (APNs `apns-collapse-id`; FCM's collapse key, Android tag, APNs header and Web Push
+Topic; the webhook's Idempotency-Key) and when (`at`, time.time()); `GET /_deliveries` on
+either server lists them (other processes read them that way).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 Scope = dict[str, Any]
+SLOW_S = 2.0  # how long a `slow` token's answer is held (below the suite's provider timeout)
 
 
 @dataclass
@@ -96,10 +101,13 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _steer(recorded: Recorded, token: str) -> str | None:
-    """What a token's request should get: None (accept), 'bad', 'flaky' or 'throttle'."""
+    """What a token's request should get: None (accept), 'bad', 'flaky', 'throttle' or
+    'slow' (accept, answer late)."""
     count = recorded.seen(token)
     if token.startswith("bad"):
         return "bad"
+    if token.startswith("slow"):
+        return "slow"
     if token.startswith("flaky") and count == 1:
         return "flaky"
     if token.startswith("throttle") and count == 1:
@@ -191,8 +199,11 @@ class FakeState:
                 "title": payload["aps"]["alert"]["title"],
                 "body": payload["aps"]["alert"]["body"],
                 "notification_id": payload.get("notification_id"),
+                "at": time.time(),
             }
         )
+        if steer == "slow":
+            await asyncio.sleep(SLOW_S)
         await _answer(send, 200, None, {"apns-id": apns_id, "apns-unique-id": str(uuid.uuid4())})
 
     async def fcm_app(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -233,7 +244,13 @@ class FakeState:
             elif steer in ("flaky", "throttle"):
                 await _answer(send, 503, {"error": "unavailable"})
             else:
-                self.webhook.add(message)
+                self.webhook.add(
+                    {
+                        **message,
+                        "idempotency_key": headers.get("idempotency-key"),
+                        "at": time.time(),
+                    }
+                )
                 await _answer(send, 200, {"id": f"hook-{uuid.uuid4().hex[:12]}"})
             return
         if path != f"/v1/projects/{self.project}/messages:send" or scope["method"] != "POST":
@@ -274,6 +291,11 @@ class FakeState:
             )
             return
         name = f"projects/{self.project}/messages/{uuid.uuid4().int % 10**16}"
+        android = message.get("android", {})
+
+        def headers_of(part: str) -> dict[str, str]:
+            return dict(message.get(part, {}).get("headers", {}))
+
         self.fcm.add(
             {
                 "token": token,
@@ -281,9 +303,15 @@ class FakeState:
                 "title": message["notification"]["title"],
                 "body": message["notification"]["body"],
                 "notification_id": message["data"].get("notification_id"),
-                "collapse_key": message.get("android", {}).get("collapse_key"),
+                "collapse_key": android.get("collapse_key"),
+                "tag": android.get("notification", {}).get("tag"),
+                "apns_collapse_id": headers_of("apns").get("apns-collapse-id"),
+                "topic": headers_of("webpush").get("Topic"),
+                "at": time.time(),
             }
         )
+        if steer == "slow":
+            await asyncio.sleep(SLOW_S)
         await _answer(send, 200, {"name": name})
 
     def _control(self, settings: dict[str, Any]) -> None:

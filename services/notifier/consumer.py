@@ -5,7 +5,8 @@ forward (the newest check-in day, the latest task day, the highest tier sequence
 
 - progress.events: check-ins and daily task completions feed the streak and unfinished-task
   reminders' read models;
-- exchange.events: a parcel shipped or delivered (transactional);
+- exchange.events: a redemption completed (its confirmation), a parcel shipped or delivered
+  (transactional);
 - engagement.events: a tier changed (transactional), a badge awarded (a reminder)."""
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from shared.messaging import BatchHandler, Inbound
 from shared.messaging.known import read_event
 
 EVENTS = INFO.consumer("events")
-SHIPPING = {
+# The redemption's steps a user is told about (兑换确认, 发货, 签收), each its trigger and template.
+REDEMPTION_STEPS = {
+    "redemption.completed": "redemption_completed",
     "redemption.shipped": "redemption_shipped",
     "redemption.delivered": "redemption_delivered",
 }
@@ -74,7 +77,7 @@ def collect_progress(batch: Batch, event: ProgressEvent) -> None:
 
 
 def collect_exchange(batch: Batch, event: ExchangeEvent, now: datetime) -> None:
-    trigger = SHIPPING.get(event.type)
+    trigger = REDEMPTION_STEPS.get(event.type)
     if trigger is None:
         return
     batch.planned.append(
@@ -87,6 +90,7 @@ def collect_exchange(batch: Batch, event: ExchangeEvent, now: datetime) -> None:
             variables={
                 "item_id": event.item_id,
                 "quantity": event.quantity,
+                "points": event.points,
                 "redemption_id": event.redemption_id,
             },
         )

@@ -142,6 +142,19 @@ def retry_delay(attempt: int, base_s: float, cap_s: float, retry_after_s: float 
     return delay
 
 
+def notification_status(
+    outcomes: Sequence[str], delivered_before: bool, last_attempt: bool
+) -> Literal["queued", "sent", "failed"]:
+    """A notification's status from its deliveries: each device's outcome this time (sent,
+    retry, invalid_token, failed) and whether an earlier attempt delivered it to a device.
+    While a device awaits a retry and attempts remain it is `queued` (tried again, on those
+    devices only), even if another device has it; once every device is settled it is
+    `sent` when at least one has it, else `failed`."""
+    if "retry" in outcomes and not last_attempt:
+        return "queued"
+    return "sent" if delivered_before or "sent" in outcomes else "failed"
+
+
 # --- templates --------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ QUEUED = Counter(
 DECISIONS = Counter(
     "jifen_notifier_decisions_total",
     "What the dispatcher decided for a due notification: send, deferred (quiet hours), "
-    "opted_out, daily_cap, marketing_cap, no_device, interrupted",
+    "opted_out, daily_cap, marketing_cap, no_device, resumed (in flight when its replica "
+    "died: sent again)",
     ["decision"],
 )
 ATTEMPTS = Counter(

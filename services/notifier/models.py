@@ -115,6 +115,27 @@ attempts = Table(
 Index("ix_attempts_notification", attempts.c.notification_id)
 Index("ix_attempts_created_at", attempts.c.created_at, postgresql_using="brin")
 
+# What became of a notification on each device it went to: one row per (notification,
+# device), written with the attempts. status: sent | retry (tried again with the
+# notification) | invalid_token (the device was deactivated) | failed (refused, or given up).
+# A notification is `sent` once every device is settled and one has it (NOTIFIER.md).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("notification_id", String(36), primary_key=True),
+    Column("device", String(16), primary_key=True),  # a digest of the token: never the token
+    Column("platform", String(8), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("status_code", SmallInteger, nullable=True),
+    Column("error", String(300), nullable=True),
+    Column("provider_message_id", String(200), nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_deliveries_updated_at", deliveries.c.updated_at, postgresql_using="brin")
+
 # What was let through per user and local day: the caps read and bump these.
 daily_counts = Table(
     "daily_counts",
@@ -200,6 +221,7 @@ Index("ix_user_tiers_tier", user_tiers.c.tier, user_tiers.c.user_id)
 
 PURGES = (
     Purge("attempts", "created_at < :cutoff", "records_hours"),
+    Purge("deliveries", "updated_at < :cutoff", "records_hours"),
     Purge(
         "notifications",
         "created_at < :cutoff AND status IN ('sent', 'suppressed', 'failed')",

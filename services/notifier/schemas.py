@@ -92,6 +92,23 @@ class PreferencesOut(BaseModel):
     locale: str
 
 
+class DeliveryOut(BaseModel):
+    """What became of the notification on one device."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    device: str = Field(description="a digest of the device's token")
+    platform: str
+    provider: str
+    status: Literal["sent", "retry", "invalid_token", "failed"]
+    attempts: int
+    status_code: int | None
+    error: str | None
+    provider_message_id: str | None
+    sent_at: datetime | None
+    updated_at: datetime
+
+
 class NotificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # read from a stored Notification
 
@@ -113,8 +130,13 @@ class NotificationOut(BaseModel):
     experiment: str | None
     variant: str | None
     created_at: datetime
-    sent_at: datetime | None
+    sent_at: datetime | None = Field(description="when the first device got it")
     opened_at: datetime | None
+    deliveries: list[DeliveryOut] = Field(
+        default_factory=list,
+        description="one per device it went to (the notification is `sent` once every "
+        "device is settled and one has it)",
+    )
 
 
 class AttemptOut(BaseModel):

@@ -88,6 +88,16 @@ BUILTIN: dict[str, Template] = {
             ),
         ),
         _t(
+            "redemption_completed",
+            "transactional",
+            ("item_id", "quantity", "points", "redemption_id"),
+            ("兑换成功", "您已成功兑换{item_id} x{quantity}，消耗{points}积分"),
+            (
+                "Redemption confirmed",
+                "You redeemed {item_id} x{quantity} for {points} points",
+            ),
+        ),
+        _t(
             "redemption_shipped",
             "transactional",
             ("item_id", "quantity", "redemption_id"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.notifier import domain, service
@@ -46,10 +46,11 @@ class Dispatcher(PollingWorker):
             jobs, claimed = await service.claim(session, self.settings, now)
         if not jobs:
             return claimed
-        await service.send(
+        went = await service.send(
             jobs, self.providers, self.settings.provider_concurrency, self.mark_sending
         )
-        await self.record(jobs)
+        if went:
+            await self.record(went)
         DISPATCH_SECONDS.observe(time.perf_counter() - started)
         return claimed
 
@@ -70,9 +71,14 @@ class Dispatcher(PollingWorker):
                 log.warning("recording %d sends failed, retrying: %s", len(jobs), exc)
                 await backoff.wait()
 
-    async def mark_sending(self, ids: list[str]) -> None:
+    async def mark_sending(self, wave: list[service.Job]) -> set[str]:
+        """Lease the wave afresh as it goes out; returns the ids still this replica's."""
+        lease = datetime.now(UTC) + timedelta(seconds=self.settings.dispatch_lease_s)
         async with self.db.transaction() as session:
-            await repo.mark_sending(session, ids)
+            held = await repo.mark_sending(session, [(j.id, j.lease) for j in wave], lease)
+        for job in wave:
+            job.lease = lease
+        return held
 
     async def step(self) -> int:
         return await self.dispatch_once()

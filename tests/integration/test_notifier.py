@@ -1,8 +1,9 @@
 """The notifier on the running suite, sending to fake APNs (HTTP/2 over TLS, ES256 provider
 tokens) and FCM (a service-account key through google-auth, HTTP v1) servers started by the
 fixtures: expiry reminders from the ledger's lots, quiet hours, caps, opt-outs, invalid tokens,
-retries (a token endpoint outage too), campaigns surviving a kill -9, open tracking, bad
-input."""
+retries (a token endpoint outage too), a record per device, redemption confirmations,
+campaigns sent at least once through a kill -9 (a resend carrying the same collapse id), open
+tracking, bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import signal
 import time
 import uuid
+from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,11 +21,12 @@ import httpx
 import jwt
 import pytest
 
+from services.notifier.providers import device_digest
 from shared.events import EXCHANGE_EVENTS, NOTIFY_EVENTS
 from shared.settings import DEV_JWT_SECRET
 from tests.conftest import ADMIN, eventually, unique
 from tests.integration.helpers import credit, read_topic
-from tests.push_fakes import PushFakes
+from tests.push_fakes import SLOW_S, PushFakes
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +151,9 @@ async def test_expiry_reminders_at_t7_t3_t1_with_the_total_and_the_first_date(
     assert first["data"]["points"] == "100" and first["data"]["expiry_date"] == x.isoformat()
     assert first["data"]["days_left"] == "7"
     assert first["provider"] == "apns" and first["provider_message_id"]
+    [shown] = first["deliveries"]
+    assert (shown["platform"], shown["provider"], shown["status"]) == ("ios", "apns", "sent")
+    assert shown["attempts"] == 1 and len(shown["device"]) == 16  # a digest, not the token
     assert "100" in first["body"]
     [delivered] = push_fakes.delivered(first["id"])
     assert delivered["provider"] == "apns" and delivered["token"] == token
@@ -272,6 +278,8 @@ async def test_opting_out_of_reminders_stops_them_but_not_a_shipped_parcel(
     assert "已发货" in message["body"]
     [delivered] = push_fakes.delivered(message["id"])
     assert delivered["provider"] == "fcm" and delivered["title"] == message["title"]
+    # what makes a resend replace it: the same on every send of this notification
+    assert delivered["collapse_key"] == delivered["tag"] == message["id"]
 
 
 async def test_a_token_the_provider_calls_invalid_is_deactivated(http) -> None:
@@ -306,6 +314,8 @@ async def test_a_provider_failure_is_retried_and_every_attempt_recorded(http, pu
     assert [a["outcome"] for a in detail["attempt_log"]] == ["retry", "sent"]
     assert detail["attempt_log"][0]["status_code"] == 503
     assert all(len(a["device"]) == 16 for a in detail["attempt_log"])  # a digest, not the token
+    [delivery] = detail["deliveries"]
+    assert (delivery["status"], delivery["attempts"]) == ("sent", 2), delivery
     assert len(push_fakes.delivered(sent["id"])) == 1
 
 
@@ -332,14 +342,21 @@ async def test_an_fcm_token_endpoint_outage_is_retried_and_the_push_sent_once(
     assert len(push_fakes.delivered(sent["id"])) == 1
 
 
-async def test_a_kill_mid_campaign_resends_nothing_and_finishes_the_rest(
+async def test_a_kill_mid_campaign_sends_to_everyone_and_a_resend_replaces_the_first(
     stack, http, push_fakes: PushFakes
 ) -> None:
+    """At least once: the notifier killed (-9) mid-campaign leaves waves in flight; once
+    their lease runs out the restarted one sends them again, with the same collapse id (the
+    phone shows one). Every 25th device answers late (`slow`): the kill lands while one of
+    them has the message and its answer is still held, so that one must be sent twice."""
     notifier = http("notifier")
     users = [unique("crowd") for _ in range(600)]
+    tokens = {
+        u: f"{'slow' if i % 25 == 0 else 'tok'}{uuid.uuid4().hex}" for i, u in enumerate(users)
+    }
 
     async def register(user: str) -> None:
-        await device(notifier, user, "ios")
+        await device(notifier, user, "ios", token=tokens[user])
         await no_quiet_hours(notifier, user)
 
     for start in range(0, len(users), 50):
@@ -351,33 +368,107 @@ async def test_a_kill_mid_campaign_resends_nothing_and_finishes_the_rest(
         assert got["counts"].get("sent", 0) >= 100, got
 
     await eventually(some_sent, timeout=60, interval=0.05)
+    slow = {t for t in tokens.values() if t.startswith("slow")}
+
+    async def unanswered() -> dict[str, Any]:
+        seen = push_fakes.deliveries()["apns"]
+        now = time.time()  # after reading them: a loaded machine may take a while
+        late = [d for d in seen if d["token"] in slow and now - d["at"] < SLOW_S / 2]
+        assert late, "no slow device holds an unanswered message yet"
+        return late[0]
+
+    caught = await eventually(unanswered, timeout=30, interval=0.02)
     stack.stop_service("notifier", signal.SIGKILL)
-    killed_at = len(push_fakes.deliveries()["apns"])
+    killed_at = time.time()
     stack.start_service("notifier")
     stack.wait_ready(60, ("notifier",))
 
     async def finished() -> dict[str, Any]:
         got = (await notifier.get(f"/v1/campaigns/{created['id']}", headers=ADMIN)).json()
         assert got["status"] == "done", got
-        counts = got["counts"]
-        assert sum(counts.values()) == len(users), got
-        assert set(counts) <= {"sent", "failed"}, got
+        assert got["counts"] == {"sent": len(users)}, got  # none lost, none failed
         return dict(got)
 
     done = await eventually(finished, timeout=90, interval=0.5)
     assert done["recipients"] == len(users)
-    # Every recipient has exactly one notification; none was delivered twice.
-    delivered = [d for d in push_fakes.deliveries()["apns"] if d["body"] == "大促 双十二"]
-    ids = [d["apns_id"] for d in delivered]
-    assert len(ids) == len(set(ids)), "a campaign message was sent twice"
-    # What was in flight at the kill is recorded `failed: interrupted`, not resent.
-    interrupted = done["counts"].get("failed", 0)
-    assert done["counts"]["sent"] + interrupted == len(users)
-    # at most one wave (JIFEN_PROVIDER_CONCURRENCY, 64) per dispatch loop (2) was in flight
-    assert interrupted <= 2 * 64
-    assert len(delivered) >= done["counts"]["sent"]
-    assert killed_at > 0
-    print("kill test:", done["counts"], "delivered", len(delivered), "at kill", killed_at)
+    mine = set(tokens.values())
+    copies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in push_fakes.deliveries()["apns"]:
+        if d["token"] in mine:
+            copies[d["token"]].append(d)
+    assert set(copies) == mine, "a recipient never got the message"
+    for got in copies.values():
+        [nid] = {d["notification_id"] for d in got}  # one notification per recipient
+        # every copy carries the notification's collapse id: a resend replaces, never adds
+        assert {d["collapse_id"] for d in got} == {d["apns_id"] for d in got} == {nid}, got
+        assert {d["body"] for d in got} == {"大促 双十二"}
+    # sent before the kill and again after it
+    resent = {
+        t
+        for t, got in copies.items()
+        if min(d["at"] for d in got) < killed_at < max(d["at"] for d in got)
+    }
+    assert caught["token"] in resent, "the message in flight at the kill was not sent again"
+    # only what was sent and not yet recorded: a batch (JIFEN_DISPATCH_BATCH, 100 here) per
+    # dispatch loop (2), recorded once all its waves are answered
+    assert len(resent) <= 2 * 100, len(resent)
+    [record] = await records(notifier, next(u for u, t in tokens.items() if t == caught["token"]))
+    assert record["status"] == "sent" and [d["status"] for d in record["deliveries"]] == ["sent"]
+    again = sum(len(got) > 1 for got in copies.values())
+    print("kill test:", done["counts"], "resent after the kill", len(resent), "in all", again)
+
+
+async def test_a_redemption_is_confirmed_and_each_device_has_its_own_outcome(
+    http, producer, push_fakes: PushFakes
+) -> None:
+    """兑换确认: a completed redemption is confirmed at once on every device. A device the
+    provider calls invalid is deactivated alone (the message is still sent: the other has
+    it); a device that fails once is tried again alone, the one that had it is not."""
+    notifier = http("notifier")
+    two, flaky = unique("twophones"), unique("flakyphone")
+    phone = await device(notifier, two, "ios")
+    await device(notifier, two, "android", token=f"bad{uuid.uuid4().hex}")
+    retried = await device(notifier, flaky, "ios", token=f"flaky{uuid.uuid4().hex}")
+    steady = await device(notifier, flaky, "android")
+    for user in (two, flaky):
+        await no_quiet_hours(notifier, user)
+        completed = {
+            "type": "redemption.completed",
+            "redemption_id": str(uuid.uuid4()),
+            "user_id": user,
+            "item_id": "coffee",
+            "item_type": "coupon",
+            "quantity": 1,
+            "points": 300,
+            "status": "completed",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+        await producer.send_and_wait(
+            EXCHANGE_EVENTS, json.dumps(completed).encode(), key=user.encode()
+        )
+
+    found = await by_trigger(notifier, two, "redemption_completed")
+    confirmed = found["redemption_completed"]
+    assert confirmed["category"] == "transactional" and confirmed["status"] == "sent", confirmed
+    assert confirmed["title"] == "兑换成功" and "coffee" in confirmed["body"]
+    assert "300积分" in confirmed["body"]
+    outcomes = {d["platform"]: d for d in confirmed["deliveries"]}
+    assert outcomes["ios"]["status"] == "sent" and outcomes["ios"]["provider"] == "apns"
+    assert outcomes["android"]["status"] == "invalid_token", outcomes
+    assert outcomes["android"]["error"] == "UNREGISTERED"
+    devices = (await notifier.get(f"/v1/users/{two}/devices", headers=as_user(two))).json()
+    active = {d["platform"]: d["active"] for d in devices["items"]}
+    assert active == {"ios": True, "android": False}, devices
+    [copy] = push_fakes.delivered(confirmed["id"])
+    assert copy["token"] == phone and copy["collapse_id"] == confirmed["id"]
+
+    again = (await by_trigger(notifier, flaky, "redemption_completed"))["redemption_completed"]
+    assert again["status"] == "sent" and again["attempts"] == 2, again
+    outcomes = {d["platform"]: d for d in again["deliveries"]}
+    assert (outcomes["ios"]["status"], outcomes["ios"]["attempts"]) == ("sent", 2)
+    assert (outcomes["android"]["status"], outcomes["android"]["attempts"]) == ("sent", 1)
+    copies = push_fakes.delivered(again["id"])
+    assert sorted(d["token"] for d in copies) == sorted([retried, steady])  # each once
 
 
 async def test_open_tracking_is_recorded_once_and_published(http, stack) -> None:
@@ -408,10 +499,10 @@ async def test_open_tracking_is_recorded_once_and_published(http, stack) -> None
     assert sorted(e["type"] for e in events) == ["opened", "sent"]
 
 
-async def test_templates_render_in_the_users_language(http) -> None:
+async def test_templates_render_in_the_users_language(http, push_fakes: PushFakes) -> None:
     notifier = http("notifier")
     user = unique("english")
-    await device(notifier, user, "web")
+    token = await device(notifier, user, "web")
     await prefs(notifier, user, locale="en", quiet_hours={"enabled": False})
     code = f"promo_{uuid.uuid4().hex[:8]}"
     put = await notifier.put(
@@ -432,6 +523,10 @@ async def test_templates_render_in_the_users_language(http) -> None:
     )
     [sent] = await settled_records(notifier, user, 1)
     assert (sent["title"], sent["body"], sent["provider"]) == ("New", "Mug is here", "webhook")
+    # the webhook's receiver keeps the first of a resend by its idempotency key
+    [hook] = push_fakes.delivered(sent["id"])
+    assert hook["idempotency_key"] == f"{sent['id']}.{device_digest(token)}"
+    assert hook["collapse_id"] == sent["id"]
 
 
 async def test_bad_input_is_refused_and_changes_nothing(http) -> None:

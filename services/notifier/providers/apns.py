@@ -30,8 +30,9 @@ def _ssl_context(ca_file: str) -> ssl.SSLContext:
 class ApnsProvider:
     """APNs over HTTP/2 with a provider token: an ES256 JWT (`iss` the team, `kid` the key)
     reused for 40 minutes (Apple refuses one older than an hour, or renewed more often than
-    every 20). The notification id is the `apns-id` and the collapse id, so a message sent
-    twice (a replica died between the provider's answer and the record) shows once."""
+    every 20). The notification id is the `apns-id` and `apns-collapse-id`, so a message sent
+    twice (a retry, or a replica died between the provider's answer and the record) shows
+    once: the second replaces the first on the device."""
 
     name = "apns"
     token_ttl_s = 40 * 60
@@ -88,7 +89,7 @@ class ApnsProvider:
             "apns-push-type": "alert",
             "apns-priority": "5" if push.category == "marketing" else "10",
             "apns-id": push.notification_id,
-            "apns-collapse-id": push.notification_id,
+            "apns-collapse-id": push.collapse_id,
             # a day to deliver, to the hour: the same value for an hour is one indexed
             # header in HPACK instead of a new literal on every request
             "apns-expiration": str((int(time.time()) // 3600 + 25) * 3600),

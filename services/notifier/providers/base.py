@@ -28,6 +28,19 @@ class Push:
     category: str
     data: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def collapse_id(self) -> str:
+        """What makes a resend replace the first copy on the device rather than show twice
+        (APNs `apns-collapse-id`, FCM's collapse key and tag, the webhook's idempotency key):
+        the notification's id, the same on every send of it (a retry, a takeover after a
+        crash). At most 64 bytes (APNs' limit): a UUID."""
+        return self.notification_id
+
+    @property
+    def topic(self) -> str:
+        """The Web Push `Topic` (at most 32 URL-safe base64 characters): the id's hex."""
+        return self.notification_id.replace("-", "")[:32]
+
 
 @dataclass(frozen=True)
 class Outcome:

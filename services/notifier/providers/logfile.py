@@ -31,6 +31,7 @@ class LogProvider:
             "platform": push.platform,
             "device": device_digest(push.token),
             "category": push.category,
+            "collapse_id": push.collapse_id,
             "title": push.title,
             "body": push.body,
             "at": time.time(),

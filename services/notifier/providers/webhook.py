@@ -12,6 +12,7 @@ from services.notifier.providers.base import (
     HttpSession,
     Outcome,
     Push,
+    device_digest,
     http_post,
     json_body,
     retry_after,
@@ -21,7 +22,9 @@ from services.notifier.providers.base import (
 
 class WebhookProvider:
     """POSTs the message as JSON; signed with HMAC-SHA256 (`X-Jifen-Signature`) when a
-    secret is set. 2xx is sent, 410 an invalid token, 429/5xx a retry."""
+    secret is set. `Idempotency-Key` (the notification and the device) and `collapse_id` are
+    the same on every send of a message to a device. 2xx is sent, 410 an invalid token,
+    429/5xx a retry."""
 
     name = "webhook"
 
@@ -38,13 +41,20 @@ class WebhookProvider:
                 "platform": push.platform,
                 "token": push.token,
                 "category": push.category,
+                "collapse_id": push.collapse_id,
                 "title": push.title,
                 "body": push.body,
                 "data": push.data,
             },
             ensure_ascii=False,
         ).encode()
-        headers = {"content-type": "application/json", "x-jifen-notification": push.notification_id}
+        headers = {
+            "content-type": "application/json",
+            "x-jifen-notification": push.notification_id,
+            # the same on every send to this device (a retry, a takeover after a crash): the
+            # receiver keeps the first and answers 2xx to the others
+            "idempotency-key": f"{push.collapse_id}.{device_digest(push.token)}",
+        }
         if self.secret:
             headers["x-jifen-signature"] = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
         try:

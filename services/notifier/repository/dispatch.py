@@ -1,5 +1,9 @@
 """The dispatcher's statements: claiming due notifications, the day's counters, the
-decisions, the waves marked `sending`, the attempts and outcomes recorded."""
+decisions, the waves marked `sending`, the attempts, deliveries and outcomes recorded.
+
+A row's `due_at` is its lease while it is `claimed` or `sending`: marking a wave and recording
+its outcome match it too, so a replica whose lease ran out (and another took the row over)
+changes nothing (a fencing token: no column needed, the instant is exact to the microsecond)."""
 
 from __future__ import annotations
 
@@ -42,10 +46,11 @@ _DECIDED = Bulk(
     "status = v.status, reason = v.reason, due_at = v.due_at, updated_at = now()",
 )
 
-_RECORDED = Bulk(
+RECORDED = Bulk(
     "notifications",
     {
         "id": "text",
+        "lease": "timestamptz",
         "status": "text",
         "reason": "text",
         "due_at": "timestamptz",
@@ -54,13 +59,50 @@ _RECORDED = Bulk(
         "provider_message_id": "text",
         "sent_at": "timestamptz",
     },
-).update(
+)
+# The first delivery's provider, message id and time stay (a later round only adds devices).
+_RECORDED = RECORDED.update(
     ["id"],
     "status = v.status, reason = v.reason, due_at = v.due_at, attempts = v.attempts, "
-    "provider = v.provider, provider_message_id = v.provider_message_id, "
-    "sent_at = v.sent_at, updated_at = now()",
-    "AND notifications.status IN ('claimed', 'sending') RETURNING notifications.id",
+    "provider = CASE WHEN notifications.sent_at IS NULL THEN v.provider "
+    "ELSE notifications.provider END, "
+    "provider_message_id = CASE WHEN notifications.sent_at IS NULL "
+    "THEN v.provider_message_id ELSE notifications.provider_message_id END, "
+    "sent_at = COALESCE(notifications.sent_at, v.sent_at), updated_at = now()",
+    "AND notifications.status = 'sending' AND notifications.due_at = v.lease "
+    "RETURNING notifications.id",
 )
+
+DELIVERIES = Bulk(
+    "deliveries",
+    {
+        "notification_id": "text",
+        "device": "text",
+        "platform": "text",
+        "provider": "text",
+        "status": "text",
+        "status_code": "smallint",
+        "error": "text",
+        "provider_message_id": "text",
+        "sent_at": "timestamptz",
+    },
+)
+# A device is tried again only while its delivery is `retry`: a delivered one never changes.
+_DELIVERIES = DELIVERIES.insert(
+    "ON CONFLICT (notification_id, device) DO UPDATE SET platform = EXCLUDED.platform, "
+    "provider = EXCLUDED.provider, status = EXCLUDED.status, "
+    "attempts = deliveries.attempts + 1, status_code = EXCLUDED.status_code, "
+    "error = EXCLUDED.error, provider_message_id = EXCLUDED.provider_message_id, "
+    "sent_at = EXCLUDED.sent_at, updated_at = now() WHERE deliveries.status <> 'sent'"
+)
+
+_SETTLED = text(
+    "SELECT notification_id, device, status, provider FROM deliveries "
+    "WHERE notification_id = ANY(CAST(:ids AS text[])) AND status <> 'retry'"
+)
+
+# notification id -> device digest -> (status, provider) of the devices settled before
+Settled = dict[str, dict[str, tuple[str, str]]]
 
 ATTEMPTS = Bulk(
     "attempts",
@@ -78,8 +120,10 @@ ATTEMPTS = Bulk(
 _ATTEMPTS = ATTEMPTS.insert()
 
 _SENDING = text(
-    "UPDATE notifications SET status = 'sending', updated_at = now() "
-    "WHERE id = ANY(CAST(:ids AS text[])) AND status = 'claimed'"
+    "UPDATE notifications SET status = 'sending', due_at = :lease, updated_at = now() "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:held AS timestamptz[])) AS v(id, held) "
+    "WHERE notifications.id = v.id AND notifications.status = 'claimed' "
+    "AND notifications.due_at = v.held RETURNING notifications.id"
 )
 
 
@@ -121,33 +165,40 @@ async def set_decided(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
 
 
 async def set_recorded(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Write the outcome of the sends; only rows still `claimed` or `sending` (not taken over
-    by another replica after the lease) change. Returns the ids written."""
+    """Write the outcome of the sends; only rows still under the lease the sender held
+    change (not one another replica took over after it ran out). Returns the ids written."""
     if not rows:
         return set()
+    result = await session.execute(_RECORDED, RECORDED.params(rows))
+    return {r[0] for r in result}
+
+
+async def mark_sending(
+    session: AsyncSession, held: Sequence[tuple[str, datetime]], lease: datetime
+) -> set[str]:
+    """The next wave is about to go out: from here on its outcome is unknown until recorded.
+    Each (id, lease held) still held becomes `sending` under the new lease; returns those."""
+    if not held:
+        return set()
     result = await session.execute(
-        _RECORDED,
-        {
-            f"b_{c}": [r[c] for r in rows]
-            for c in (
-                "id",
-                "status",
-                "reason",
-                "due_at",
-                "attempts",
-                "provider",
-                "provider_message_id",
-                "sent_at",
-            )
-        },
+        _SENDING,
+        {"ids": [i for i, _ in held], "held": [h for _, h in held], "lease": lease},
     )
     return {r[0] for r in result}
 
 
-async def mark_sending(session: AsyncSession, ids: Sequence[str]) -> None:
-    """The next wave is about to go out: from here on its outcome is unknown until recorded."""
+async def settled_deliveries(session: AsyncSession, ids: Sequence[str]) -> Settled:
+    """The devices that already have (or will never get) these notifications."""
+    settled: Settled = {}
     if ids:
-        await session.execute(_SENDING, {"ids": list(ids)})
+        for r in await session.execute(_SETTLED, {"ids": list(ids)}):
+            settled.setdefault(r.notification_id, {})[r.device] = (r.status, r.provider)
+    return settled
+
+
+async def upsert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(_DELIVERIES, DELIVERIES.params(rows))
 
 
 async def insert_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

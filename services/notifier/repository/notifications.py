@@ -1,7 +1,8 @@
-"""A user's notifications: reads, the attempt log, open tracking."""
+"""A user's notifications: reads, their deliveries, the attempt log, open tracking."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -79,6 +80,42 @@ async def mark_opened(session: AsyncSession, notification_id: str, at: datetime)
         .where(notifications.c.id == notification_id, notifications.c.opened_at.is_(None))
         .values(opened_at=at, updated_at=at)
     )
+
+
+class Delivery(NamedTuple):
+    """What became of a notification on one device (the device as a digest)."""
+
+    notification_id: str
+    device: str
+    platform: str
+    provider: str
+    status: str
+    attempts: int
+    status_code: int | None
+    error: str | None
+    provider_message_id: str | None
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+async def deliveries_of(
+    session: AsyncSession, notification_ids: Sequence[str]
+) -> dict[str, list[Delivery]]:
+    """Each notification's deliveries, by notification id."""
+    found: dict[str, list[Delivery]] = {}
+    if not notification_ids:
+        return found
+    rows = await session.execute(
+        text(
+            "SELECT notification_id, device, platform, provider, status, attempts, status_code, "
+            "error, provider_message_id, sent_at, updated_at FROM deliveries "
+            "WHERE notification_id = ANY(CAST(:ids AS text[])) ORDER BY notification_id, device"
+        ),
+        {"ids": list(notification_ids)},
+    )
+    for r in rows:
+        found.setdefault(r[0], []).append(Delivery(*r))
+    return found
 
 
 async def attempts_of(session: AsyncSession, notification_id: str) -> list[Attempt]:

@@ -1,21 +1,24 @@
 """The dispatcher's first two steps: claiming due notifications and deciding each (send,
 defer, suppress), then sending the claimed ones to the providers in waves.
 
-Dispatch commits in two steps around the providers (no remote call while row locks are held):
+Dispatch commits in steps around the providers (no remote call while row locks are held):
 
 1. claim due rows (SKIP LOCKED), apply opt-outs, quiet hours and caps (the day's counters are
    locked in key order, so two replicas never both let a user's 4th message through), and
-   mark the ones to send `claimed` with a lease; commit;
+   mark the ones to send `claimed` with a lease (`due_at`); commit;
 2. send, outside any transaction, in waves of `provider_concurrency` notifications: each wave
-   is marked `sending` (a one-statement commit) just before it goes out;
-3. record every attempt and each notification's outcome in one transaction, with its
-   `notify.events` and experiment exposures (`service.outcomes`).
+   is marked `sending` with a fresh lease (a one-statement commit) just before it goes out,
+   and only the rows still held under the lease this replica set go (one another replica
+   took over after the lease ran out is left to it);
+3. record every attempt, each device's delivery and each notification's outcome in one
+   transaction, with its `notify.events` and experiment exposures (`service.outcomes`), for
+   the rows still under this replica's lease.
 
-A replica that dies leaves rows whose lease runs out, and another one takes them. `claimed`
-ones never went out: they are sent. `sending` ones may have: a transactional or reminder
-message is sent again (same `apns-id` and collapse id, so the device shows it once); a
-campaign's is not (marketing goes at most once: it is recorded `failed`, reason
-`interrupted`). So a crash costs a campaign at most one wave, never a resend.
+At least once: a replica that dies leaves rows whose lease runs out, and another one takes
+them and sends them again, `claimed` and `sending` ones alike, campaigns included. A message
+that did reach a phone before the crash is sent with the same collapse identifiers
+(`Push.collapse_id`), so the second copy replaces the first rather than showing twice. A
+retry goes only to the devices that do not have the message yet.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from services.notifier import domain
 from services.notifier import repository as repo
 from services.notifier.domain import Caps, DayCount, Preferences
 from services.notifier.metrics import DECISIONS
-from services.notifier.providers import Outcome, Providers, Push
+from services.notifier.providers import Outcome, Providers, Push, device_digest
 from services.notifier.service.preferences import preferences_from
 from services.notifier.settings import Settings
 
@@ -60,8 +63,11 @@ class Job:
     campaign_id: str | None
     experiment: str | None
     variant: str | None
-    devices: list[tuple[str, str]]  # (platform, token)
-    outcomes: list[tuple[str, str, Outcome]] = field(default_factory=list)  # provider, token
+    devices: list[tuple[str, str]]  # (platform, token): the ones it goes to this time
+    lease: datetime  # the row's due_at while this replica holds it
+    delivered_by: str | None = None  # the provider of an earlier round's delivery, if any
+    # (provider, platform, token, outcome) of every device tried
+    outcomes: list[tuple[str, str, str, Outcome]] = field(default_factory=list)
 
 
 async def claim(session: AsyncSession, settings: Settings, now: datetime) -> tuple[list[Job], int]:
@@ -77,10 +83,12 @@ async def claim(session: AsyncSession, settings: Settings, now: datetime) -> tup
         devices[d.user_id].append((d.platform, d.token))
     prefs = {r.user_id: preferences_from(r, settings) for r in rows}
 
-    fresh, resumed, decided = _triage(rows, now)
+    fresh, resumed = _triage(rows)
+    earlier = await repo.settled_deliveries(session, [r.id for r in resumed if r.attempts > 0])
     locked, counts = await _lock_day_counts(session, fresh, prefs, now)
-    jobs = _decide(settings, fresh, devices, prefs, counts, now, decided)
-    jobs += _resume(resumed, devices, now, decided)
+    decided: list[dict] = []
+    jobs = _decide(settings, fresh, devices, prefs, counts, now, decided, lease_until)
+    jobs += _resume(resumed, devices, earlier, lease_until)
 
     await repo.set_counts(
         session,
@@ -96,26 +104,18 @@ async def claim(session: AsyncSession, settings: Settings, now: datetime) -> tup
     return jobs, len(rows)
 
 
-def _triage(
-    rows: Sequence[Row[Any]], now: datetime
-) -> tuple[list[Row[Any]], list[Row[Any]], list[dict]]:
-    """Fresh rows (to decide), resumed ones (decided before: to send) and the decisions
-    already made (a campaign's message a dead replica may have sent)."""
-    fresh, resumed, decided = [], [], []
+def _triage(rows: Sequence[Row[Any]]) -> tuple[list[Row[Any]], list[Row[Any]]]:
+    """Fresh rows (to decide) and resumed ones (decided before: to send again)."""
+    fresh, resumed = [], []
     for r in rows:
-        if r.status == "claimed":  # its replica died before this one went out: send it
+        if r.status in ("claimed", "sending"):  # its replica died: the lease ran out
             resumed.append(r)
-        elif r.status == "sending":  # its replica died mid-send: the lease ran out
-            if r.campaign_id is not None:  # marketing goes at most once
-                decided.append(_decision(r.id, "failed", "interrupted", now))
-                DECISIONS.labels("interrupted").inc()
-            else:
-                resumed.append(r)
+            DECISIONS.labels("resumed").inc()
         elif r.attempts > 0:  # a retry: opt-outs, quiet hours and caps were applied before
             resumed.append(r)
         else:
             fresh.append(r)
-    return fresh, resumed, decided
+    return fresh, resumed
 
 
 async def _lock_day_counts(
@@ -142,6 +142,7 @@ def _decide(
     counts: Counts,
     now: datetime,
     decided: list[dict],
+    lease: datetime,
 ) -> list[Job]:
     """Apply opt-outs, quiet hours and caps to the fresh rows (moving the day's counts): the
     jobs to send; the others' decisions go to `decided`."""
@@ -169,20 +170,23 @@ def _decide(
             DECISIONS.labels("deferred").inc()
         else:
             DECISIONS.labels("send").inc()
-            jobs.append(_job(r, devices[r.user_id]))
+            jobs.append(_job(r, devices[r.user_id], lease))
     return jobs
 
 
 def _resume(
-    resumed: list[Row[Any]], devices: Devices, now: datetime, decided: list[dict]
+    resumed: list[Row[Any]], devices: Devices, earlier: repo.Settled, lease: datetime
 ) -> list[Job]:
-    """The rows decided before go out again, to the user's devices still active."""
+    """The rows decided before go out again, to the user's active devices that do not have
+    them settled yet (delivered, or refused for good). A job left with no device to try is
+    still recorded: `sent` when an earlier round delivered it, else `failed: no_device`."""
     jobs: list[Job] = []
     for r in resumed:
-        if devices.get(r.user_id):
-            jobs.append(_job(r, devices[r.user_id]))
-        else:
-            decided.append(_decision(r.id, "failed", "no_device", now))
+        done = earlier.get(r.id, {})
+        todo = [(p, t) for p, t in devices.get(r.user_id, ()) if device_digest(t) not in done]
+        job = _job(r, todo, lease)
+        job.delivered_by = next((prov for st, prov in done.values() if st == "sent"), None)
+        jobs.append(job)
     return jobs
 
 
@@ -190,7 +194,7 @@ def _decision(notification_id: str, status: str, reason: str | None, due_at: dat
     return {"id": notification_id, "status": status, "reason": reason, "due_at": due_at}
 
 
-def _job(row: Any, devices: list[tuple[str, str]]) -> Job:
+def _job(row: Any, devices: list[tuple[str, str]], lease: datetime) -> Job:
     return Job(
         id=row.id,
         user_id=row.user_id,
@@ -204,6 +208,7 @@ def _job(row: Any, devices: list[tuple[str, str]]) -> Job:
         experiment=row.experiment,
         variant=row.variant,
         devices=list(devices),
+        lease=lease,
     )
 
 
@@ -211,11 +216,13 @@ async def send(
     jobs: Sequence[Job],
     providers: Providers,
     concurrency: int,
-    mark_sending: Callable[[list[str]], Awaitable[None]],
-) -> None:
+    mark_sending: Callable[[list[Job]], Awaitable[set[str]]],
+) -> list[Job]:
     """Every job to every device, `concurrency` notifications a wave (at most that many
-    requests in flight); each wave is marked `sending` before it goes."""
+    requests in flight); each wave is marked `sending` before it goes, and only its jobs
+    still held go. Returns the jobs that went (to be recorded)."""
     gate = asyncio.Semaphore(concurrency)
+    went: list[Job] = []
 
     async def one(job: Job, platform: str, token: str) -> None:
         provider = providers.for_platform(platform)
@@ -228,9 +235,11 @@ async def send(
             except Exception as exc:  # a provider bug or a missing key: try again later
                 log.exception("%s failed on %s", provider.name, job.id)
                 outcome = Outcome("retry", detail=f"{type(exc).__name__}: {exc}"[:300])
-        job.outcomes.append((provider.name, token, outcome))
+        job.outcomes.append((provider.name, platform, token, outcome))
 
     for start in range(0, len(jobs), concurrency):
-        wave = jobs[start : start + concurrency]
-        await mark_sending([j.id for j in wave])
+        held = await mark_sending(list(jobs[start : start + concurrency]))
+        wave = [j for j in jobs[start : start + concurrency] if j.id in held]
         await asyncio.gather(*(one(j, p, t) for j in wave for p, t in j.devices))
+        went += wave
+    return went
