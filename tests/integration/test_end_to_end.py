@@ -30,20 +30,21 @@ async def test_behavior_to_points_to_redemption_to_cancel_and_refund(http) -> No
     ledger, exchange = http("rewards_ledger"), http("exchange")
     user = unique("journey")
     action = unique("review").lower()
-    await create_task(tasks, action=action, reward_points=30, period="day", max_per_period=10)
+    await create_task(tasks, action=action, reward_points=37, period="day", max_per_period=10)
     now = datetime.now(UTC).isoformat()
     await send(sensor, [envelope(user, action, now) for _ in range(3)])
-    await wait_for_balance(ledger, user, 90)
+    await wait_for_balance(ledger, user, 111)
 
-    item = await create_item(exchange, type="physical", points_price=60, stock=1)
+    # quick options offer what costs 0.3-1.0x of the balance, nearest 0.7x (77.7) first
+    item = await create_item(exchange, type="physical", points_price=78, stock=1)
     me = {"Authorization": f"Bearer {issue_user_token(DEV_JWT_SECRET, user)}"}
     options = (await exchange.get(f"/v1/users/{user}/quick-options", headers=me)).json()
     assert item["id"] in [o["item"]["id"] for o in options["options"]]
 
     bought = await redeem(exchange, user, item["id"], headers=me, shipping_address="2 Lane")
     assert bought.status_code == 201, bought.text
-    assert bought.json()["balance_after"] == 30
-    assert await balance(ledger, user) == 30
+    assert bought.json()["balance_after"] == 33
+    assert await balance(ledger, user) == 33
     assert (await get_item(exchange, item["id"]))["stock"] == 0
     sold_out = await redeem(exchange, user, item["id"], headers=me)
     assert sold_out.status_code == 409 and sold_out.json()["error"] == "out_of_stock"
@@ -52,7 +53,7 @@ async def test_behavior_to_points_to_redemption_to_cancel_and_refund(http) -> No
         f"/v1/redemptions/{bought.json()['id']}/cancel", json={"reason": "oops"}, headers=me
     )
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert await balance(ledger, user) == 90
+    assert await balance(ledger, user) == 111
     assert (await get_item(exchange, item["id"]))["stock"] == 1
     kinds = [e["kind"] for e in await entries(ledger, user)]
     assert sorted(kinds) == ["credit", "credit", "credit", "debit", "refund"]
